@@ -1,0 +1,71 @@
+"""``python -m helpers …``: the workbook's command line (README.md lists the commands).
+
+Each sub-command is a thin wrapper over the helper module that does the work, so what
+a notebook teaches and what the command line runs are the same code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import settings
+
+
+def _weights(value: str) -> str | None:
+    return None if value.lower() in ("none", "random") else value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_classifier
+
+    data = args.data or settings.data_dir()
+    if data is None:
+        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
+        return 2
+    metrics = train_classifier(data, args.out, backbone=args.backbone, weights=args.weights,
+                               per_class=args.per_class, image_size=args.image_size, epochs=args.epochs,
+                               fine_tune_from=args.fine_tune_from, fine_tune_epochs=args.fine_tune_epochs,
+                               seed=args.seed, batch_size=args.batch_size, verbose=args.verbose)
+    print(f"val_accuracy {metrics['val_accuracy']:.4f}  train_seconds {metrics['train_seconds']:.1f}  "
+          f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)")
+    print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a Lion/Tiger/Bear (or your own) classifier")
+    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
+    p.add_argument("--backbone", default="inception_v3")
+    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
+    p.add_argument("--per-class", type=int, help="use only N training photos per class")
+    p.add_argument("--image-size", type=int, help="default: the backbone's own size")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of head training")
+    p.add_argument("--fine-tune-from", help="unfreeze this block and above after head training")
+    p.add_argument("--fine-tune-epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # e.g. WeightsUnavailableError: its message says what to do
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny generated photo folders, and the real material from ../shared.
+
+Real weights and photos are reached only through ``WORKBOOK_WEIGHTS_DIR`` and
+``WORKBOOK_DATA`` (set by ``.ci/run``); tests that need them skip with the reason.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def _env_dir(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_weights_dir() -> Path:
+    """The folder of genuine ImageNet weight files (``$WORKBOOK_WEIGHTS_DIR``)."""
+    found = _env_dir("WORKBOOK_WEIGHTS_DIR")
+    if found is None or not (found / MOBILENET_V2_FILE).is_file():
+        pytest.skip("real ImageNet weights not available: set WORKBOOK_WEIGHTS_DIR to a folder "
+                    f"holding {MOBILENET_V2_FILE} (CI uses ../shared/weights)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    """The real Lion/Tiger/Bear photo folder (``$WORKBOOK_DATA``)."""
+    found = _env_dir("WORKBOOK_DATA")
+    if found is None:
+        pytest.skip("real photos not available: set WORKBOOK_DATA to a Lion/Tiger/Bear folder "
+                    "(CI uses ../shared/data/lion-tiger-bear)")
+    return found
+
+
+def make_photo(path: Path, colour: tuple[int, int, int], size: int = 48, seed: int = 0) -> Path:
+    """Write a small, noisy JPEG of one dominant colour: easy to learn, real to decode."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+COLOURS = {"bear": (120, 70, 30), "lion": (220, 180, 60), "tiger": (40, 120, 220)}
+
+
+@pytest.fixture
+def tiny_photos(tmp_path: Path) -> Path:
+    """``tmp/photos/{train,val}/{bear,lion,tiger}/`` with 8 + 4 generated JPEGs per class."""
+    root = tmp_path / "photos"
+    for split, n in (("train", 8), ("val", 4)):
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(n):
+                make_photo(root / split / name / f"{name}_{i}.jpg", colour, seed=hash((split, c, i)) % 2**32)
+    return root
