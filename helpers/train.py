@@ -45,7 +45,7 @@ def callbacks_for(out_dir: str | os.PathLike | None, live_plot: bool = False) ->
                                                    save_best_only=True, save_weights_only=True))
         cbs.append(keras.callbacks.BackupAndRestore(str(out / "backup")))
     if live_plot:
-        from .plots import LivePlot
+        from .curves import LivePlot
 
         cbs.append(LivePlot())
     return cbs
