@@ -245,9 +245,10 @@ def cut_points(model: keras.Model, spec: BackboneSpec | None = None) -> list[str
     reads_below = [len(layers)] * (len(layers) + 1)
     for i in range(len(layers) - 1, -1, -1):
         reads_below[i] = min(earliest_input[i], reads_below[i + 1])
-    return [layer.name for i, layer in enumerate(layers)
-            if not layer.name.startswith("head_") and spec.is_block_output(layer)
-            and reads_below[i + 1] >= i]
+    base = [i for i, layer in enumerate(layers) if not layer.name.startswith("head_")]
+    last = base[-1] if base else -1  # the base's output is always a cut: "the whole base"
+    return [layers[i].name for i in base
+            if (spec.is_block_output(layers[i]) or i == last) and reads_below[i + 1] >= i]
 
 
 def imagenet_class_index_file() -> Path | None:

@@ -31,6 +31,10 @@ def weights_dir() -> Path | None:
 
 
 def keras_cache_dir() -> Path:
-    """Keras' own download cache for model weights (``$KERAS_HOME/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
+    """Keras' own download cache for model weights (``$KERAS_HOME/models``, default ``~/.keras/models``).
+
+    Keras reads ``KERAS_HOME`` once, when it is imported; so do we, through Keras.
+    """
+    from keras.src.backend.config import keras_home
+
+    return Path(keras_home()) / "models"

@@ -1,0 +1,146 @@
+"""Backbones by name: raw-pixel input, correct preprocessing, cut points, weights resolution."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import backbones
+
+SMALL = {"inception_v3": 75, "xception": 71}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_size(name: str) -> int:
+    return SMALL.get(name, 64)
+
+
+@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+def test_every_backbone_builds_flat_with_cut_points(name):
+    model = backbones.build_backbone(name, weights=None, image_size=small_size(name))
+    cuts = backbones.cut_points(model)
+    assert model.name == name
+    assert len(cuts) >= 4, cuts
+    assert cuts[-1] == model.layers[-1].name  # the whole base is the last cut
+    # cutting at a middle block and stacking the halves gives the same function
+    middle = model.get_layer(cuts[len(cuts) // 2])
+    bottom = keras.Model(model.inputs, middle.output)
+    top = keras.Model(middle.output, model.output)
+    x = np.random.default_rng(0).uniform(0, 255, (2, small_size(name), small_size(name), 3)).astype("float32")
+    np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_inception_v3_cut_points_are_the_mixed_blocks():
+    model = backbones.build_backbone("inception_v3", weights=None, image_size=75)
+    assert backbones.cut_points(model) == [f"mixed{i}" for i in range(11)]
+
+
+@pytest.mark.parametrize("name,module", [("inception_v3", keras.applications.inception_v3),
+                                         ("resnet50", keras.applications.resnet50),
+                                         ("mobilenet_v2", keras.applications.mobilenet_v2)])
+def test_preprocessing_inside_the_model_matches_keras(name, module):
+    model = backbones.build_backbone(name, weights=None, image_size=small_size(name))
+    pre = model.get_layer("preprocess")
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(pre(x)), module.preprocess_input(x.copy()),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="inception_v3"):
+        backbones.get_spec("vgg99")
+
+
+def test_missing_weights_file_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*imagenet"):
+        backbones.build_backbone("mobilenet_v2", weights=tmp_path / "nope.h5", image_size=64)
+
+
+def test_imagenet_weights_are_found_in_the_weights_dir_first(tmp_path, monkeypatch):
+    spec = backbones.get_spec("mobilenet_v2")
+    (tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").write_bytes(b"x")
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path))
+    # at 160 px Keras would want the _160_ file; the 224 file loads at any size
+    assert backbones.resolve_weights(spec, "imagenet", image_size=160).endswith("_1.0_224_no_top.h5")
+    assert backbones.resolve_weights(spec, "none") is None
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
+    assert backbones.resolve_weights(backbones.get_spec("inception_v3"), "imagenet") in (
+        "imagenet", str(Path(os.path.expanduser("~/.keras/models")) /
+                        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+
+
+def _run_keras_download(tmp_path: Path, base_url: str, weights_dir: str = "") -> subprocess.CompletedProcess:
+    """Build MobileNetV2 with weights='imagenet' in a fresh process whose Keras cache is empty.
+
+    Keras downloads from ``BASE_WEIGHT_PATH``; pointing it at ``base_url`` (loopback) exercises
+    the real download code without the internet.
+    """
+    script = textwrap.dedent(f"""
+        import keras.src.applications.mobilenet_v2 as mv2
+        mv2.BASE_WEIGHT_PATH = {base_url!r}
+        from helpers import backbones
+        try:
+            m = backbones.build_backbone("mobilenet_v2", weights="imagenet", image_size=224)
+        except backbones.WeightsUnavailableError as e:
+            print("UNAVAILABLE"); print(e)
+        else:
+            import numpy as np
+            print("LOADED", float(np.abs(m.get_layer("Conv1").get_weights()[0]).sum()))
+    """)
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras_home"), WORKBOOK_WEIGHTS_DIR=weights_dir,
+               PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_offline_download_failure_is_one_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = _run_keras_download(tmp_path, f"http://127.0.0.1:{port}/")
+    assert "UNAVAILABLE" in result.stdout, result.stderr[-2000:]
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in result.stdout
+    assert str(tmp_path / "keras_home" / "models") in result.stdout
+    assert "weights='/path/to/" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_imagenet_weights_download_over_http(tmp_path, shared_weights_dir):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_weights_dir))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = _run_keras_download(tmp_path, f"http://127.0.0.1:{server.server_port}/")
+    finally:
+        server.shutdown()
+    assert "LOADED" in result.stdout, result.stdout + result.stderr[-2000:]
+    cached = tmp_path / "keras_home" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    assert cached.read_bytes() == (shared_weights_dir / cached.name).read_bytes()
+    # the same weights as loading the file by path
+    model = backbones.build_backbone("mobilenet_v2", weights=shared_weights_dir / cached.name, image_size=224)
+    expected = float(np.abs(model.get_layer("Conv1").get_weights()[0]).sum())
+    assert float(result.stdout.split("LOADED")[1]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_pretrained_imagenet_classifier_recognises_a_tiger(shared_weights_dir, shared_photos, monkeypatch):
+    from helpers import data
+
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    model = backbones.build_backbone("mobilenet_0.25", weights="imagenet", include_top=True)
+    tigers = sorted((shared_photos / "val" / "tiger").glob("*.jpg"))[:4]
+    top = backbones.decode_predictions(model.predict(data.load_images(tigers, 224), verbose=0), top=3)
+    assert sum(row[0][0] == "tiger" for row in top) >= 3, top
