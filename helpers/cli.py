@@ -34,6 +34,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from .data import check_data
+    from .files import write_json
+
+    data = args.data or settings.data_dir()
+    if data is None:
+        print("error: no photos: pass DIR or set WORKBOOK_DATA", file=sys.stderr)
+        return 2
+    report = check_data(data, val_fraction=args.val_fraction, seed=args.seed, min_side=args.min_side)
+    print(report.format(max_listed=args.max_listed))
+    if args.json:
+        print(f"wrote {write_json(args.json, report.to_dict())}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("check-data", help="report usable, fixed and skipped photos in a folder (reads only)")
+    p.add_argument("data", nargs="?", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
+    p.add_argument("--min-side", type=int, default=32, help="skip photos whose shorter side is below this")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="for DIR/<class>/ folders")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-listed", type=int, default=None, help="list at most N files per section")
+    p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+    p.set_defaults(func=cmd_check_data)
     return parser
 
 

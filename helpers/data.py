@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from .checks import (IMAGE_EXTENSIONS, JUNK_FOLDERS, MAX_PIXELS, MIN_SIDE, DataReport, FileCheck,
+                     check_image, display_name, find_duplicates, junk_reason, to_rgb)
+
 SPLIT_NAMES = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "test", "testing": "test"}
 
 
 @dataclass
@@ -43,6 +48,7 @@ class ImageFolder:
     train: Split
     val: Split
     test: Split | None = None
+    report: DataReport | None = None   # what the data check fixed, skipped and warned about
 
     def summary(self) -> str:
         n = len(self.class_names)
@@ -62,55 +68,237 @@ def _hash_fraction(*parts: object) -> float:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (by extension, hidden files skipped), sorted."""
+    """Image files directly in ``folder`` (by extension; hidden files and OS junk skipped), sorted.
+
+    A quick listing that decodes nothing; :func:`load_folder` also checks each file's contents.
+    """
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and junk_reason(p.name) is None and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _skip_folder(name: str) -> str | None:
+    if name in JUNK_FOLDERS:
+        return f"{JUNK_FOLDERS[name]} folder"
+    if name.startswith((".", "_")):
+        return "hidden folder (name starts with '.' or '_')"
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+
+def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
+    """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted."""
+    found = []
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            why = _skip_folder(d)
+            if why:
+                ignored.append((Path(here) / d, why))
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        found.extend(Path(here) / n for n in names)
+    return sorted(found)
+
+
+def _stray_photos(folder: Path) -> list[Path]:
+    """Photos lying directly in ``folder`` where only sub-folders are expected (README files are fine)."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+                  if p.is_file() and not junk_reason(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+def _split_folders(root: Path) -> dict[str, Path]:
+    """``{"train": root/train, "val": root/validation, …}`` for the folders that exist."""
+    out: dict[str, Path] = {}
+    for p in _subfolders(root):
+        split = SPLIT_ALIASES.get(p.name.lower())
+        if split and split not in out:
+            out[split] = p
+    return out
 
 
-def _scan(folder: Path, class_names: list[str]) -> Split:
-    split = Split()
-    for label, name in enumerate(class_names):
-        sub = folder / name
-        for path in list_images(sub) if sub.is_dir() else []:
-            split.paths.append(path)
-            split.labels.append(label)
-    return split
+def _check_all(paths: list[Path], min_side: int, max_pixels: int, decode: bool) -> list[FileCheck]:
+    def one(path: Path) -> FileCheck:
+        if not decode:
+            why = junk_reason(path.name)
+            if why or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                return FileCheck(path).skip(why or f"not an image file type ({path.suffix or 'no extension'})")
+            return FileCheck(path)
+        try:
+            return check_image(path, min_side=min_side, max_pixels=max_pixels)
+        except Exception as exc:  # never let one odd file stop the whole check
+            return FileCheck(path).skip(f"unexpected error while checking ({type(exc).__name__}: {exc})")
+    if len(paths) < 16:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(one, paths))
+
+
+def _flat_split(checks: list[FileCheck], val_fraction: float, seed: int) -> None:
+    """Assign ``train``/``val`` by a hash of each file name; every class with ≥ 2 photos gets a val photo."""
+    by_class: dict[str, list[FileCheck]] = {}
+    for c in checks:
+        c.split = "val" if _hash_fraction("split", seed, c.path.name) < val_fraction else "train"
+        if c.usable:
+            by_class.setdefault(c.class_name, []).append(c)
+    if val_fraction <= 0:
+        return
+    for members in by_class.values():
+        if len(members) >= 2 and not any(c.split == "val" for c in members):
+            min(members, key=lambda c: (_hash_fraction("split", seed, c.path.name), c.path.name)).split = "val"
+
+
+def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0,
+                  min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS, decode: bool = True) -> DataReport:
+    """Look at every file of a photo folder and report; never raises for bad photos or layouts.
+
+    The report's ``errors`` say why training cannot start (no folder, fewer than two
+    classes); its ``warnings`` cover dropped empty classes, train/val class mismatches and
+    duplicates across splits. ``decode=False`` checks only names (no pixels read).
+    """
+    started = time.perf_counter()
+    root = Path(root).expanduser()
+    report = DataReport(root, "", [], [])
+    if not root.is_dir():
+        report.errors.append(f"photo folder {root} does not exist: pass the folder that holds one "
+                             "sub-folder per class, or set WORKBOOK_DATA")
+        return report
+    splits = _split_folders(root)
+    if splits and "train" not in splits:
+        report.errors.append(f"{root} has {', '.join(p.name + '/' for p in splits.values())} but no train/ "
+                             "folder: add DIR/train/<class>/, or use one folder per class (DIR/<class>/)")
+        return report
+    ignored: list[tuple[Path, str]] = []
+    checks: list[FileCheck] = []
+    if "train" in splits:
+        report.layout = "DIR/{" + ",".join(s for s in SPLIT_NAMES if s in splits) + "}/<class>/"
+        for p in _subfolders(root):
+            if p not in splits.values() and not _skip_folder(p.name):
+                ignored.append((p, "folder beside train/ that is not a split (train, val, test): not used"))
+        for p in _stray_photos(root):
+            ignored.append((p, "photo outside the class folders: not used"))
+        class_sets = {}
+        for split, folder in splits.items():
+            names = []
+            for class_dir in _subfolders(folder):
+                why = _skip_folder(class_dir.name)
+                if why:
+                    ignored.append((class_dir, why))
+                    continue
+                names.append(class_dir.name)
+                for path in _files_below(class_dir, ignored):
+                    checks.append(FileCheck(path, split=split, class_name=class_dir.name))
+            for p in _stray_photos(folder):
+                ignored.append((p, f"photo directly in {split}/, outside any class folder: not used"))
+            class_sets[split] = names
+        class_names = list(class_sets["train"])
+        for split in ("val", "test"):
+            if split in class_sets:
+                extra = sorted(set(class_sets[split]) - set(class_names))
+                missing = sorted(set(class_names) - set(class_sets[split]))
+                if extra:
+                    report.warnings.append(f"{split}/ has classes that train/ has not: {', '.join(extra)}; "
+                                           f"their photos are not used (add them to train/ or rename the folders)")
+                if missing:
+                    report.warnings.append(f"{split}/ has no folder for: {', '.join(missing)}; "
+                                           f"{split} accuracy will not measure these classes")
+        if "val" not in splits:
+            report.warnings.append("train/ but no val/ folder: there is nothing to measure accuracy on; "
+                                   "add DIR/val/<class>/ (or use the DIR/<class>/ layout for an automatic split)")
+    else:
+        report.layout = "DIR/<class>/"
+        class_names = []
+        for class_dir in _subfolders(root):
+            why = _skip_folder(class_dir.name)
+            if why:
+                ignored.append((class_dir, why))
+                continue
+            class_names.append(class_dir.name)
+            for path in _files_below(class_dir, ignored):
+                checks.append(FileCheck(path, class_name=class_dir.name))
+        for p in _stray_photos(root):
+            ignored.append((p, "photo outside the class folders: not used (make one folder per class)"))
+    done = _check_all([c.path for c in checks], min_side, max_pixels, decode)
+    for placeholder, result in zip(checks, done):
+        result.split, result.class_name = placeholder.split, placeholder.class_name
+    checks = done
+    if report.layout == "DIR/<class>/":
+        _flat_split(checks, val_fraction, seed)
+    report.files, report.ignored = checks, ignored
+
+    in_train = {c.class_name for c in checks if c.usable and c.split == "train"}
+    for name in class_names:
+        if name not in in_train:
+            where = "train/" if "train" in splits else ""
+            report.warnings.append(f"class '{name}' has no usable photos in {where}{name}/: "
+                                   "the class is dropped (add photos or remove the folder)")
+    report.class_names = [n for n in class_names if n in in_train]
+    if len(report.class_names) < 2:
+        found = ", ".join(f"'{n}'" for n in report.class_names) or "none"
+        report.errors.append(
+            f"{root} has {len(report.class_names)} class(es) with usable photos ({found}); a classifier "
+            f"needs at least two. Expected one sub-folder per class: {root}/<class>/*.jpg, or "
+            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
+    if decode:
+        report.duplicates = [d for d in find_duplicates(checks)
+                             if {d.first.class_name, d.second.class_name} <= set(report.class_names)]
+    if report.duplicates:
+        exact = sum(d.exact for d in report.duplicates)
+        example = report.duplicates[0]
+        report.warnings.append(
+            f"possible leakage: {len(report.duplicates)} photo pairs appear in two splits "
+            f"({exact} exact copies, {len(report.duplicates) - exact} near-duplicates), e.g. "
+            f"{display_name(example.first.path, root)} and {display_name(example.second.path, root)}; "
+            "the validation score is inflated until you delete one photo of each pair")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def check_data(root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0, min_side: int = MIN_SIDE,
+               max_pixels: int = MAX_PIXELS) -> DataReport:
+    """The data report of notebook 03 and ``python -m helpers check-data DIR``: print it.
+
+    Lists per class the count and sizes of usable photos, and every file that will be
+    skipped or is fixed on loading, with the reason. Your files are only read.
+    """
+    return survey_folder(root, val_fraction=val_fraction, seed=seed, min_side=min_side, max_pixels=max_pixels)
+
+
+def _split_from(report: DataReport, split: str) -> Split:
+    out = Split()
+    index = {name: i for i, name in enumerate(report.class_names)}
+    for c in sorted(report.valid, key=lambda c: (index[c.class_name], str(c.path))):
+        if c.split == split:
+            out.paths.append(c.path)
+            out.labels.append(index[c.class_name])
+    return out
 
 
 def load_folder(root: str | os.PathLike, val_fraction: float = 0.2, per_class: int | None = None,
-                seed: int = 0) -> ImageFolder:
+                seed: int = 0, check: bool = True, min_side: int = MIN_SIDE,
+                max_pixels: int = MAX_PIXELS) -> ImageFolder:
     """Read a photo folder into class names and splits (see the module docstring).
 
+    Every file is checked first (``check=False``: names only, no decoding), and only usable
+    photos reach the splits; ``folder.report`` says what was fixed, skipped or suspicious.
     ``per_class=N`` keeps only N training photos of each class, the same N for the same
     seed (the "small data" knob); validation keeps all its photos.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"photo folder {root} does not exist; set WORKBOOK_DATA or pass --data DIR")
-    has_splits = (root / "train").is_dir()
-    class_root = root / "train" if has_splits else root
-    class_names = [p.name for p in _class_folders(class_root)]
-    if has_splits:
-        train, val = _scan(root / "train", class_names), _scan(root / "val", class_names)
-        test = _scan(root / "test", class_names) if (root / "test").is_dir() else None
-    else:
-        everything = _scan(root, class_names)
-        train, val, test = Split(), Split(), None
-        for path, label in zip(everything.paths, everything.labels):
-            target = val if _hash_fraction("split", seed, path.name) < val_fraction else train
-            target.paths.append(path)
-            target.labels.append(label)
-    empty = [c for c, n in zip(class_names, train.counts(len(class_names))) if n == 0]
-    if len(class_names) - len(empty) < 2:
-        raise ValueError(f"{class_root} has fewer than two classes with photos "
-                         f"(class folders: {class_names}); a classifier needs at least two")
+    report = survey_folder(root, val_fraction=val_fraction, seed=seed, min_side=min_side,
+                           max_pixels=max_pixels, decode=check)
+    if report.errors:
+        raise ValueError(report.errors[0])
+    train, val = _split_from(report, "train"), _split_from(report, "val")
+    test = _split_from(report, "test") if any(c.split == "test" for c in report.files) else None
     if per_class is not None:
         train = sample_per_class(train, per_class, seed)
-    return ImageFolder(root, class_names, train, val, test)
+    return ImageFolder(root, report.class_names, train, val, test, report)
 
 
 def sample_per_class(split: Split, n: int, seed: int = 0) -> Split:
@@ -129,17 +317,16 @@ def sample_per_class(split: Split, n: int, seed: int = 0) -> Split:
 
 
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
-    """One photo as a ``size × size × 3`` uint8 RGB array (EXIF-rotated, centre-cropped)."""
+    """One photo as a ``size × size × 3`` uint8 RGB array, centre-cropped.
+
+    The fixes the data report lists are applied here (``helpers.checks.to_rgb``): EXIF
+    orientation, transparency onto white, 16-bit scaled, grayscale/palette/CMYK to RGB,
+    first frame of an animation. Large JPEGs are decoded at reduced scale (draft mode).
+    """
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.new("RGB", rgba.size, (255, 255, 255))
-            image.paste(rgba, mask=rgba.getchannel("A"))
-        elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
-        image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+        image.draft(None, (size, size))
+        image = to_rgb(image)
+        image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
 
 
