@@ -49,6 +49,30 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import parse_value, run_notebooks
+
+    parameters = {name: parse_value(value) for name, value in args.parameter or []}
+    runs = run_notebooks(args.out, quick=args.quick, backbone=args.backbone, parameters=parameters,
+                         only=args.only)
+    return 0 if all(run.ok for run in runs) else 1
+
+
+def cmd_clean_notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import NOTEBOOKS_DIR, dirty_notebooks, store_checked_outputs
+
+    paths = args.paths or sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+    if args.outputs_from:
+        for path in paths:
+            executed = args.outputs_from / Path(path).name
+            if executed.is_file():
+                print(f"{path}: {store_checked_outputs(executed, path)} checked cells updated from {executed}")
+    dirty = dirty_notebooks(paths, fix=not args.check)
+    for path in dirty:
+        print(f"{path}: {'not clean (run: python -m helpers clean-notebooks)' if args.check else 'cleaned'}")
+    return 1 if args.check and dirty else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-listed", type=int, default=None, help="list at most N files per section")
     p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("notebooks", help="execute every notebook headless with papermill")
+    p.add_argument("--quick", action="store_true", help="small images, few photos and epochs (CI)")
+    p.add_argument("--backbone", help="override BACKBONE in every notebook that has it")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a parameter (a Python literal or a string) where a notebook declares it")
+    p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 03)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the executed notebooks and their files")
+    p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("clean-notebooks", help="strip outputs (except NBVAL_CHECK_OUTPUT cells) from notebooks")
+    p.add_argument("paths", nargs="*", type=Path, help="default: notebooks/*.ipynb")
+    p.add_argument("--check", action="store_true", help="only report notebooks that are not clean (exit 1)")
+    p.add_argument("--outputs-from", type=Path, metavar="DIR",
+                   help="first copy the checked cells' outputs from executed notebooks in DIR")
+    p.set_defaults(func=cmd_clean_notebooks)
     return parser
 
 

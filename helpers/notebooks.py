@@ -1,0 +1,251 @@
+"""Run the workbook's notebooks headless, and keep the stored notebooks clean.
+
+``python -m helpers notebooks [--quick] --out DIR`` executes every ``notebooks/*.ipynb``
+in order with papermill; ``--quick`` injects :data:`QUICK_PARAMETERS` (small images, few
+photos and epochs, MobileNetV2) so that each notebook runs in well under a minute on two
+CPU cores. Photos and weights still come from ``$WORKBOOK_DATA`` and
+``$WORKBOOK_WEIGHTS_DIR``, as in notebook 00.
+
+Stored notebooks carry no outputs, except the cells marked ``# NBVAL_CHECK_OUTPUT``
+whose output nbval compares (``python -m helpers clean-notebooks``).
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import nbformat
+
+from .settings import PROJECT_ROOT
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+KERNEL_NAME = "python3"
+
+#: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
+#: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
+QUICK_PARAMETERS: dict[str, dict[str, object]] = {
+    "*": {
+        "QUICK": True,
+        "BACKBONE": "mobilenet_v2",
+        "WEIGHTS": "imagenet",  # found in $WORKBOOK_WEIGHTS_DIR (the 1.0_224 no-top file)
+        "IMAGE_SIZE": 96,
+        "PER_CLASS": 5,
+        "EPOCHS": 3,
+    },
+    "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},
+    "03_train_the_head": {"EPOCHS": 5},
+    "04_fine_tune": {"HEAD_EPOCHS": 5, "EPOCHS": 2, "FINE_TUNE_FROM": 2},
+}
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing one notebook."""
+
+    name: str
+    output: Path
+    seconds: float
+    parameters: dict
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
+                   only: Iterable[str] | None = None) -> list[Path]:
+    """The notebooks, in order (``NN_name.ipynb``); ``only`` keeps those whose name starts with one of them."""
+    paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if not p.name.startswith("."))
+    if only:
+        wanted = [str(w).removesuffix(".ipynb") for w in only]
+        paths = [p for p in paths if any(p.stem == w or p.stem.startswith(w) for w in wanted)]
+        if not paths:
+            raise ValueError(f"no notebook in {notebooks_dir} matches {list(only)}")
+    return paths
+
+
+def declared_parameters(path: str | os.PathLike) -> dict[str, object]:
+    """The names and default values (as source text) of a notebook's ``parameters`` cell."""
+    import papermill
+
+    return {name: p["default"] for name, p in papermill.inspect_notebook(str(path)).items()}
+
+
+def parameters_for(path: str | os.PathLike, quick: bool = False, backbone: str | None = None,
+                   parameters: dict | None = None) -> dict[str, object]:
+    """What to inject into one notebook: quick overrides < ``backbone`` < explicit ``parameters``.
+
+    Only parameters the notebook declares are injected, so ``--backbone`` touches the
+    notebooks that have a ``BACKBONE`` and leaves notebook 01's ``CLASSIFIER`` alone.
+    """
+    path = Path(path)
+    declared = declared_parameters(path)
+    chosen: dict[str, object] = {}
+    if quick:
+        chosen.update(QUICK_PARAMETERS.get("*", {}))
+        chosen.update(QUICK_PARAMETERS.get(path.stem, {}))
+    if backbone is not None:
+        chosen["BACKBONE"] = backbone
+    chosen.update(parameters or {})
+    return {k: v for k, v in chosen.items() if k in declared}
+
+
+def parse_value(text: str) -> object:
+    """A ``-p NAME VALUE`` value: a Python literal (``3``, ``None``, ``'a'``, ``[1, 2]``) or else a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
+    paths = [str(PROJECT_ROOT)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None,
+                 timeout: float = 1800) -> NotebookRun:
+    """Execute one notebook with papermill into ``out_dir`` (also its working directory)."""
+    import papermill
+
+    path, out_dir = Path(path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    start = time.perf_counter()
+    error = None
+    with kernel_environment():
+        try:
+            papermill.execute_notebook(str(path), str(output), parameters=parameters or {},
+                                       kernel_name=KERNEL_NAME, cwd=str(out_dir), progress_bar=False,
+                                       execution_timeout=timeout)
+        except papermill.PapermillExecutionError as exc:
+            error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error)
+
+
+def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str | None = None,
+                  parameters: dict | None = None, only: Iterable[str] | None = None,
+                  notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
+                  log: Callable[[str], None] | None = print) -> list[NotebookRun]:
+    """Execute every notebook in order into ``out_dir``; report each one's wall time.
+
+    A failing notebook does not stop the others; check ``all(run.ok for run in runs)``.
+    """
+    runs = []
+    for path in notebook_paths(notebooks_dir, only):
+        params = parameters_for(path, quick, backbone, parameters)
+        if log:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
+            log(f"{path.name}: running ({shown})")
+        run = run_notebook(path, out_dir, params)
+        runs.append(run)
+        if log:
+            log(f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
+                + (f" — {run.error}" if run.error else ""))
+    if log:
+        failed = [r.name for r in runs if not r.ok]
+        total = sum(r.seconds for r in runs)
+        log(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
+            + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return runs
+
+
+# --- keeping stored notebooks clean -------------------------------------------------
+
+def is_checked(cell) -> bool:
+    """Does nbval compare this cell's output (``# NBVAL_CHECK_OUTPUT`` in its source)?"""
+    return cell.cell_type == "code" and CHECK_MARK in cell.source
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip outputs (except checked cells'), execution counts and run metadata, in place.
+
+    Cell metadata keeps only ``tags``; notebook metadata keeps the kernel spec and the
+    language. Checked cells keep their outputs, without execution counts.
+    """
+    for index, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags")
+        cell.metadata = nbformat.NotebookNode({"tags": list(tags)} if tags else {})
+        if "id" not in cell or not cell.id:
+            cell.id = hashlib.sha1(f"{index}:{cell.source}".encode()).hexdigest()[:8]
+        if cell.cell_type != "code":
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+            continue
+        cell.execution_count = None
+        if not is_checked(cell):
+            cell.outputs = []
+            continue
+        for output in cell.outputs:
+            if "execution_count" in output:
+                output.execution_count = None
+            if "metadata" in output:
+                output.metadata = nbformat.NotebookNode({})
+    nb.metadata = nbformat.NotebookNode({
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": KERNEL_NAME},
+        "language_info": {"name": "python"},
+    })
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def clean_text(nb: nbformat.NotebookNode) -> str:
+    """The stored form of a notebook: cleaned, validated, one-space indented JSON."""
+    nb = clean(nb)
+    nbformat.validate(nb)
+    return nbformat.writes(nb, version=4) + "\n"
+
+
+def dirty_notebooks(paths: Iterable[str | os.PathLike], fix: bool = False) -> list[Path]:
+    """Notebooks whose stored form is not clean; with ``fix=True`` rewrite them clean."""
+    dirty = []
+    for path in map(Path, paths):
+        text = path.read_text(encoding="utf-8")
+        wanted = clean_text(nbformat.reads(text, as_version=4))
+        if text != wanted:
+            dirty.append(path)
+            if fix:
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(wanted, encoding="utf-8")
+                tmp.replace(path)
+    return dirty
+
+
+def store_checked_outputs(executed: str | os.PathLike, stored: str | os.PathLike) -> int:
+    """Copy the outputs of checked cells from an executed (quick-mode) copy into the stored notebook.
+
+    Cells are matched by their source text. Returns how many cells were updated.
+    """
+    ran = nbformat.read(str(executed), as_version=4)
+    outputs = {cell.source: cell.outputs for cell in ran.cells if is_checked(cell)}
+    nb = nbformat.read(str(stored), as_version=4)
+    updated = 0
+    for cell in nb.cells:
+        if is_checked(cell) and cell.source in outputs:
+            cell.outputs = outputs[cell.source]
+            updated += 1
+    text = clean_text(nb)
+    tmp = Path(stored).with_name(f".{Path(stored).name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(stored)
+    return updated

@@ -1,0 +1,193 @@
+"""Figures: the network as a stack of blocks (notebook 02) and photo grids (notebooks 01 and 03).
+
+The block diagram puts the input at the bottom and the classifier at the top, so that
+"popping the top" is literally what happens to the picture.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import FancyBboxPatch
+
+from . import surgery
+
+COLOURS = {
+    "pretrained": "#cfd8e3",  # a layer as it came from ImageNet
+    "frozen": "#9db4cf",      # kept, not learning
+    "trainable": "#f6b26b",   # kept, learning
+    "new": "#93c47d",         # the new head
+    "popped": "#f4cccc",      # removed
+}
+
+
+@dataclass
+class Box:
+    """One box of the block diagram: a block (or a single layer) of the network."""
+
+    label: str
+    layer_names: list[str]
+    weights: int
+    shape: str
+    state: str  # a key of COLOURS
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_names)
+
+
+def _shape(layer: keras.layers.Layer) -> str:
+    shape = layer.output.shape if hasattr(layer, "output") else None
+    if shape is None:
+        return ""
+    return "×".join(str(d) for d in shape[1:])
+
+
+def _count(layers) -> int:
+    return int(sum(math.prod(int(d) for d in w.shape) for layer in layers for w in layer.weights))
+
+
+def _state(layers, show_training: bool, reference_names: set[str] | None, popped_mode: bool) -> str:
+    names = {layer.name for layer in layers}
+    if reference_names is not None:
+        if popped_mode and not names & reference_names:
+            return "popped"
+        if not popped_mode and not names & reference_names:
+            return "new"
+    if not show_training:
+        return "pretrained"
+    learns = any(layer.trainable and layer.trainable_weights for layer in layers)
+    return "trainable" if learns else "frozen"
+
+
+def network_boxes(model: keras.Model, reference: keras.Model | None = None, popped: bool = False,
+                  show_training: bool = True) -> list[Box]:
+    """The boxes of :func:`draw_network`, bottom (input) to top (output).
+
+    Input and preprocessing get their own boxes; each block of :func:`helpers.surgery.blocks`
+    is one box; the layers above the last block and the head are shown one layer per box.
+    With ``reference`` (the model after surgery, or before it) boxes are marked ``popped``
+    (``popped=True``: not in the reference) or ``new`` (``popped=False``: not in the reference).
+    """
+    ref = {layer.name for layer in reference.layers} if reference is not None else None
+    groups = surgery.blocks(model)
+    boxes: list[Box] = []
+
+    def add(label: str, layers: list) -> None:
+        if layers:
+            boxes.append(Box(label, [layer.name for layer in layers], _count(layers), _shape(layers[-1]),
+                             _state(layers, show_training, ref, popped)))
+
+    for number, (name, layers) in enumerate(groups):
+        if number == 0:
+            inputs = [layer for layer in layers if isinstance(layer, keras.layers.InputLayer)]
+            pre = [layer for layer in layers if layer.name == "preprocess"]
+            for layer in inputs:
+                add(f"input ({layer.name})", [layer])
+            if pre:
+                add("preprocess", pre)
+            rest = [layer for layer in layers if layer not in inputs and layer not in pre]
+            add(f"stem … {name}", rest)
+            continue
+        is_top = number == len(groups) - 1 or groups[number + 1][0] == "head"
+        single_layers = name == "head" or (is_top and len(layers[-1].output.shape) == 2)
+        if single_layers:
+            for layer in layers:
+                add(layer.name, [layer])
+        else:
+            add(name, layers)
+    return boxes
+
+
+def _human(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f}k"
+    return f"{n:,}"
+
+
+def draw_network(model: keras.Model, ax=None, reference: keras.Model | None = None, popped: bool = False,
+                 show_training: bool = True, title: str | None = None, n_rows: int | None = None):
+    """Draw ``model`` as a stack of blocks, input at the bottom (notebook 02).
+
+    Each box says the block's name, its number of layers and weights and its output
+    shape. Colours: frozen, trainable, new (head) and popped, see :data:`COLOURS`.
+    ``n_rows`` pads the stack so two diagrams side by side line up.
+    """
+    boxes = network_boxes(model, reference, popped, show_training)
+    rows = max(n_rows or 0, len(boxes))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 0.34 * rows + 0.8))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.6, rows - 0.2)
+    ax.axis("off")
+    for i, box in enumerate(boxes):
+        patch = FancyBboxPatch((0.02, i - 0.32), 0.96, 0.64, boxstyle="round,pad=0.0,rounding_size=0.08",
+                               facecolor=COLOURS[box.state], edgecolor="#555555",
+                               linestyle="--" if box.state == "popped" else "-", linewidth=0.8)
+        ax.add_patch(patch)
+        detail = f"{box.n_layers} layer{'s' if box.n_layers != 1 else ''}"
+        if box.weights:
+            detail += f", {_human(box.weights)} weights"
+        colour = "#888888" if box.state == "popped" else "black"
+        ax.text(0.05, i, box.label, va="center", ha="left", fontsize=8, color=colour, fontweight="bold")
+        ax.text(0.95, i, f"{detail} → {box.shape}", va="center", ha="right", fontsize=7, color=colour)
+        if i:
+            ax.annotate("", xy=(0.5, i - 0.32), xytext=(0.5, i - 0.68),
+                        arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.0})
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def draw_surgery(before: keras.Model, after: keras.Model, titles: tuple[str, str] | None = None):
+    """Two diagrams side by side: the network before surgery (popped parts dashed) and after."""
+    left = network_boxes(before, after, popped=True, show_training=False)
+    right = network_boxes(after, before, popped=False)
+    rows = max(len(left), len(right))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.34 * rows + 1.4))
+    titles = titles or (f"before: {before.name}, {len(before.layers)} layers",
+                        f"after: {after.name}, {len(after.layers)} layers")
+    draw_network(before, axes[0], after, popped=True, show_training=False, title=titles[0], n_rows=rows)
+    draw_network(after, axes[1], before, popped=False, title=titles[1], n_rows=rows)
+    used = {b.state for b in left + right}
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=COLOURS[s], edgecolor="#555555") for s in COLOURS if s in used]
+    fig.legend(handles, [s for s in COLOURS if s in used], loc="lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def show_photos(images, captions: list[str] | None = None, ok: list[bool] | None = None, ncols: int = 3,
+                size: float = 2.6):
+    """A grid of photos with a caption under each (green when ``ok``, red when not)."""
+    images = np.asarray(images)
+    n = len(images)
+    if n == 0:
+        raise ValueError("no photos to show")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.5) * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i].astype(np.uint8))
+        if captions is not None:
+            colour = "black" if ok is None else ("#1b7a1b" if ok[i] else "#b22222")
+            ax.set_title(captions[i], fontsize=8, color=colour, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def prediction_captions(top: list[list[tuple[str, float]]], truth: list[str] | None = None) -> list[str]:
+    """Captions like ``"true: lion\\nlion 0.93 · tiger 0.04"`` from decoded predictions."""
+    captions = []
+    for i, row in enumerate(top):
+        text = "\n".join(f"{name} {p:.2f}" for name, p in row)
+        captions.append((f"true: {truth[i]}\n" if truth is not None else "") + text)
+    return captions
