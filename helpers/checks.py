@@ -111,6 +111,17 @@ def junk_reason(name: str) -> str | None:
     return None
 
 
+MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+         b"MM\x00*": "TIFF"}
+
+
+def _magic_format(data: bytes) -> str | None:
+    """The image format a file's first bytes claim, if any (WebP is RIFF....WEBP)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for magic, fmt in MAGIC.items() if data.startswith(magic)), None)
+
+
 def _sniff(data: bytes) -> str:
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
@@ -124,6 +135,44 @@ def _sniff(data: bytes) -> str:
         return "a text file"
     except UnicodeDecodeError:
         return "unknown binary data"
+
+
+_JPEG_SEGMENTS_WITHOUT_LENGTH = {0x01, 0xD8, 0xD9} | set(range(0xD0, 0xD8))
+
+
+def jpeg_stream_problem(data: bytes) -> str | None:
+    """What is wrong with a JPEG's marker structure (as libjpeg would complain), or None.
+
+    Pillow decodes past "corrupt data" warnings that TensorFlow's decoder treats as
+    errors, so the entropy-coded data is walked here: every 0xFF byte in it must be
+    stuffing (FF 00), a restart marker or a real marker, and the stream must end with EOI.
+    """
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    ff = np.flatnonzero(buffer[:-1] == 0xFF)
+    nxt = buffer[ff + 1]
+    keep = (nxt != 0x00) & (nxt != 0xFF) & ~((nxt >= 0xD0) & (nxt <= 0xD7))
+    candidates = ff[keep]
+    position, scanning = 2, False             # after SOI; inside entropy-coded data after SOS
+    for at in candidates:
+        if at < position:
+            continue                          # inside a segment we already skipped
+        marker = int(buffer[at + 1])
+        if marker == 0xD9:
+            return None                       # EOI: a complete stream
+        if marker in _JPEG_SEGMENTS_WITHOUT_LENGTH:
+            position = at + 2
+            continue
+        start_of_frame = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
+        if marker < 0xC0 or marker == 0xC8 or (scanning and start_of_frame):
+            return f"corrupt data: unexpected marker FF {marker:02X} at offset {at}"
+        if at + 4 > len(buffer):
+            break
+        length = int(buffer[at + 2]) << 8 | int(buffer[at + 3])
+        if length < 2 or (scanning and at + 2 + length > len(buffer)):
+            return f"corrupt data: a bad segment length at offset {at}"
+        position = at + 2 + length
+        scanning = scanning or marker == 0xDA
+    return "truncated: the data ends before the end-of-image marker"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -181,9 +230,13 @@ def check_image(path: str | os.PathLike, min_side: int = MIN_SIDE, max_pixels: i
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             return check.skip(f"huge image, refused as a decompression bomb ({exc})")
-        except UnidentifiedImageError:
-            return check.skip(f"not an image: the file is {_sniff(data)}")
         except Exception as exc:  # Pillow raises many types on bad headers
+            claimed = _magic_format(data)
+            if claimed:
+                kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
+                return check.skip(f"{kind} {claimed} file: the header cannot be read ({type(exc).__name__}: {exc})")
+            if isinstance(exc, UnidentifiedImageError):
+                return check.skip(f"not an image: the file is {_sniff(data)}")
             return check.skip(f"corrupt image header ({type(exc).__name__}: {exc})")
         with image:
             return _check_open_image(check, image, data, min_side, max_pixels)
@@ -195,7 +248,7 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
     width, height = image.size
     if width * height > max_pixels:
         return check.skip(f"huge image: {width}×{height} = {width * height / 1e6:.0f} megapixels is above "
-                          f"the limit of {max_pixels / 1e6:.0f} (decompression-bomb guard); resize it")
+                          f"the limit of {max_pixels / 1e6:.0f} megapixels (decompression-bomb guard); resize it")
     try:
         orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
     except Exception:  # a broken EXIF block: the pixels may still be fine
@@ -217,6 +270,11 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
     except Exception as exc:
         kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
         return check.skip(f"{kind} {image.format or 'image'} data, cannot be decoded ({type(exc).__name__}: {exc})")
+    if image.format in ("JPEG", "MPO"):
+        problem = jpeg_stream_problem(data)
+        if problem:
+            kind = problem.split(":")[0]
+            return check.skip(f"{kind} JPEG data, cannot be decoded reliably ({problem})")
     check.fingerprint = fingerprint(rgb)
     if orientation != 1:
         check.fix(f"EXIF orientation {orientation}: turned upright on loading")
