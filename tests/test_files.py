@@ -1,0 +1,33 @@
+"""Atomic writes: a result file appears whole or not at all."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import files
+
+
+def test_write_json_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    files.write_json(target, {"val_accuracy": 0.5})
+    files.write_json(target, {"val_accuracy": 0.75})
+    assert json.loads(target.read_text()) == {"val_accuracy": 0.75}
+    assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temp files left
+
+
+def test_a_failed_write_leaves_the_old_file_untouched(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text('{"kept": true}')
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(target) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == '{"kept": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_the_temporary_file_keeps_the_suffix(tmp_path):
+    with files.atomic_path(tmp_path / "model.keras") as tmp:
+        assert tmp.name.endswith(".keras") and tmp.parent == tmp_path
+        tmp.write_bytes(b"x")
