@@ -63,3 +63,45 @@ def tiny_photos(tmp_path: Path) -> Path:
             for i in range(n):
                 make_photo(root / split / name / f"{name}_{i}.jpg", colour, seed=1000 * (split == "val") + 100 * c + i)
     return root
+
+
+@pytest.fixture(scope="session")
+def random_backbone_weights(tmp_path_factory) -> Path:
+    """A MobileNetV2-0.35 weights file: random, but with BatchNorm statistics set from a batch.
+
+    ``weights=None`` leaves BatchNorm at mean 0 / variance 1, and 50 random layers shrink the
+    features to ~1e-11, so every class gets probability 1/3 and ties hide bugs. Setting each
+    BatchNorm's statistics from one batch (momentum 0, one training-mode call) keeps the
+    features at a normal scale. Pass it as ``weights=PATH`` with ``mobilenet_v2_0.35``.
+    """
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_calibrated.weights.h5"
+    app = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(48, 48, 3))
+    for layer in app.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    noise = np.random.default_rng(0).uniform(-1, 1, (32, 48, 48, 3)).astype("float32")
+    app(noise, training=True)
+    app.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
+    """A small classifier trained once per session by ``train_classifier`` on generated photos.
+
+    Returns the run folder: ``model.keras``, ``metrics.json`` and ``photos/`` (the data it
+    was trained on). Used by the evaluate, export and predict tests (notebooks 06 and 08).
+    """
+    from helpers.train import train_classifier
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    for split, n in (("train", 8), ("val", 4)):
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(n):
+                make_photo(run / "photos" / split / name / f"{name}_{i}.jpg", colour,
+                           seed=1000 * (split == "val") + 100 * c + i)
+    train_classifier(run / "photos", run, backbone="mobilenet_v2_0.35", weights=str(random_backbone_weights),
+                     image_size=48, epochs=8, seed=0)
+    return run

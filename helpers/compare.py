@@ -1,0 +1,223 @@
+"""Which backbone fits best? The same head, the same photos, several backbones (notebook 07).
+
+For each backbone we run the frozen base once over the photos (its *bottleneck*
+features), train the same head (dropout + softmax, same epochs, same learning rate, same
+seed) on those features, and measure what a learner weighs when choosing: validation
+accuracy, training time, inference time per image of the whole model, parameter count
+and the size of the saved ``.keras`` file. A backbone whose ImageNet weights cannot be
+had (offline, no local file) is reported as *skipped* with the reason, never dropped.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from . import data as data_mod
+from . import files, surgery, train
+from .backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec
+
+RESULTS_FILE = "comparison.json"
+
+
+@dataclass
+class BackboneResult:
+    """One row of the comparison: measured numbers, or why the backbone was skipped."""
+
+    backbone: str
+    status: str                      # "ok" | "skipped"
+    reason: str = ""
+    image_size: int | None = None
+    weights: str | None = None
+    val_accuracy: float | None = None
+    feature_seconds: float | None = None   # the one forward pass over train + val photos
+    train_seconds: float | None = None     # head training on the stored features
+    inference_ms: float | None = None      # whole model, per image, batch of photos
+    parameters: int | None = None
+    file_mb: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _skip_reason(exc: WeightsUnavailableError) -> str:
+    """'no ImageNet weights: Keras expects the file X …' in one line."""
+    lines = str(exc).splitlines()
+    expected = next((line for line in lines if line.startswith("Keras expects")), "")
+    return f"ImageNet weights not available offline. {expected}".strip()
+
+
+def bottleneck_features(base: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Pooled output of the frozen ``base`` for each image: one forward pass, no training."""
+    pooled = keras.Model(base.inputs, keras.layers.GlobalAveragePooling2D()(base.output))
+    return np.asarray(pooled.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
+
+
+def train_head_on_features(model: keras.Model, features: np.ndarray, labels: np.ndarray,
+                           val: tuple[np.ndarray, np.ndarray] | None, epochs: int, seed: int,
+                           batch_size: int = 32) -> float:
+    """Train ``model``'s head on stored features and put its weights back in ``model``.
+
+    The head is rebuilt on a features-shaped input from the same layers' configs
+    (dropout + softmax), trained, and its weights copied into ``model``'s
+    ``head_predictions`` layer. Returns the validation accuracy (or training accuracy
+    without ``val``).
+    """
+    train.set_seed(seed)
+    dense = model.get_layer(surgery.HEAD_PREFIX + "predictions")
+    dropout = model.get_layer(surgery.HEAD_PREFIX + "dropout")
+    inputs = keras.Input(features.shape[1:])
+    x = keras.layers.Dropout.from_config(dropout.get_config())(inputs)
+    head_dense = keras.layers.Dense.from_config(dense.get_config())
+    head = keras.Model(inputs, head_dense(x))
+    train.compile_model(head, train.HEAD_LEARNING_RATE)
+    head.fit(features, labels, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    dense.set_weights(head_dense.get_weights())
+    x_eval, y_eval = val if val is not None else (features, labels)
+    return float(head.evaluate(x_eval, y_eval, verbose=0, return_dict=True)["accuracy"])
+
+
+def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int = 3) -> float:
+    """Best-of-``repeats`` wall time of ``model.predict`` on a batch, per image, in ms."""
+    x = np.asarray(images, np.float32)
+    model.predict(x[:1], verbose=0)  # build and trace once
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(x, batch_size=len(x), verbose=0)
+        best = min(best, time.perf_counter() - start)
+    return 1000.0 * best / len(x)
+
+
+def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "imagenet",
+                image_size: int | None = None, epochs: int = 10, seed: int = 0,
+                inference_images: int = 16, arrays_at: Callable[[int], dict] | None = None) -> BackboneResult:
+    """Measure one backbone (see the module docstring); skipped if its weights can't be had."""
+    spec = get_spec(name)
+    size = image_size or spec.default_size
+    try:
+        base = build_backbone(spec.name, weights=weights, image_size=size)
+    except WeightsUnavailableError as exc:
+        return BackboneResult(spec.name, "skipped", _skip_reason(exc), size, str(weights))
+    except (FileNotFoundError, ValueError) as exc:
+        return BackboneResult(spec.name, "skipped", _first_line(exc), size, str(weights))
+    arrays = arrays_at(size) if arrays_at is not None else train.load_arrays(photos, size)
+    (x, y), val = arrays["train"], arrays.get("val")
+    model = surgery.add_head(base, photos.class_names)
+    surgery.freeze(model)
+    start = time.perf_counter()
+    features = bottleneck_features(base, x)
+    val_features = (bottleneck_features(base, val[0]), val[1]) if val is not None else None
+    feature_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    accuracy = train_head_on_features(model, features, y, val_features, epochs, seed)
+    train_seconds = time.perf_counter() - start
+    sample = (val[0] if val is not None else x)[:inference_images]
+    with tempfile.TemporaryDirectory() as tmp:
+        size_bytes = files.save_model(model, Path(tmp) / "model.keras").stat().st_size
+    return BackboneResult(spec.name, "ok", "", size, str(weights), accuracy, feature_seconds, train_seconds,
+                          inference_ms_per_image(model, sample), int(model.count_params()),
+                          size_bytes / 1e6)
+
+
+def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weights: str | None = "imagenet",
+                      image_size: int | None = None, per_class: int | None = None, epochs: int = 10,
+                      seed: int = 0, out: str | os.PathLike | None = None,
+                      progress: bool = True) -> list[BackboneResult]:
+    """Compare backbones (default: all of :data:`helpers.backbones.BACKBONES`) on one photo folder.
+
+    ``image_size=None`` uses each backbone's own default size. Photos are decoded once
+    per image size. With ``out``, the rows are written to ``out/comparison.json``.
+    """
+    photos = data_mod.load_folder(data_dir, per_class=per_class, seed=seed)
+    decoded: dict[int, dict] = {}
+
+    def arrays_at(size: int) -> dict:  # decode the photos once per image size, only if needed
+        if size not in decoded:
+            decoded[size] = train.load_arrays(photos, size)
+        return decoded[size]
+
+    results = []
+    for name in names or list(BACKBONES):
+        try:
+            get_spec(name)
+        except ValueError as exc:
+            results.append(BackboneResult(name, "skipped", str(exc)))
+            continue
+        result = compare_one(name, photos, weights, image_size, epochs, seed, arrays_at=arrays_at)
+        results.append(result)
+        if progress:
+            print(describe(result), flush=True)
+    if out is not None:
+        files.write_json(Path(out) / RESULTS_FILE, [asdict(r) for r in results])
+    return results
+
+
+def describe(result: BackboneResult) -> str:
+    """One line for a progress log."""
+    if not result.ok:
+        return f"{result.backbone:18s} skipped: {result.reason}"
+    return (f"{result.backbone:18s} {result.val_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
+            f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "
+            f"{result.parameters:>11,} params  {result.file_mb:6.1f} MB")
+
+
+COLUMNS = [("backbone", "backbone"), ("status", "status"), ("image_size", "px"),
+           ("val_accuracy", "val acc"), ("train_seconds", "train s"), ("feature_seconds", "features s"),
+           ("inference_ms", "ms/image"), ("parameters", "parameters"), ("file_mb", "file MB"),
+           ("reason", "reason")]
+
+
+def results_table(results: list[BackboneResult]) -> str:
+    """The comparison as a Markdown table (measured rows first, then the skipped ones)."""
+    def cell(key: str, value) -> str:
+        if value is None or value == "":
+            return "–"
+        if key == "val_accuracy":
+            return f"{value:.1%}"
+        if key in ("train_seconds", "feature_seconds", "inference_ms", "file_mb"):
+            return f"{value:.2f}"
+        if key == "parameters":
+            return f"{value:,}"
+        return str(value)
+
+    rows = sorted(results, key=lambda r: (not r.ok, r.backbone))
+    header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(cell(key, getattr(r, key)) for key, _ in COLUMNS) + " |" for r in rows]
+    return "\n".join([header, rule, *body])
+
+
+def plot_comparison(results: list[BackboneResult]):
+    """Bars for accuracy, training time, inference time, parameters and file size (measured rows)."""
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r.ok]
+    skipped = [r.backbone for r in results if not r.ok]
+    panels = [("val_accuracy", "val accuracy", 1.0), ("train_seconds", "head training (s)", 1.0),
+              ("inference_ms", "inference (ms / image)", 1.0), ("parameters", "parameters (M)", 1e-6),
+              ("file_mb", ".keras file (MB)", 1.0)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    names = [r.backbone for r in ok]
+    for ax, (key, title, scale) in zip(axes, panels):
+        ax.bar(range(len(ok)), [getattr(r, key) * scale for r in ok], color="tab:blue")
+        ax.set_xticks(range(len(ok)), names, rotation=40, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        if key == "val_accuracy":
+            ax.set_ylim(0, 1.05)
+    if skipped:
+        fig.text(0.5, -0.02, "skipped (no weights): " + ", ".join(skipped), ha="center", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,108 @@
+"""Training curves: loss and accuracy per epoch, drawn while training runs (notebooks 03–05).
+
+:class:`LivePlot` is a Keras callback. In JupyterLab it shows one figure and redraws it
+in place after every epoch (an IPython display handle, so the notebook does not fill up
+with a figure per epoch). Outside a notebook kernel (a script, pytest) it draws nothing
+while training and leaves a static matplotlib figure at the end (``.figure``), saved to
+``path`` if one is given. Under papermill the kernel is a notebook kernel too: the
+stored output is the final figure.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import keras
+
+from . import files
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in scripts."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def plot_history(history: dict[str, list[float]], title: str = "", figure=None):
+    """Loss and accuracy per epoch (train and, when present, validation), two panels.
+
+    ``history`` is ``keras.callbacks.History.history`` or the same shape of dict. Draws
+    on ``figure`` if given (cleared first), else on a new ``matplotlib.figure.Figure``
+    (no pyplot state, so it works headless and in threads).
+    """
+    from matplotlib.figure import Figure
+
+    fig = figure if figure is not None else Figure(figsize=(9, 3.4))
+    fig.clear()
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """A figure rendered to PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+class LivePlot(keras.callbacks.Callback):
+    """Keras callback: loss/accuracy curves that update in place after every epoch.
+
+    ``live=None`` (default) updates live only inside a notebook kernel; ``path`` saves
+    the final figure as PNG (atomically) when training ends.
+    """
+
+    def __init__(self, title: str = "", live: bool | None = None, path: str | os.PathLike | None = None):
+        super().__init__()
+        self.title = title
+        self.live = in_notebook() if live is None else live
+        self.path = Path(path) if path is not None else None
+        self.history: dict[str, list[float]] = {}
+        self.figure = None
+        self._handle = None
+
+    def on_train_begin(self, logs=None):
+        self.history = {}
+        self._handle = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.live:
+            self._show()
+
+    def on_train_end(self, logs=None):
+        self.figure = plot_history(self.history, self.title, self.figure)
+        if self.path is not None:
+            with files.atomic_path(self.path) as tmp:
+                tmp.write_bytes(figure_png(self.figure))
+        if self.live:
+            self._show()
+
+    def _show(self) -> None:
+        from IPython.display import Image, display
+
+        self.figure = plot_history(self.history, self.title, self.figure)
+        image = Image(data=figure_png(self.figure), format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
