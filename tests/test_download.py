@@ -1,0 +1,271 @@
+"""Downloading and extracting archives, end to end against a real HTTP server on 127.0.0.1.
+
+The server (``http.server`` in a thread) understands ``Range`` requests and can misbehave
+on purpose: drop the connection halfway, answer 503 a few times, or 404.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from helpers.download import (ChecksumError, DownloadError, UnsafeArchiveError, download, download_and_extract,
+                              extract, sha256_of)
+
+
+class Loopback:
+    """A tiny file server: ``files[name] = bytes``; ``drop[name] = n`` cuts the next n transfers in half."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.drop: dict[str, int] = {}
+        self.fail: dict[str, int] = {}          # answer 503 this many times first
+        self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):       # keep test output quiet
+                pass
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                server.requests.append((name, self.headers.get("Range")))
+                if server.fail.get(name, 0) > 0:
+                    server.fail[name] -= 1
+                    self.send_error(503, "busy")
+                    return
+                if name not in server.files:
+                    self.send_error(404, "not here")
+                    return
+                body, start = server.files[name], 0
+                ranged = self.headers.get("Range")
+                if ranged and ranged.startswith("bytes=") and ranged.endswith("-"):
+                    start = int(ranged[6:-1])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                rest = body[start:]
+                self.send_header("Content-Length", str(len(rest)))
+                self.end_headers()
+                if server.drop.get(name, 0) > 0:
+                    server.drop[name] -= 1
+                    self.wfile.write(rest[: len(rest) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # the connection drops halfway
+                    return
+                self.wfile.write(rest)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Loopback()
+    yield s
+    s.close()
+
+
+def payload(n: int = 300_000) -> bytes:
+    return os.urandom(n)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_download_verifies_and_writes_the_file(server: Loopback, tmp_path: Path):
+    data = payload()
+    server.files["photos.bin"] = data
+    path = download(server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), progress=False)
+    assert path.read_bytes() == data and sha256_of(path) == sha(data)
+    assert not (tmp_path / "photos.bin.part").exists()
+    # a second call reuses the verified file: no new request
+    download(server.url("photos.bin"), path, sha256=sha(data), progress=False)
+    assert len(server.requests) == 1
+
+
+def test_wrong_checksum_is_reported_and_nothing_is_kept(server: Loopback, tmp_path: Path):
+    server.files["photos.bin"] = payload()
+    with pytest.raises(ChecksumError, match="expected 0000"):
+        download(server.url("photos.bin"), tmp_path / "photos.bin", sha256="0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dropped_connection_is_resumed_with_a_range_request(server: Loopback, tmp_path: Path):
+    data = payload()
+    server.files["photos.bin"] = data
+    server.drop["photos.bin"] = 1
+    path = download(server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), backoff=0, progress=False)
+    assert path.read_bytes() == data
+    assert server.requests[0][1] is None
+    assert server.requests[1][1] == f"bytes={len(data) // 2}-"      # asked only for the rest
+
+
+def test_an_interrupted_download_resumes_on_the_next_run(server: Loopback, tmp_path: Path):
+    data = payload()
+    server.files["photos.bin"] = data
+    server.drop["photos.bin"] = 10
+    with pytest.raises(DownloadError, match="run again to resume"):
+        download(server.url("photos.bin"), tmp_path / "photos.bin", retries=1, backoff=0, progress=False)
+    part = tmp_path / "photos.bin.part"
+    assert 0 < part.stat().st_size < len(data) and not (tmp_path / "photos.bin").exists()
+    server.drop["photos.bin"] = 0
+    download(server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), progress=False)
+    assert (tmp_path / "photos.bin").read_bytes() == data and not part.exists()
+
+
+def test_server_errors_are_retried_and_client_errors_are_not(server: Loopback, tmp_path: Path):
+    data = payload(1000)
+    server.files["photos.bin"] = data
+    server.fail["photos.bin"] = 2
+    download(server.url("photos.bin"), tmp_path / "photos.bin", retries=3, backoff=0, progress=False)
+    assert len(server.requests) == 3
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(server.url("missing.zip"), tmp_path / "missing.zip", retries=3, backoff=0, progress=False)
+    assert len(server.requests) == 4                                 # one try only
+
+
+def test_an_existing_file_with_other_content_is_never_overwritten(server: Loopback, tmp_path: Path):
+    mine = tmp_path / "photos.bin"
+    mine.write_bytes(b"my own file")
+    server.files["photos.bin"] = payload(1000)
+    with pytest.raises(ChecksumError, match="left untouched"):
+        download(server.url("photos.bin"), mine, sha256=sha(server.files["photos.bin"]), progress=False)
+    assert mine.read_bytes() == b"my own file"
+
+
+def tar_bytes(members: dict[str, bytes], links: dict[str, str] | None = None, absolute: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            t.addfile(info)
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+GOOD = {"photos/lion/a.jpg": b"lion", "photos/tiger/b.jpg": b"tiger"}
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
+def test_download_and_extract_end_to_end(server: Loopback, tmp_path: Path, fmt: str):
+    data = tar_bytes(GOOD) if fmt == "tar.gz" else zip_bytes(GOOD)
+    server.files[f"photos.{fmt}"] = data
+    out = download_and_extract(server.url(f"photos.{fmt}"), tmp_path / "data" / "photos", sha256=sha(data),
+                               progress=False)
+    assert (out / "photos" / "lion" / "a.jpg").read_bytes() == b"lion"
+    assert (tmp_path / "data" / f"photos.{fmt}").exists()            # the archive is kept for next time
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]   # no staging left
+
+
+MALICIOUS = {
+    "climbs out with ..": ("tar", {"photos/../../evil.txt": b"x"}, None),
+    "absolute path": ("tar", {"/tmp/evil-absolute.txt": b"x"}, None),
+    "symlink out": ("tar", {"photos/a.jpg": b"x"}, {"photos/link": "/etc"}),
+    "symlink inside": ("tar", {"photos/a.jpg": b"x"}, {"photos/b.jpg": "a.jpg"}),
+    "zip with ..": ("zip", {"../evil.txt": b"x"}, None),
+    "zip absolute": ("zip", {"/evil.txt": b"x"}, None),
+}
+
+
+@pytest.mark.parametrize("case", list(MALICIOUS))
+def test_malicious_archives_are_refused_before_writing_anything(tmp_path: Path, case: str):
+    kind, members, links = MALICIOUS[case]
+    archive = tmp_path / f"evil.{'tar.gz' if kind == 'tar' else 'zip'}"
+    archive.write_bytes(tar_bytes(members, links) if kind == "tar" else zip_bytes(members))
+    dest = tmp_path / "out" / "photos"
+    with pytest.raises(UnsafeArchiveError, match="NOT extracted"):
+        extract(archive, dest)
+    assert not dest.exists() and not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil-absolute.txt").exists()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_extraction_never_overwrites_existing_user_files(tmp_path: Path):
+    dest = tmp_path / "photos"
+    (dest / "photos" / "lion").mkdir(parents=True)
+    mine = dest / "photos" / "lion" / "a.jpg"
+    mine.write_bytes(b"my lion")
+    archive = tmp_path / "photos.tar.gz"
+    archive.write_bytes(tar_bytes(GOOD))
+    with pytest.raises(UnsafeArchiveError, match="overwrite 1 existing"):
+        extract(archive, dest)
+    assert mine.read_bytes() == b"my lion" and not (dest / "photos" / "tiger").exists()   # nothing changed
+
+    mine.write_bytes(b"lion")                       # identical content: the rest is simply added
+    extract(archive, dest)
+    assert (dest / "photos" / "tiger" / "b.jpg").read_bytes() == b"tiger"
+
+
+def test_extraction_does_not_write_through_a_symlinked_folder(tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "photos"
+    dest.mkdir()
+    (dest / "photos").symlink_to(outside)
+    archive = tmp_path / "photos.zip"
+    archive.write_bytes(zip_bytes(GOOD))
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        extract(archive, dest)
+    assert list(outside.iterdir()) == []
+
+
+def test_zip_bomb_guard(tmp_path: Path):
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", bytes(5_000_000))
+    with pytest.raises(UnsafeArchiveError, match="zip-bomb"):
+        extract(archive, tmp_path / "out", max_bytes=1_000_000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path: Path):
+    junk = tmp_path / "page.zip"
+    junk.write_bytes(b"<html>not found</html>")
+    with pytest.raises(UnsafeArchiveError, match="neither a zip nor a tar"):
+        extract(junk, tmp_path / "out")
+
+
+def test_a_symlink_stored_in_a_zip_is_refused(tmp_path: Path):
+    archive = tmp_path / "links.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        link = zipfile.ZipInfo("photos/passwd")
+        link.external_attr = (0o120777) << 16          # S_IFLNK: how zip tools store a symlink
+        z.writestr(link, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match="a link"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
