@@ -344,3 +344,22 @@ def test_shared_photos_are_900_valid_in_3_classes(shared_photos: Path):
     report = check_data(shared_photos)
     assert report.ok and report.class_names == ["bear", "lion", "tiger"]
     assert len(report.valid) == 900 and not report.skipped and not report.duplicates
+
+
+@pytest.mark.slow
+def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path: Path):
+    """Every case at once, then the real ``train`` recipe (tiny random-weight backbone): it trains on the rest."""
+    from helpers.train import train_classifier
+
+    lion = tiny_photos / "train" / "lion"
+    fixed = [build(lion) for build, status, _ in CASES.values() if status == "fixed"]
+    for build, status, _ in CASES.values():
+        if status == "skipped":
+            build(lion)
+    write(lion / ".DS_Store", b"junk")
+    (tiny_photos / "train" / "zebra").mkdir()
+    metrics = train_classifier(tiny_photos, tmp_path / "run", backbone="mobilenet_v2_0.35", weights=None,
+                               image_size=32, epochs=1)
+    assert metrics["class_names"] == ["bear", "lion", "tiger"]
+    assert metrics["n_train"] == N_GOOD_TRAIN + len(fixed) and metrics["n_val"] == N_GOOD_VAL
+    assert (tmp_path / "run" / "model.keras").is_file()
