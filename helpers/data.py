@@ -89,9 +89,18 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
-    """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted."""
-    found = []
+    """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted.
+
+    Symlinked folders are followed once: a link back up the tree (a loop) is reported, not walked.
+    """
+    found, seen = [], set()
     for here, dirs, names in os.walk(folder, followlinks=True):
+        info = os.stat(here)
+        if (info.st_dev, info.st_ino) in seen:
+            ignored.append((Path(here), "folder already visited through a link (a loop): not walked again"))
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         keep = []
         for d in sorted(dirs):
             why = _skip_folder(d)
@@ -238,10 +247,13 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
     report.class_names = [n for n in class_names if n in in_train]
     if len(report.class_names) < 2:
         found = ", ".join(f"'{n}'" for n in report.class_names) or "none"
+        hint = ""
+        if len(class_names) == 1 and "train" not in splits and _subfolders(root / class_names[0]):
+            hint = f" Did you mean the folder inside it, {root / class_names[0]}?"
         report.errors.append(
             f"{root} has {len(report.class_names)} class(es) with usable photos ({found}); a classifier "
             f"needs at least two. Expected one sub-folder per class: {root}/<class>/*.jpg, or "
-            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
+            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg.{hint}")
     if decode:
         report.duplicates = [d for d in find_duplicates(checks)
                              if {d.first.class_name, d.second.class_name} <= set(report.class_names)]

@@ -116,3 +116,18 @@ def test_shared_photos_load_with_the_real_split(shared_photos: Path):
     folder = load_folder(shared_photos, per_class=10, seed=0)
     assert folder.class_names == ["bear", "lion", "tiger"]
     assert folder.train.counts(3) == [10, 10, 10] and folder.val.counts(3) == [60, 60, 60]
+
+
+def test_a_symlink_loop_is_reported_not_followed_forever(tiny_photos: Path):
+    (tiny_photos / "train" / "lion" / "again").symlink_to(tiny_photos / "train")
+    folder = load_folder(tiny_photos)
+    assert any("loop" in why for _, why in folder.report.ignored)
+    assert len(folder.train) >= 24
+
+
+def test_one_folder_too_deep_gets_a_hint(tiny_photos: Path, tmp_path: Path):
+    outer = tmp_path / "download"
+    outer.mkdir()
+    (tiny_photos / "train").rename(outer / "photos")
+    with pytest.raises(ValueError, match="Did you mean the folder inside it"):
+        load_folder(outer)
