@@ -50,11 +50,11 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import parse_value, run_notebooks
+    from .notebooks import NOTEBOOKS_DIR, parse_value, run_notebooks
 
     parameters = {name: parse_value(value) for name, value in args.parameter or []}
     runs = run_notebooks(args.out, quick=args.quick, backbone=args.backbone, parameters=parameters,
-                         only=args.only)
+                         only=args.only, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR)
     return 0 if all(run.ok for run in runs) else 1
 
 
@@ -71,6 +71,42 @@ def cmd_clean_notebooks(args: argparse.Namespace) -> int:
     for path in dirty:
         print(f"{path}: {'not clean (run: python -m helpers clean-notebooks)' if args.check else 'cleaned'}")
     return 1 if args.check and dirty else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EVALUATION_FILE, evaluate_model
+
+    data = args.data or settings.data_dir()
+    if data is None:
+        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
+        return 2
+    result = evaluate_model(args.model, data, split=args.split, out=args.out)
+    print(f"accuracy {result.accuracy:.4f} on {len(result.labels)} {args.split} photos of {data}")
+    for name, scores in result.per_class().items():
+        print(f"  {name:12s} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+              f"({int(scores['support'])} photos)")
+    print(f"wrote {(args.out or args.model.parent) / EVALUATION_FILE}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict_files
+    from .export import class_names_for, load_model
+
+    model = load_model(args.model)
+    names = class_names_for(args.model)
+    if names is None:
+        names = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
+        print(f"warning: no labels.txt or metrics.json beside {args.model}; showing class numbers",
+              file=sys.stderr)
+    failed = 0
+    for result in predict_files(model, args.images, names, top=args.top):
+        if result.error:
+            failed += 1
+            print(f"error: {result.error}", file=sys.stderr)
+            continue
+        print(f"{result.path}: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top))
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a parameter (a Python literal or a string) where a notebook declares it")
     p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 03)")
+    p.add_argument("--notebooks-dir", type=Path, help="where the notebooks are (default: notebooks/)")
     p.add_argument("--out", type=Path, required=True, help="folder for the executed notebooks and their files")
     p.set_defaults(func=cmd_notebooks)
 
@@ -116,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs-from", type=Path, metavar="DIR",
                    help="first copy the checked cells' outputs from executed notebooks in DIR")
     p.set_defaults(func=cmd_clean_notebooks)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a saved model")
+    p.add_argument("--model", type=Path, required=True, help="a model.keras file")
+    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--out", type=Path, help="folder for evaluation.json (default: beside the model)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify photos with a saved model (top classes and probabilities)")
+    p.add_argument("--model", type=Path, required=True, help="a model.keras file")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("images", nargs="+", type=Path)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
