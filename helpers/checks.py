@@ -38,7 +38,10 @@ MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 """Photos with more pixels than this are skipped (decompression-bomb guard; Pillow's own limit)."""
 
 NEAR_DUPLICATE_BITS = 6
-"""Two photos whose 64-bit difference hashes differ in at most this many bits look the same."""
+"""Two photos whose 64-bit difference hashes differ in at most this many bits look the same …"""
+
+NEAR_DUPLICATE_COLOUR = 12.0
+"""… if their 8×8 colour thumbnails also differ by at most this much on average (0–255)."""
 
 OS_JUNK = {
     ".ds_store": "macOS Finder metadata (.DS_Store)",
@@ -76,7 +79,8 @@ class FileCheck:
     size: tuple[int, int] | None = None     # width, height as the photo will be seen (upright)
     format: str | None = None               # Pillow's format name, e.g. "JPEG"
     digest: str | None = None               # sha1 of the bytes (exact duplicates)
-    fingerprint: int | None = None          # 64-bit difference hash (near duplicates)
+    fingerprint: int | None = None          # 64-bit difference hash (near duplicates) …
+    thumbnail: np.ndarray | None = field(default=None, repr=False)   # … and 8×8 colours to confirm
     split: str = ""                         # set by helpers.data: "train" | "val" | "test"
     class_name: str = ""
 
@@ -273,9 +277,10 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
     if image.format in ("JPEG", "MPO"):
         problem = jpeg_stream_problem(data)
         if problem:
-            kind = problem.split(":")[0]
+            kind = problem.split(":")[0].split()[0]
             return check.skip(f"{kind} JPEG data, cannot be decoded reliably ({problem})")
     check.fingerprint = fingerprint(rgb)
+    check.thumbnail = np.asarray(rgb.resize((8, 8), Image.Resampling.BOX), dtype=np.uint8)
     if orientation != 1:
         check.fix(f"EXIF orientation {orientation}: turned upright on loading")
     if frames > 1:
@@ -317,8 +322,13 @@ class Duplicate:
         return self.first.digest == self.second.digest
 
 
-def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS) -> list[Duplicate]:
-    """Exact and near-duplicate pairs whose members sit in DIFFERENT splits (train/val/test)."""
+def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS,
+                    max_colour: float = NEAR_DUPLICATE_COLOUR) -> list[Duplicate]:
+    """Exact and near-duplicate pairs whose members sit in DIFFERENT splits (train/val/test).
+
+    Near duplicates have nearly the same difference hash (structure) AND nearly the same
+    8×8 colour thumbnail, so two different flat or simple pictures are not confused.
+    """
     usable = [c for c in checks if c.usable and c.fingerprint is not None]
     splits = sorted({c.split for c in usable})
     found: list[Duplicate] = []
@@ -332,7 +342,10 @@ def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS
             fb = np.array([c.fingerprint for c in b], dtype=np.uint64)
             distance = np.bitwise_count(fa[:, None] ^ fb[None, :])
             for ia, ib in zip(*np.nonzero(distance <= max_bits)):
-                found.append(Duplicate(a[ia], b[ib], int(distance[ia, ib])))
+                exact = a[ia].digest == b[ib].digest
+                colour = np.abs(a[ia].thumbnail.astype(np.int16) - b[ib].thumbnail).mean()
+                if exact or colour <= max_colour:
+                    found.append(Duplicate(a[ia], b[ib], int(distance[ia, ib])))
     return found
 
 

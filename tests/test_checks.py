@@ -290,6 +290,8 @@ def test_distinct_photos_are_not_called_duplicates(tiny_photos: Path):
     for i in range(10):
         structured_photo(100 + i).save(tiny_photos / "train" / "lion" / f"s{i}.jpg")
         structured_photo(200 + i).save(tiny_photos / "val" / "lion" / f"s{i}.jpg")
+    png_with_alpha(tiny_photos / "train" / "tiger")       # simple pictures with equally flat structure …
+    palette(tiny_photos / "val" / "tiger")                # … but different colours
     assert check_data(tiny_photos).duplicates == []
 
 
