@@ -40,8 +40,8 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
         "EPOCHS": 3,
     },
     "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},
-    "03_train_the_head": {"EPOCHS": 5},
-    "04_fine_tune": {"HEAD_EPOCHS": 5, "EPOCHS": 2, "FINE_TUNE_FROM": 2},
+    "03_train_the_head": {"EPOCHS": 20},
+    "04_fine_tune": {"HEAD_EPOCHS": 20, "EPOCHS": 2, "FINE_TUNE_FROM": 2},
 }
 
 

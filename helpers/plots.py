@@ -171,7 +171,9 @@ def show_photos(images, captions: list[str] | None = None, ok: list[bool] | None
         raise ValueError("no photos to show")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.5) * nrows), squeeze=False)
+    lines = max((c.count("\n") + 1 for c in captions), default=0) if captions is not None else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 + 0.16 * lines) * nrows),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -191,3 +193,20 @@ def prediction_captions(top: list[list[tuple[str, float]]], truth: list[str] | N
         text = "\n".join(f"{name} {p:.2f}" for name, p in row)
         captions.append((f"true: {truth[i]}\n" if truth is not None else "") + text)
     return captions
+
+
+def show_predictions(images, probabilities, class_names: list[str], labels=None, n: int = 9, top: int = 2,
+                     ncols: int = 3):
+    """``n`` photos spread evenly over ``images`` with the model's top guesses (notebook 03).
+
+    Captions are green where the top guess is the true label, red where it is not.
+    """
+    probabilities = np.asarray(probabilities)
+    if len(images) != len(probabilities):
+        raise ValueError(f"{len(images)} images but {len(probabilities)} rows of probabilities")
+    picks = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int))
+    ranked = [[(class_names[j], float(probabilities[i, j])) for j in probabilities[i].argsort()[::-1][:top]]
+              for i in picks]
+    truth = [class_names[int(labels[i])] for i in picks] if labels is not None else None
+    ok = [row[0][0] == t for row, t in zip(ranked, truth)] if truth is not None else None
+    return show_photos(np.asarray(images)[picks], prediction_captions(ranked, truth), ok, ncols=ncols)

@@ -1,0 +1,43 @@
+"""What ImageNet already knows about our classes (notebook 01).
+
+Lion, tiger and brown bear are three of ImageNet's 1000 classes; several neighbours
+(tiger cat, American black bear, ice bear, …) are too. This module names them, so a
+notebook can ask: does the pretrained classifier's top guess fall in the right family?
+"""
+from __future__ import annotations
+
+import json
+
+import keras
+
+from .backbones import imagenet_class_index_file
+
+#: ImageNet classes that count as "right" for each of the workbook's classes.
+RELATED_CLASSES: dict[str, tuple[str, ...]] = {
+    "lion": ("lion",),
+    "tiger": ("tiger", "tiger_cat"),
+    "bear": ("brown_bear", "American_black_bear", "ice_bear", "sloth_bear"),
+}
+
+
+def class_names() -> list[str]:
+    """ImageNet's 1000 class names in output order (the local index file if present, else Keras')."""
+    path = imagenet_class_index_file()
+    if path is None:
+        path = keras.utils.get_file(
+            "imagenet_class_index.json",
+            "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
+            cache_subdir="models", file_hash="c2c37ea517e94d9795004a39431a14cb")
+    index = json.loads(open(path, encoding="utf-8").read())
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+def related_indices(class_name: str, names: list[str] | None = None) -> dict[str, int]:
+    """The ImageNet classes related to one of ours, with their output index."""
+    names = names or class_names()
+    return {n: names.index(n) for n in RELATED_CLASSES.get(class_name, ()) if n in names}
+
+
+def is_related(our_class: str, imagenet_class: str) -> bool:
+    """Does the ImageNet class ``imagenet_class`` count as a right answer for ``our_class``?"""
+    return imagenet_class in RELATED_CLASSES.get(our_class, ())

@@ -1,0 +1,203 @@
+"""The notebooks: stored clean, well-formed, and executed headless in quick mode.
+
+Every notebook is executed by papermill with the quick-mode parameters (any failing cell
+fails the test) and checked by nbval in lax mode: the cells marked ``# NBVAL_CHECK_OUTPUT``
+must print what is stored in the notebook. Both need the real photos and weights
+(``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip without them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import notebooks
+from helpers.settings import PROJECT_ROOT
+
+NOTEBOOKS = notebooks.notebook_paths()
+SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+
+
+# --- stored form ------------------------------------------------------------------------
+
+def test_stored_notebooks_are_clean():
+    dirty = notebooks.dirty_notebooks(NOTEBOOKS)
+    assert not dirty, f"not clean: {[p.name for p in dirty]}; run: python -m helpers clean-notebooks"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_shape(path):
+    """Markdown before every code cell, a tiny first cell, a parameters cell, questions at the end."""
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
+    for before, cell in zip(cells, cells[1:]):
+        if cell.cell_type == "code":
+            assert before.cell_type == "markdown", f"code cell without a sentence before it:\n{cell.source}"
+    first = next(c for c in cells if c.cell_type == "code")
+    assert len(first.source.splitlines()) <= 4 and "import" in first.source
+    tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert cells[-1].cell_type == "markdown" and "Questions" in cells[-1].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_parameter_defaults_are_the_real_thing(path):
+    declared = notebooks.declared_parameters(path)
+    real = {"BACKBONE": '"inception_v3"', "CLASSIFIER": '"inception_v3"', "WEIGHTS": '"imagenet"',
+            "DATA_DIR": "None", "IMAGE_SIZE": "None", "SEED": "0", "QUICK": "False"}
+    for name, default in real.items():
+        if name in declared:
+            assert declared[name] == default, f"{path.name}: {name} = {declared[name]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_checked_cells_have_stored_outputs(path):
+    checked = [c for c in code_cells(path) if notebooks.is_checked(c)]
+    for cell in checked:
+        assert cell.outputs, f"{path.name}: a # NBVAL_CHECK_OUTPUT cell has no stored output:\n{cell.source}"
+        assert all(o.output_type != "error" for o in cell.outputs)
+    if path.stem[:2] in {"00", "01", "02", "03", "04"}:
+        assert checked, f"{path.name} has no cell for nbval to compare"
+
+
+def test_quick_parameters_name_real_notebooks_and_parameters():
+    by_stem = {p.stem: p for p in NOTEBOOKS}
+    for stem, overrides in notebooks.QUICK_PARAMETERS.items():
+        if stem == "*":
+            continue
+        assert stem in by_stem, f"QUICK_PARAMETERS names {stem}, which is not a notebook"
+        unknown = set(overrides) - set(notebooks.declared_parameters(by_stem[stem]))
+        assert not unknown, f"{stem} does not declare {unknown}"
+
+
+# --- the runner and the cleaning tool ---------------------------------------------------
+
+def test_parameters_for_injects_only_what_a_notebook_declares():
+    nb01 = next(p for p in NOTEBOOKS if p.stem.startswith("01"))
+    nb03 = next(p for p in NOTEBOOKS if p.stem.startswith("03"))
+    quick01 = notebooks.parameters_for(nb01, quick=True, backbone="resnet50")
+    assert quick01["CLASSIFIER"] == "mobilenet_0.25" and "BACKBONE" not in quick01
+    quick03 = notebooks.parameters_for(nb03, quick=True, backbone="resnet50", parameters={"EPOCHS": 1, "NOPE": 2})
+    assert quick03["BACKBONE"] == "resnet50" and quick03["EPOCHS"] == 1 and "NOPE" not in quick03
+    assert quick03["IMAGE_SIZE"] == notebooks.QUICK_PARAMETERS["*"]["IMAGE_SIZE"]
+    assert notebooks.parameters_for(nb03) == {}
+
+
+def test_parse_value_reads_literals_else_strings():
+    assert notebooks.parse_value("3") == 3
+    assert notebooks.parse_value("None") is None
+    assert notebooks.parse_value("[1, 2]") == [1, 2]
+    assert notebooks.parse_value("mixed7") == "mixed7"
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# tiny"),
+        nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_ok.ipynb", "import helpers\nprint(VALUE * 2)")
+    _tiny_notebook(src / "01_broken.ipynb", "raise RuntimeError(f'broken {VALUE}')")
+    lines = []
+    runs = notebooks.run_notebooks(tmp_path / "out", parameters={"VALUE": 21}, notebooks_dir=src, log=lines.append)
+    assert [r.name for r in runs] == ["00_ok", "01_broken"]
+    assert runs[0].ok and not runs[1].ok
+    assert "RuntimeError: broken 21" in runs[1].error
+    executed = nbformat.read(str(tmp_path / "out" / "00_ok.ipynb"), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "42\n"
+    assert any("FAILED: 01_broken" in line for line in lines)
+
+
+def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
+    from helpers import cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_broken.ipynb", "1 / 0")
+    assert cli.main(["notebooks", "--notebooks-dir", str(src), "--out", str(tmp_path / "out")]) == 1
+    assert "00_broken.ipynb: FAILED" in capsys.readouterr().out
+    _tiny_notebook(src / "00_broken.ipynb", "print(VALUE)")
+    assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", "VALUE", "7", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
+    path = _tiny_notebook(tmp_path / "nb.ipynb", "# NBVAL_CHECK_OUTPUT\nprint(VALUE)")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="noise\n")]
+    nb.cells[1].execution_count = 3
+    nb.cells[1].metadata["papermill"] = {"duration": 1.0}
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[2].execution_count = 4
+    nb.metadata["papermill"] = {"parameters": {}}
+    nbformat.write(nb, str(path))
+    assert notebooks.dirty_notebooks([path], fix=True) == [path]
+    assert notebooks.dirty_notebooks([path]) == []
+    cleaned = nbformat.read(str(path), as_version=4)
+    assert cleaned.cells[1].outputs == [] and cleaned.cells[1].execution_count is None
+    assert cleaned.cells[1].metadata == {"tags": ["parameters"]}
+    assert cleaned.cells[2].outputs[0].text == "1\n" and cleaned.cells[2].execution_count is None
+    assert set(cleaned.metadata) == {"kernelspec", "language_info"}
+
+
+def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
+    stored = _tiny_notebook(tmp_path / "stored.ipynb", "# NBVAL_CHECK_OUTPUT\nprint(VALUE)")
+    executed = nbformat.read(str(stored), as_version=4)
+    executed.cells[2].outputs = [nbformat.v4.new_output("stream", text="21\n")]
+    executed.cells.insert(2, nbformat.v4.new_code_cell("VALUE = 21", metadata={"tags": ["injected-parameters"]}))
+    nbformat.write(executed, str(tmp_path / "executed.ipynb"))
+    assert notebooks.store_checked_outputs(tmp_path / "executed.ipynb", stored) == 1
+    again = nbformat.read(str(stored), as_version=4)
+    assert len(again.cells) == 3 and again.cells[2].outputs[0].text == "21\n"
+    assert notebooks.dirty_notebooks([stored]) == []
+
+
+# --- executing the real notebooks (quick mode) -----------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, shared_weights_dir):
+    run = notebooks.run_notebook(path, tmp_path, notebooks.parameters_for(path, quick=True))
+    assert run.ok, f"{path.name} failed: {run.error} (see {run.output})"
+    executed = nbformat.read(str(run.output), as_version=4)
+    for cell in executed.cells:
+        if notebooks.is_checked(cell):
+            assert cell.outputs, f"checked cell printed nothing:\n{cell.source}"
+    print(f"{path.name}: {run.seconds:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_checked_outputs_match_under_nbval(path, tmp_path, shared_photos, shared_weights_dir):
+    """nbval --nbval-lax on a quick-parameterised copy that keeps the stored outputs."""
+    import papermill
+
+    copy = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(copy), parameters=notebooks.parameters_for(path, quick=True),
+                               prepare_only=True, kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
+         "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

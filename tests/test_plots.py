@@ -1,0 +1,104 @@
+"""The network diagram of notebook 02 and the photo grids of notebooks 01 and 03."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from helpers import backbones, plots, surgery
+
+CLASSES = ["bear", "lion", "tiger"]
+
+
+@pytest.fixture(scope="module")
+def full():
+    """A small MobileNetV2 with its 1000-class top (random weights: the picture needs no weights)."""
+    return backbones.build_backbone("mobilenet_v2_0.35", weights=None, include_top=True)
+
+
+@pytest.fixture(scope="module")
+def transferred(full):
+    base = surgery.pop(surgery.pop(full))
+    return surgery.freeze(surgery.add_head(surgery.pop(base, to="block_14_add"), CLASSES))
+
+
+def test_every_layer_is_in_exactly_one_box(full, transferred):
+    for model in (full, transferred):
+        boxes = plots.network_boxes(model)
+        names = [name for box in boxes for name in box.layer_names]
+        assert sorted(names) == sorted(layer.name for layer in model.layers)
+
+
+def test_boxes_run_from_input_to_head(transferred):
+    labels = [box.label for box in plots.network_boxes(transferred)]
+    assert labels[:3] == ["input (image)", "preprocess", "stem … block_1_project_BN"]
+    assert labels[-4:] == ["block_14_add", "head_pool", "head_dropout", "head_predictions"]
+
+
+def test_before_marks_popped_blocks_after_marks_new_head(full, transferred):
+    before = plots.network_boxes(full, transferred, popped=True, show_training=False)
+    popped = [box.label for box in before if box.state == "popped"]
+    assert popped == ["block_15_add", "block_16_project_BN", "out_relu", "global_average_pooling2d", "predictions"]
+    assert {box.state for box in before} == {"pretrained", "popped"}
+    after = plots.network_boxes(transferred, full)
+    assert [box.label for box in after if box.state == "new"] == ["head_pool", "head_dropout", "head_predictions"]
+    assert {box.state for box in after if box.state != "new"} == {"frozen"}
+
+
+def test_fine_tuned_blocks_are_drawn_trainable(transferred):
+    surgery.freeze(transferred, fine_tune_from="block_13_project_BN")
+    try:
+        states = {box.label: box.state for box in plots.network_boxes(transferred)}
+    finally:
+        surgery.freeze(transferred)
+    assert states["block_12_add"] == "frozen"
+    assert states["block_13_project_BN"] == states["block_14_add"] == "trainable"
+    assert states["head_predictions"] == "trainable"
+
+
+def test_box_weights_add_up_to_the_model(transferred):
+    boxes = plots.network_boxes(transferred)
+    assert sum(box.weights for box in boxes) == transferred.count_params()
+    assert boxes[-1].shape == "3"
+
+
+def test_draw_surgery_writes_a_readable_png(full, transferred, tmp_path):
+    fig = plots.draw_surgery(full, transferred)
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"head_predictions", "predictions", "block_14_add"} <= texts
+    assert len(fig.axes) == 2
+    path = tmp_path / "surgery.png"
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    width, height = plt.imread(path).shape[1::-1]
+    assert width > 400 and height > 400
+
+
+def test_show_photos_colours_right_and_wrong():
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    fig = plots.show_photos(images, ["a", "b", "c", "d"], ok=[True, False, True, True], ncols=3)
+    assert len(fig.axes) == 6  # 2 rows × 3 columns, the last two empty
+    assert [len(ax.images) for ax in fig.axes] == [1, 1, 1, 1, 0, 0]
+    colours = [ax._left_title.get_color() for ax in fig.axes[:4]]
+    assert colours[1] != colours[0] == colours[2]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no photos"):
+        plots.show_photos(np.zeros((0, 8, 8, 3)))
+
+
+def test_show_predictions_picks_spread_photos_and_names_the_guess():
+    images = np.zeros((10, 8, 8, 3), np.uint8)
+    probabilities = np.tile([0.1, 0.7, 0.2], (10, 1))
+    labels = np.array([1] * 5 + [0] * 5)
+    fig = plots.show_predictions(images, probabilities, CLASSES, labels, n=4)
+    captions = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert len(captions) == 4
+    assert captions[0] == "true: lion\nlion 0.70\ntiger 0.20"
+    assert captions[-1].startswith("true: bear\nlion 0.70")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="probabilities"):
+        plots.show_predictions(images, probabilities[:3], CLASSES)
