@@ -1,0 +1,74 @@
+"""Comparing backbones (notebook 07): same head, same photos; skipped backbones say why."""
+from __future__ import annotations
+
+import json
+import socket
+
+import keras.src.applications.mobilenet as mobilenet_module
+import keras.src.applications.resnet as resnet_module
+import pytest
+
+from helpers import compare
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No local weights and a download URL on a loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(resnet_module, "BASE_WEIGHTS_PATH", dead)
+    monkeypatch.setattr(mobilenet_module, "BASE_WEIGHT_PATH", dead)
+    return dead
+
+
+def test_every_backbone_is_measured_or_skipped_with_its_reason(tiny_photos, random_backbone_weights,
+                                                                offline, monkeypatch, tmp_path):
+    monkeypatch.delenv("WORKBOOK_WEIGHTS_DIR", raising=False)
+    measured = compare.compare_backbones(["mobilenet_v2_0.35"], tiny_photos, weights=str(random_backbone_weights),
+                                         image_size=48, epochs=3, progress=False)
+    skipped = compare.compare_backbones(["resnet50", "mobilenet_0.25", "no_such_net"], tiny_photos,
+                                        weights="imagenet", image_size=48, out=tmp_path, progress=False)
+    row = measured[0]
+    assert row.ok and 0.0 <= row.val_accuracy <= 1.0
+    assert row.parameters == 410_208 + 1280 * 3 + 3   # the base plus a 3-class softmax head
+    assert row.file_mb > 1.0 and row.inference_ms > 0 and row.train_seconds > 0
+    assert [r.status for r in skipped] == ["skipped"] * 3
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in skipped[0].reason
+    assert "mobilenet_2_5_224_tf_no_top.h5" in skipped[1].reason
+    assert "unknown backbone" in skipped[2].reason
+    saved = json.loads((tmp_path / compare.RESULTS_FILE).read_text())
+    assert [r["backbone"] for r in saved] == ["resnet50", "mobilenet_0.25", "no_such_net"]
+    table = compare.results_table(measured + skipped)
+    assert table.splitlines()[2].startswith("| mobilenet_v2_0.35 | ok | 48 |")
+    assert table.count("| skipped |") == 3
+
+
+def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos, random_backbone_weights):
+    """Accuracy measured on stored features equals the whole model's accuracy on the photos."""
+    import numpy as np
+
+    from helpers import backbones, data, surgery, train
+
+    photos = data.load_folder(tiny_photos)
+    arrays = train.load_arrays(photos, 48)
+    base = backbones.build_backbone("mobilenet_v2_0.35", weights=str(random_backbone_weights), image_size=48)
+    model = surgery.add_head(base, photos.class_names)
+    features = compare.bottleneck_features(base, arrays["train"][0])
+    val_features = compare.bottleneck_features(base, arrays["val"][0])
+    accuracy = compare.train_head_on_features(model, features, arrays["train"][1],
+                                              (val_features, arrays["val"][1]), epochs=5, seed=0)
+    whole = model.predict(arrays["val"][0].astype("float32"), verbose=0)
+    assert accuracy == pytest.approx(float(np.mean(whole.argmax(1) == arrays["val"][1])))
+
+
+def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photos, offline, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    results = compare.compare_backbones(["mobilenet_v2", "mobilenet_0.25", "resnet50"], shared_photos,
+                                        image_size=96, per_class=5, epochs=10, progress=False)
+    by_name = {r.backbone: r for r in results}
+    assert by_name["mobilenet_v2"].ok and by_name["mobilenet_0.25"].ok
+    assert by_name["mobilenet_v2"].val_accuracy > 0.6          # 3 classes: chance is 1/3
+    assert by_name["mobilenet_v2"].parameters > by_name["mobilenet_0.25"].parameters
+    assert by_name["resnet50"].status == "skipped"
