@@ -115,8 +115,7 @@ def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
 
 def _stray_photos(folder: Path) -> list[Path]:
     """Photos lying directly in ``folder`` where only sub-folders are expected (README files are fine)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not junk_reason(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return list_images(folder)
 
 
 def _split_folders(root: Path) -> dict[str, Path]:

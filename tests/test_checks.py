@@ -365,3 +365,12 @@ def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path
     assert metrics["class_names"] == ["bear", "lion", "tiger"]
     assert metrics["n_train"] == N_GOOD_TRAIN + len(fixed) and metrics["n_val"] == N_GOOD_VAL
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_check_data_command_reads_workbook_data_when_no_folder_is_given(tiny_photos: Path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_DATA", str(tiny_photos))
+    assert cli_main(["check-data"]) == 0
+    assert "valid photos: 36 in 3 classes" in capsys.readouterr().out
+    monkeypatch.delenv("WORKBOOK_DATA")
+    assert cli_main(["check-data"]) == 2
+    assert "WORKBOOK_DATA" in capsys.readouterr().err
