@@ -311,7 +311,7 @@ def display_name(path: Path, root: Path | None = None) -> str:
 
 @dataclass
 class Duplicate:
-    """Two photos in different splits that are the same picture (a leak from train into val)."""
+    """Two files that are the same picture, in different splits (a leak) or classes (a label conflict)."""
 
     first: FileCheck
     second: FileCheck
@@ -321,31 +321,43 @@ class Duplicate:
     def exact(self) -> bool:
         return self.first.digest == self.second.digest
 
+    @property
+    def leak(self) -> bool:
+        """The two copies sit in different splits: validation has seen training photos."""
+        return self.first.split != self.second.split
+
+    @property
+    def conflicting_labels(self) -> bool:
+        """The same picture is filed under two classes."""
+        return self.first.class_name != self.second.class_name
+
 
 def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS,
-                    max_colour: float = NEAR_DUPLICATE_COLOUR) -> list[Duplicate]:
-    """Exact and near-duplicate pairs whose members sit in DIFFERENT splits (train/val/test).
+                    max_colour: float = NEAR_DUPLICATE_COLOUR, block: int = 1024) -> list[Duplicate]:
+    """Exact and near-duplicate pairs that matter: in DIFFERENT splits (leakage) or classes (conflicting labels).
 
     Near duplicates have nearly the same difference hash (structure) AND nearly the same
     8×8 colour thumbnail, so two different flat or simple pictures are not confused.
+    Compared ``block`` rows at a time, so memory stays small for large folders.
     """
-    usable = [c for c in checks if c.usable and c.fingerprint is not None]
-    splits = sorted({c.split for c in usable})
+    usable = [c for c in checks if c.usable and c.fingerprint is not None and c.thumbnail is not None]
+    if len(usable) < 2:
+        return []
+    prints = np.array([c.fingerprint for c in usable], dtype=np.uint64)
     found: list[Duplicate] = []
-    for i, a_name in enumerate(splits):
-        for b_name in splits[i + 1:]:
-            a = [c for c in usable if c.split == a_name]
-            b = [c for c in usable if c.split == b_name]
-            if not a or not b:
+    for start in range(0, len(usable), block):
+        distance = np.bitwise_count(prints[start:start + block, None] ^ prints[None, :])
+        for ia, ib in zip(*np.nonzero(distance <= max_bits)):
+            i = start + int(ia)
+            j = int(ib)
+            if j <= i:
                 continue
-            fa = np.array([c.fingerprint for c in a], dtype=np.uint64)
-            fb = np.array([c.fingerprint for c in b], dtype=np.uint64)
-            distance = np.bitwise_count(fa[:, None] ^ fb[None, :])
-            for ia, ib in zip(*np.nonzero(distance <= max_bits)):
-                exact = a[ia].digest == b[ib].digest
-                colour = np.abs(a[ia].thumbnail.astype(np.int16) - b[ib].thumbnail).mean()
-                if exact or colour <= max_colour:
-                    found.append(Duplicate(a[ia], b[ib], int(distance[ia, ib])))
+            a, b = usable[i], usable[j]
+            if a.split == b.split and a.class_name == b.class_name:
+                continue                      # two copies in one class and split: harmless
+            exact = a.digest == b.digest
+            if exact or np.abs(a.thumbnail.astype(np.int16) - b.thumbnail).mean() <= max_colour:
+                found.append(Duplicate(a, b, int(distance[ia, ib])))
     return found
 
 
@@ -429,10 +441,13 @@ class DataReport:
             lines += ["", f"ignored outside the layout: {len(self.ignored)}"]
             lines += [f"  {display_name(p, self.root)}: {why}" for p, why in self.ignored]
         if self.duplicates:
-            lines += ["", f"duplicates across splits (leakage): {len(self.duplicates)} pairs"]
+            lines += ["", f"duplicates across splits or classes: {len(self.duplicates)} pairs "
+                          "(== same bytes, ≈ same picture)"]
             shown = self.duplicates if max_listed is None else self.duplicates[:max_listed]
             lines += [f"  {display_name(d.first.path, self.root)} {'==' if d.exact else '≈'} "
-                      f"{display_name(d.second.path, self.root)}" for d in shown]
+                      f"{display_name(d.second.path, self.root)}"
+                      f"   ({', '.join(k for k, on in (('leak', d.leak), ('two labels', d.conflicting_labels)) if on)})"
+                      for d in shown]
             if len(shown) < len(self.duplicates):
                 lines.append(f"  … and {len(self.duplicates) - len(shown)} more")
         if self.warnings:
@@ -456,5 +471,6 @@ class DataReport:
                 "ignored": [{"path": display_name(p, self.root), "reason": why} for p, why in self.ignored],
                 "duplicates": [{"first": display_name(d.first.path, self.root),
                                 "second": display_name(d.second.path, self.root), "exact": d.exact,
-                                "bits_differ": d.bits_differ} for d in self.duplicates],
+                                "bits_differ": d.bits_differ, "leak": d.leak,
+                                "conflicting_labels": d.conflicting_labels} for d in self.duplicates],
                 "warnings": self.warnings, "errors": self.errors, "seconds": self.seconds}

@@ -165,7 +165,7 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
 
     The report's ``errors`` say why training cannot start (no folder, fewer than two
     classes); its ``warnings`` cover dropped empty classes, train/val class mismatches and
-    duplicates across splits. ``decode=False`` checks only names (no pixels read).
+    duplicates across splits or classes. ``decode=False`` checks only names (no pixels read).
     """
     started = time.perf_counter()
     root = Path(root).expanduser()
@@ -256,14 +256,20 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
     if decode:
         report.duplicates = [d for d in find_duplicates(checks)
                              if {d.first.class_name, d.second.class_name} <= set(report.class_names)]
-    if report.duplicates:
-        exact = sum(d.exact for d in report.duplicates)
-        example = report.duplicates[0]
+    leaks = [d for d in report.duplicates if d.leak]
+    if leaks:
+        exact = sum(d.exact for d in leaks)
         report.warnings.append(
-            f"possible leakage: {len(report.duplicates)} photo pairs appear in two splits "
-            f"({exact} exact copies, {len(report.duplicates) - exact} near-duplicates), e.g. "
-            f"{display_name(example.first.path, root)} and {display_name(example.second.path, root)}; "
-            "the validation score is inflated until you delete one photo of each pair")
+            f"possible leakage: {len(leaks)} photo pairs appear in two splits ({exact} exact copies, "
+            f"{len(leaks) - exact} near-duplicates), e.g. {display_name(leaks[0].first.path, root)} and "
+            f"{display_name(leaks[0].second.path, root)}; the validation score is inflated until you "
+            "delete one photo of each pair")
+    conflicts = [d for d in report.duplicates if d.conflicting_labels]
+    if conflicts:
+        report.warnings.append(
+            f"conflicting labels: {len(conflicts)} pictures are filed under two classes, e.g. "
+            f"{display_name(conflicts[0].first.path, root)} and {display_name(conflicts[0].second.path, root)}; "
+            "keep each picture in the one class it belongs to")
     report.seconds = time.perf_counter() - started
     return report
 

@@ -374,3 +374,12 @@ def test_check_data_command_reads_workbook_data_when_no_folder_is_given(tiny_pho
     monkeypatch.delenv("WORKBOOK_DATA")
     assert cli_main(["check-data"]) == 2
     assert "WORKBOOK_DATA" in capsys.readouterr().err
+
+
+def test_the_same_picture_in_two_classes_is_a_label_conflict(tiny_photos: Path):
+    structured_photo(9).save(tiny_photos / "train" / "lion" / "cat.png")
+    structured_photo(9).save(tiny_photos / "train" / "tiger" / "cat.png")
+    report = check_data(tiny_photos)
+    assert [(d.leak, d.conflicting_labels, d.exact) for d in report.duplicates] == [(False, True, True)]
+    assert any("conflicting labels: 1 pictures are filed under two classes" in w for w in report.warnings)
+    assert not any("leakage" in w for w in report.warnings)
