@@ -1,0 +1,198 @@
+"""Which device runs what: GPUs, mixed precision, XLA and ``tf.distribute`` (notebook 00).
+
+The workbook runs the same code on a laptop CPU, one GPU, several GPUs or several machines:
+
+- **CPU** (default here): float32, one device, Keras' default strategy.
+- **One GPU**: mixed precision (``mixed_float16``: float16 maths, float32 weights; the
+  head's softmax stays float32, see :func:`helpers.surgery.add_head`) and XLA
+  (``jit_compile``) for the training step.
+- **Several GPUs on one machine**: ``tf.distribute.MirroredStrategy`` — one model copy
+  per GPU, each batch split across them, gradients summed.
+- **Several machines**: ``tf.distribute.MultiWorkerMirroredStrategy``. Start the same
+  command on every machine with ``TF_CONFIG`` describing the cluster, e.g. on worker 0::
+
+      TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                  "task": {"type": "worker", "index": 0}}' python -m helpers train ...
+
+  (index 1 on the second machine). :func:`choose_strategy` picks it when ``TF_CONFIG``
+  names more than one worker. Only worker 0 should write the final model.
+
+Everything ``tf.distribute``/``tf.config`` lives in this module; the rest of the
+helpers ask it for a strategy scope and for the XLA setting.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from typing import Iterator
+
+import keras
+
+_STRATEGY = None  # the strategy chosen by choose_strategy(), reused by strategy_scope()
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def gpus() -> list[str]:
+    """Names of the visible GPUs (empty on a CPU-only machine)."""
+    return [d.name for d in _tf().config.list_physical_devices("GPU")]
+
+
+def logical_devices(kind: str = "GPU") -> list[str]:
+    """Names of the logical devices of ``kind`` ("GPU" or "CPU") TensorFlow will use."""
+    return [d.name for d in _tf().config.list_logical_devices(kind)]
+
+
+def split_cpu(n: int = 2) -> list[str]:
+    """Split the CPU into ``n`` logical devices (to test multi-device code without GPUs).
+
+    Must run before TensorFlow initialises its devices (first op / first model), so tests
+    call it at the top of a fresh process.
+    """
+    tf = _tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    return logical_devices("CPU")
+
+
+def workers_in_tf_config() -> int:
+    """How many workers ``$TF_CONFIG`` describes (0 when it is unset or has no cluster)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({exc}); see helpers/device.py for an example") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def choose_strategy(kind: str = "auto"):
+    """A ``tf.distribute`` strategy: ``"auto"``, ``"default"``, ``"mirrored"`` or ``"multi_worker"``.
+
+    ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several workers,
+    MirroredStrategy when more than one GPU is visible, else the default (one device).
+    ``"mirrored"`` with no GPUs mirrors over the logical CPUs (see :func:`split_cpu`).
+    The choice is remembered and reused by :func:`strategy_scope`.
+    """
+    global _STRATEGY
+    tf = _tf()
+    if kind == "auto":
+        if workers_in_tf_config() > 1:
+            kind = "multi_worker"
+        elif len(gpus()) > 1:
+            kind = "mirrored"
+        else:
+            kind = "default"
+    if kind == "default":
+        _STRATEGY = tf.distribute.get_strategy()
+    elif kind == "mirrored":
+        devices = logical_devices("GPU") or logical_devices("CPU")
+        _STRATEGY = tf.distribute.MirroredStrategy(devices=devices)
+    elif kind == "multi_worker":
+        _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        raise ValueError(f"unknown strategy {kind!r}; choose auto, default, mirrored or multi_worker")
+    return _STRATEGY
+
+
+def current_strategy():
+    """The strategy chosen last by :func:`choose_strategy` (choosing ``"auto"`` if none yet)."""
+    return _STRATEGY if _STRATEGY is not None else choose_strategy("auto")
+
+
+@contextlib.contextmanager
+def strategy_scope(strategy=None) -> Iterator[object]:
+    """``with strategy_scope():`` build and compile models so they run on every replica.
+
+    With the TensorFlow backend this enters the chosen ``tf.distribute`` strategy; with
+    other Keras backends it does nothing.
+    """
+    if keras.backend.backend() != "tensorflow":
+        yield None
+        return
+    strategy = strategy or current_strategy()
+    with strategy.scope():
+        yield strategy
+
+
+def replicas() -> int:
+    """How many model copies train in sync (1 without a multi-device strategy)."""
+    return int(getattr(current_strategy(), "num_replicas_in_sync", 1)) if keras.backend.backend() == "tensorflow" else 1
+
+
+def use_mixed_precision(policy: str | None = "auto") -> str:
+    """Set Keras' global dtype policy and return its name.
+
+    ``"auto"``: ``mixed_float16`` on a GPU, ``float32`` on a CPU (CPUs gain little, and
+    float16 maths is slow there). ``"mixed_float16"``/``"mixed_bfloat16"``/``"float32"``
+    set that policy explicitly (``None`` leaves it unchanged). Layers built afterwards
+    compute in the low precision and keep float32 weights; the head's softmax is float32.
+    """
+    if policy == "auto":
+        policy = "mixed_float16" if gpus() else "float32"
+    if policy is not None:
+        keras.mixed_precision.set_global_policy(policy)
+    return keras.mixed_precision.global_policy().name
+
+
+def jit_compile() -> bool | str:
+    """The ``jit_compile`` argument for ``model.compile``: XLA on a GPU, off on a CPU.
+
+    On CPU, XLA compiles each new batch shape for a few seconds and rarely pays back on
+    short runs (measured here); on a GPU it fuses the training step's kernels.
+    """
+    return "auto" if gpus() else False
+
+
+@dataclass
+class Setup:
+    """How this machine will run the workbook."""
+
+    device: str
+    gpus: list[str]
+    policy: str
+    jit_compile: bool | str
+    strategy: str
+    replicas: int
+
+
+def configure(mixed_precision: str | None = "auto", strategy: str = "auto") -> Setup:
+    """Choose precision and strategy for this machine in one call (notebook 00 shows it)."""
+    policy = use_mixed_precision(mixed_precision)
+    chosen = choose_strategy(strategy)
+    found = gpus()
+    return Setup("GPU" if found else "CPU", found, policy, jit_compile(), type(chosen).__name__,
+                 int(getattr(chosen, "num_replicas_in_sync", 1)))
+
+
+def describe() -> str:
+    """A plain report: versions, devices, precision policy, XLA, distribution strategy.
+
+    Notebook 00 prints this so a learner knows what runs where.
+    """
+    tf = _tf()
+    found = gpus()
+    strategy = current_strategy()
+    lines = [
+        f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores",
+        f"tensorflow {tf.__version__}, keras {keras.__version__} (backend: {keras.backend.backend()})",
+        f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}",
+        f"GPUs: {', '.join(found) if found else 'none - everything runs on the CPU'}",
+        f"precision policy: {keras.mixed_precision.global_policy().name}"
+        + (" (float16 maths, float32 weights and softmax)" if "mixed" in keras.mixed_precision.global_policy().name
+           else ""),
+        f"XLA (jit_compile) for training: {jit_compile()}",
+        f"distribution: {type(strategy).__name__} with {getattr(strategy, 'num_replicas_in_sync', 1)} replica(s)",
+    ]
+    if workers_in_tf_config():
+        lines.append(f"TF_CONFIG: {workers_in_tf_config()} workers")
+    return "\n".join(lines)
