@@ -281,10 +281,10 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
             return check.skip(f"{kind} JPEG data, cannot be decoded reliably ({problem})")
     check.fingerprint = fingerprint(rgb)
     check.thumbnail = np.asarray(rgb.resize((8, 8), Image.Resampling.BOX), dtype=np.uint8)
-    if orientation != 1:
+    if 2 <= orientation <= 8:
         check.fix(f"EXIF orientation {orientation}: turned upright on loading")
     if frames > 1:
-        check.fix(f"animated {image.format} with {frames} frames: only the first frame is used")
+        check.fix(f"{image.format} with {frames} frames (animated or multi-picture): only the first frame is used")
     if mode in SIXTEEN_BIT_MODES or (image.format == "PNG" and len(data) > 24 and data[24] == 16):
         check.fix("16-bit image: scaled to 8 bits per channel")
     if mode in ("RGBA", "LA", "PA") or "transparency" in info:
