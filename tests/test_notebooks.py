@@ -152,7 +152,8 @@ def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
     cleaned = nbformat.read(str(path), as_version=4)
     assert cleaned.cells[1].outputs == [] and cleaned.cells[1].execution_count is None
     assert cleaned.cells[1].metadata == {"tags": ["parameters"]}
-    assert cleaned.cells[2].outputs[0].text == "1\n" and cleaned.cells[2].execution_count is None
+    assert cleaned.cells[2].outputs[0].text == "1\n"
+    assert cleaned.cells[2].execution_count == 2  # the second code cell: nbval skips cells never run
     assert set(cleaned.metadata) == {"kernelspec", "language_info"}
 
 
