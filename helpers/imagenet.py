@@ -41,3 +41,26 @@ def related_indices(class_name: str, names: list[str] | None = None) -> dict[str
 def is_related(our_class: str, imagenet_class: str) -> bool:
     """Does the ImageNet class ``imagenet_class`` count as a right answer for ``our_class``?"""
     return imagenet_class in RELATED_CLASSES.get(our_class, ())
+
+
+def pretrained_classifier(name: str, weights: str | None = "imagenet", fallback: str | None = "mobilenet_0.25"):
+    """The full ImageNet classifier ``name`` (backbone + 1000-class top), as notebook 01 shows it.
+
+    When its ImageNet weights cannot be had (offline, no local file), say so and use
+    ``fallback`` instead, if that one's weights are at hand; otherwise raise the original
+    :class:`~helpers.backbones.WeightsUnavailableError`, which says where to put the file.
+    """
+    from .backbones import WeightsUnavailableError, build_backbone
+
+    try:
+        return build_backbone(name, weights=weights, include_top=True)
+    except WeightsUnavailableError as exc:
+        if not fallback or fallback == name:
+            raise
+        try:
+            model = build_backbone(fallback, weights=weights, include_top=True)
+        except WeightsUnavailableError:
+            raise exc from None
+        print(f"{name}: its ImageNet weights are not available here, so this notebook uses {fallback} instead.\n"
+              f"To use {name}, do what this message says:\n{exc}")
+        return model

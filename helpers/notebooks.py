@@ -41,7 +41,7 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     },
     "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},
     "03_train_the_head": {"EPOCHS": 20},
-    "04_fine_tune": {"HEAD_EPOCHS": 20, "EPOCHS": 2, "FINE_TUNE_FROM": 2},
+    "04_fine_tune": {"HEAD_EPOCHS": 20, "EPOCHS": 2},
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},
     "07_compare_architectures": {"ALLOW_DOWNLOAD": False, "EPOCHS": 20},
     "08_export_and_predict": {"EPOCHS": 20},
@@ -77,9 +77,11 @@ def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
 
 def declared_parameters(path: str | os.PathLike) -> dict[str, object]:
     """The names and default values (as source text) of a notebook's ``parameters`` cell."""
-    import papermill
+    from papermill.translators import PythonTranslator
 
-    return {name: p["default"] for name, p in papermill.inspect_notebook(str(path)).items()}
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return {p.name: p.default for p in PythonTranslator.inspect(cells[0])} if cells else {}
 
 
 def parameters_for(path: str | os.PathLike, quick: bool = False, backbone: str | None = None,
