@@ -1,8 +1,8 @@
 """Which backbone fits best? The same head, the same photos, several backbones (notebook 07).
 
 For each backbone we run the frozen base once over the photos (its *bottleneck*
-features), train the same head (dropout + softmax, same epochs, same learning rate, same
-seed) on those features, and measure what a learner weighs when choosing: validation
+features, :mod:`helpers.cache`), train the same head (dropout + softmax, same epochs,
+same learning rate, same seed) on those features (:func:`helpers.train.fit_top`), and measure what a learner weighs when choosing: validation
 accuracy, training time, inference time per image of the whole model, parameter count
 and the size of the saved ``.keras`` file. A backbone whose ImageNet weights cannot be
 had (offline, no local file) is reported as *skipped* with the reason, never dropped.
@@ -19,9 +19,11 @@ from typing import Callable
 import keras
 import numpy as np
 
+from . import cache
 from . import data as data_mod
 from . import files, surgery, train
-from .backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec
+from .backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec, resolve_weights
+from .settings import WEIGHTS_ENV
 
 RESULTS_FILE = "comparison.json"
 
@@ -59,34 +61,30 @@ def _skip_reason(exc: WeightsUnavailableError) -> str:
     return f"ImageNet weights not available offline. {expected}".strip()
 
 
-def bottleneck_features(base: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Pooled output of the frozen ``base`` for each image: one forward pass, no training."""
-    pooled = keras.Model(base.inputs, keras.layers.GlobalAveragePooling2D()(base.output))
-    return np.asarray(pooled.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
+def train_head_cached(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                      val: tuple[np.ndarray, np.ndarray] | None, epochs: int, seed: int,
+                      batch_size: int = 32) -> tuple[float, float, float]:
+    """Train ``model``'s head on its bottleneck features; return (accuracy, feature s, train s).
 
-
-def train_head_on_features(model: keras.Model, features: np.ndarray, labels: np.ndarray,
-                           val: tuple[np.ndarray, np.ndarray] | None, epochs: int, seed: int,
-                           batch_size: int = 32) -> float:
-    """Train ``model``'s head on stored features and put its weights back in ``model``.
-
-    The head is rebuilt on a features-shaped input from the same layers' configs
-    (dropout + softmax), trained, and its weights copied into ``model``'s
-    ``head_predictions`` layer. Returns the validation accuracy (or training accuracy
-    without ``val``).
+    The base runs once over the photos (:func:`helpers.cache.activations` at
+    :func:`helpers.cache.head_cut`, the pooled features), then the head trains on the
+    stored features with :func:`helpers.train.fit_top`, the recipe of notebooks 03 and 05.
+    Accuracy is the whole model's on ``val`` (or on the training photos without ``val``),
+    computed from the stored features, which is the same thing.
     """
     train.set_seed(seed)
-    dense = model.get_layer(surgery.HEAD_PREFIX + "predictions")
-    dropout = model.get_layer(surgery.HEAD_PREFIX + "dropout")
-    inputs = keras.Input(features.shape[1:])
-    x = keras.layers.Dropout.from_config(dropout.get_config())(inputs)
-    head_dense = keras.layers.Dense.from_config(dense.get_config())
-    head = keras.Model(inputs, head_dense(x))
-    train.compile_model(head, train.HEAD_LEARNING_RATE)
-    head.fit(features, labels, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    dense.set_weights(head_dense.get_weights())
-    x_eval, y_eval = val if val is not None else (features, labels)
-    return float(head.evaluate(x_eval, y_eval, verbose=0, return_dict=True)["accuracy"])
+    surgery.freeze(model)
+    cut = cache.split_at(model, cache.head_cut(model))
+    start = time.perf_counter()
+    features = cache.activations(cut.bottom, x, batch_size)
+    val_features = cache.activations(cut.bottom, val[0], batch_size) if val is not None else None
+    feature_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    train.fit_top(model, cut.name, features, y, epochs=epochs, batch_size=batch_size, seed=seed)
+    train_seconds = time.perf_counter() - start
+    x_eval, y_eval = (val_features, val[1]) if val is not None else (features, y)
+    probs = np.asarray(cut.top.predict(x_eval, batch_size=batch_size, verbose=0))
+    return float(np.mean(probs.argmax(axis=-1) == np.asarray(y_eval))), feature_seconds, train_seconds
 
 
 def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int = 3) -> float:
@@ -103,10 +101,19 @@ def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int 
 
 def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "imagenet",
                 image_size: int | None = None, epochs: int = 10, seed: int = 0,
-                inference_images: int = 16, arrays_at: Callable[[int], dict] | None = None) -> BackboneResult:
-    """Measure one backbone (see the module docstring); skipped if its weights can't be had."""
+                inference_images: int = 16, arrays_at: Callable[[int], dict] | None = None,
+                allow_download: bool = True) -> BackboneResult:
+    """Measure one backbone (see the module docstring); skipped if its weights can't be had.
+
+    ``allow_download=False`` skips a backbone at once when its ImageNet file is not local
+    (CI and offline machines: no attempt, no waiting on the network).
+    """
     spec = get_spec(name)
     size = image_size or spec.default_size
+    if not allow_download and weights == "imagenet" and resolve_weights(spec, weights, False, size) == "imagenet":
+        expected = spec.weight_file_names(False, size)[-1]
+        return BackboneResult(spec.name, "skipped", f"no local ImageNet weights ({expected} is not in "
+                              f"${WEIGHTS_ENV} or the Keras cache) and downloads are off", size, str(weights))
     try:
         base = build_backbone(spec.name, weights=weights, image_size=size)
     except WeightsUnavailableError as exc:
@@ -116,14 +123,7 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
     arrays = arrays_at(size) if arrays_at is not None else train.load_arrays(photos, size)
     (x, y), val = arrays["train"], arrays.get("val")
     model = surgery.add_head(base, photos.class_names)
-    surgery.freeze(model)
-    start = time.perf_counter()
-    features = bottleneck_features(base, x)
-    val_features = (bottleneck_features(base, val[0]), val[1]) if val is not None else None
-    feature_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    accuracy = train_head_on_features(model, features, y, val_features, epochs, seed)
-    train_seconds = time.perf_counter() - start
+    accuracy, feature_seconds, train_seconds = train_head_cached(model, x, y, val, epochs, seed)
     sample = (val[0] if val is not None else x)[:inference_images]
     with tempfile.TemporaryDirectory() as tmp:
         size_bytes = files.save_model(model, Path(tmp) / "model.keras").stat().st_size
@@ -135,7 +135,7 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
 def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weights: str | None = "imagenet",
                       image_size: int | None = None, per_class: int | None = None, epochs: int = 10,
                       seed: int = 0, out: str | os.PathLike | None = None,
-                      progress: bool = True) -> list[BackboneResult]:
+                      progress: bool = True, allow_download: bool = True) -> list[BackboneResult]:
     """Compare backbones (default: all of :data:`helpers.backbones.BACKBONES`) on one photo folder.
 
     ``image_size=None`` uses each backbone's own default size. Photos are decoded once
@@ -156,7 +156,8 @@ def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weig
         except ValueError as exc:
             results.append(BackboneResult(name, "skipped", str(exc)))
             continue
-        result = compare_one(name, photos, weights, image_size, epochs, seed, arrays_at=arrays_at)
+        result = compare_one(name, photos, weights, image_size, epochs, seed, arrays_at=arrays_at,
+                             allow_download=allow_download)
         results.append(result)
         if progress:
             print(describe(result), flush=True)

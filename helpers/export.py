@@ -155,9 +155,13 @@ class TFLitePredictor:
     """A reloaded TFLite model run by the TFLite interpreter, one image at a time."""
 
     def __init__(self, path: str | os.PathLike):
+        import warnings
+
         import tensorflow as tf
 
-        self.interpreter = tf.lite.Interpreter(model_path=str(path))
+        with warnings.catch_warnings():  # "use ai_edge_litert": not installed here, tf.lite still works
+            warnings.simplefilter("ignore", UserWarning)
+            self.interpreter = tf.lite.Interpreter(model_path=str(path))
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]

@@ -55,12 +55,13 @@ def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos
     arrays = train.load_arrays(photos, 48)
     base = backbones.build_backbone("mobilenet_v2_0.35", weights=str(random_backbone_weights), image_size=48)
     model = surgery.add_head(base, photos.class_names)
-    features = compare.bottleneck_features(base, arrays["train"][0])
-    val_features = compare.bottleneck_features(base, arrays["val"][0])
-    accuracy = compare.train_head_on_features(model, features, arrays["train"][1],
-                                              (val_features, arrays["val"][1]), epochs=5, seed=0)
+    before = model.get_layer("head_predictions").get_weights()[0].copy()
+    accuracy, feature_seconds, train_seconds = compare.train_head_cached(
+        model, *arrays["train"], arrays["val"], epochs=5, seed=0)
+    assert not np.array_equal(before, model.get_layer("head_predictions").get_weights()[0])  # it trained
     whole = model.predict(arrays["val"][0].astype("float32"), verbose=0)
     assert accuracy == pytest.approx(float(np.mean(whole.argmax(1) == arrays["val"][1])))
+    assert feature_seconds > 0 and train_seconds > 0
 
 
 def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photos, offline, monkeypatch):
@@ -72,3 +73,13 @@ def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photo
     assert by_name["mobilenet_v2"].val_accuracy > 0.6          # 3 classes: chance is 1/3
     assert by_name["mobilenet_v2"].parameters > by_name["mobilenet_0.25"].parameters
     assert by_name["resnet50"].status == "skipped"
+
+
+def test_with_downloads_off_a_missing_file_is_skipped_without_touching_the_network(tiny_photos, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(resnet_module, "BASE_WEIGHTS_PATH", "http://must-not-be-used.invalid/")
+    [row] = compare.compare_backbones(["resnet50"], tiny_photos, image_size=48, allow_download=False,
+                                      progress=False)
+    assert row.status == "skipped" and "downloads are off" in row.reason
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in row.reason
