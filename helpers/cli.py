@@ -27,10 +27,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train_classifier(data, args.out, backbone=args.backbone, weights=args.weights,
                                per_class=args.per_class, image_size=args.image_size, epochs=args.epochs,
                                fine_tune_from=args.fine_tune_from, fine_tune_epochs=args.fine_tune_epochs,
-                               seed=args.seed, batch_size=args.batch_size, verbose=args.verbose)
+                               seed=args.seed, batch_size=args.batch_size, verbose=args.verbose,
+                               cache=not args.no_cache, cache_dir=args.cache_dir)
     print(f"val_accuracy {metrics['val_accuracy']:.4f}  train_seconds {metrics['train_seconds']:.1f}  "
           f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)")
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    data = args.data or settings.data_dir()
+    if data is None:
+        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
+        return 2
+    epochs = [int(e) for e in str(args.epochs).split(",") if e.strip()]
+    result = bench.run(data, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+                       images=args.images, epochs=epochs, max_cached_epochs=args.max_cached_epochs,
+                       fine_tune_blocks=args.fine_tune_blocks)
+    if args.json:
+        print(f"wrote {bench.write(result, args.json)}")
     return 0
 
 
@@ -119,14 +136,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
     p.add_argument("--per-class", type=int, help="use only N training photos per class")
     p.add_argument("--image-size", type=int, help="default: the backbone's own size")
-    p.add_argument("--epochs", type=int, default=20, help="epochs of head training")
+    p.add_argument("--epochs", type=int, default=30, help="epochs of head training (cheap: on cached features)")
     p.add_argument("--fine-tune-from", help="unfreeze this block and above after head training")
     p.add_argument("--fine-tune-epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--no-cache", action="store_true",
+                   help="plain Keras recipe: run the frozen base in every step (slow; for comparison)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="keep bottleneck activations on disk for the next run (default: $WORKBOOK_CACHE, "
+                        "else in memory only)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="speed benchmark: cached vs plain training, pipeline, memory (ratios)")
+    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
+    p.add_argument("--image-size", type=int, help="default: the backbone's own size")
+    p.add_argument("--images", type=int, default=240, help="training photos to time (split evenly by class)")
+    p.add_argument("--epochs", default="10,20", help="head-training epochs to compare, e.g. 10,20")
+    p.add_argument("--max-cached-epochs", type=int, default=50)
+    p.add_argument("--fine-tune-blocks", type=int, default=2, help="K: fine-tune the top K blocks")
+    p.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check-data", help="report usable, fixed and skipped photos in a folder (reads only)")
     p.add_argument("data", nargs="?", type=Path, help="photo folder (default: $WORKBOOK_DATA)")

@@ -1,0 +1,94 @@
+"""Devices: the report notebook 00 prints, mixed precision, and the mirrored (multi-device) path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import device, surgery, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_describe_says_what_runs_where():
+    report = device.describe()
+    for words in ("tensorflow", "keras", "GPUs:", "precision policy:", "XLA", "distribution:"):
+        assert words in report
+    assert ("none - everything runs on the CPU" in report) == (not device.gpus())
+
+
+@pytest.fixture
+def restore_policy():
+    before = keras.mixed_precision.global_policy().name
+    yield
+    keras.mixed_precision.set_global_policy(before)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_softmax_in_float32(policy, restore_policy):
+    assert device.use_mixed_precision(policy) == policy
+    model = surgery.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32)
+    assert model.get_layer("Conv1").compute_dtype == policy.split("_")[1]
+    assert model.get_layer("Conv1").variable_dtype == "float32"  # weights stay float32
+    assert model.get_layer("head_predictions").compute_dtype == "float32"
+    probs = model.predict(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)), verbose=0)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    if policy == "mixed_bfloat16":  # and it trains (bfloat16 maths is native on this CPU)
+        result = train.fit(model, np.zeros((6, 32, 32, 3), "float32"), np.arange(6) % 3, epochs=1)
+        assert np.isfinite(result.history["loss"][0])
+
+
+def test_auto_policy_is_float32_on_a_cpu(restore_policy):
+    assert device.use_mixed_precision("auto") == ("mixed_float16" if device.gpus() else "float32")
+
+
+def test_strategy_choice_and_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert device.workers_in_tf_config() == 0
+    if len(device.gpus()) < 2:
+        assert device.choose_strategy("auto").num_replicas_in_sync == 1
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert device.workers_in_tf_config() == 2
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        device.workers_in_tf_config()
+    with pytest.raises(ValueError, match="mirrored"):
+        device.choose_strategy("several")
+    device.choose_strategy("default")
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    from helpers import device, train
+    cpus = device.split_cpu(2)           # before TensorFlow touches a device
+    strategy = device.choose_strategy("auto" if len(device.gpus()) > 1 else "mirrored")
+    results = {"cpus": len(cpus), "replicas": device.replicas(), "strategy": type(strategy).__name__,
+               "describe": device.describe()}
+    for cache in (True, False):
+        m = train.train_classifier(sys.argv[1], sys.argv[2] + f"/run{cache}", backbone="mobilenet_v2_0.35",
+                                   weights=None, image_size=48, epochs=2, cache=cache,
+                                   fine_tune_from="block_16_project_BN", fine_tune_epochs=1)
+        results[f"cache={cache}"] = {"val_accuracy": m["val_accuracy"], "loss": m["phases"]["head"]["history"]["loss"]}
+    print("RESULT " + json.dumps(results))
+""")
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_photos, tmp_path):
+    """MirroredStrategy over the CPU split in two: both recipes train with 2 replicas in sync."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_photos), str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
+    found = json.loads(line[len("RESULT "):])
+    assert found["cpus"] == 2 and found["replicas"] == 2 and found["strategy"] == "MirroredStrategy"
+    assert "MirroredStrategy with 2 replica(s)" in found["describe"]
+    for recipe in ("cache=True", "cache=False"):
+        assert all(np.isfinite(found[recipe]["loss"])) and 0.0 <= found[recipe]["val_accuracy"] <= 1.0
