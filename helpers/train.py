@@ -51,6 +51,7 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_execution:
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=["accuracy"], steps_per_execution=steps_per_execution,
                       jit_compile=device.jit_compile())
+        model.optimizer.build(model.trainable_variables)  # its slots live on every replica, too
     return model
 
 
