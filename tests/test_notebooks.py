@@ -186,21 +186,43 @@ def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, sha
     print(f"{path.name}: {run.seconds:.1f} s")
 
 
+def _nbval(path: Path, tmp_path: Path, edit=None) -> subprocess.CompletedProcess:
+    """Run nbval --nbval-lax on a quick-parameterised copy of ``path`` that keeps the stored outputs."""
+    import papermill
+
+    copy = tmp_path / path.name
+    nb = papermill.execute_notebook(str(path), None, parameters=notebooks.parameters_for(path, quick=True),
+                                    prepare_only=True, kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
+    if edit is not None:
+        edit(nb)
+    nbformat.write(nb, str(copy))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
+         "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_checked_outputs_match_under_nbval(path, tmp_path, shared_photos, shared_weights_dir):
-    """nbval --nbval-lax on a quick-parameterised copy that keeps the stored outputs."""
-    import papermill
-
-    copy = tmp_path / path.name
-    papermill.execute_notebook(str(path), str(copy), parameters=notebooks.parameters_for(path, quick=True),
-                               prepare_only=True, kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
-         "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    result = _nbval(path, tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_nbval_fails_when_a_checked_output_changes(tmp_path, shared_photos, shared_weights_dir):
+    """The comparison is real: a wrong stored class list makes nbval fail."""
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("00"))
+
+    def break_class_names(nb):
+        cell = next(c for c in nb.cells if notebooks.is_checked(c) and "class_names" in c.source)
+        cell.outputs[0].text = "['cat', 'dog']\n"
+
+    result = _nbval(path, tmp_path, edit=break_class_names)
+    assert result.returncode != 0
+    assert "Cell outputs differ" in result.stdout and "['cat', 'dog']" in result.stdout
