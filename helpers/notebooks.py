@@ -155,7 +155,10 @@ def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str
     """Execute every notebook in order into ``out_dir``; report each one's wall time.
 
     A failing notebook does not stop the others; check ``all(run.ok for run in runs)``.
+    A summary (name, seconds, ok, error, parameters of each) goes to ``out_dir/notebooks.json``.
     """
+    from .files import write_json
+
     runs = []
     for path in notebook_paths(notebooks_dir, only):
         params = parameters_for(path, quick, backbone, parameters)
@@ -167,6 +170,9 @@ def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str
         if log:
             log(f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
                 + (f" — {run.error}" if run.error else ""))
+    write_json(Path(out_dir) / "notebooks.json",
+               [{"name": r.name, "seconds": round(r.seconds, 2), "ok": r.ok, "error": r.error,
+                 "parameters": r.parameters} for r in runs])
     if log:
         failed = [r.name for r in runs if not r.ok]
         total = sum(r.seconds for r in runs)

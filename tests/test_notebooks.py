@@ -7,6 +7,7 @@ must print what is stored in the notebook. Both need the real photos and weights
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,6 +126,9 @@ def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
     executed = nbformat.read(str(tmp_path / "out" / "00_ok.ipynb"), as_version=4)
     assert executed.cells[-1].outputs[0].text == "42\n"
     assert any("FAILED: 01_broken" in line for line in lines)
+    summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
+    assert [(r["name"], r["ok"], r["parameters"]) for r in summary] == [("00_ok", True, {"VALUE": 21}),
+                                                                        ("01_broken", False, {"VALUE": 21})]
 
 
 def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
