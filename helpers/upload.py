@@ -41,28 +41,24 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
 
 def photo_classifier(model: keras.Model, class_names: list[str], top: int = 3) -> W.VBox:
     """An upload button; every photo uploaded is shown with the model's top classes."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Image
+    from PIL import Image as PILImage
 
     upload = W.FileUpload(accept="image/*", multiple=True, description="Upload a photo")
     output = W.Output()
 
     def on_upload(change) -> None:
-        output.clear_output()
-        with output:
-            for name, content in _uploaded_files(change["new"]):
-                try:
-                    pixels, best = classify_bytes(model, class_names, content, name, top)
-                except ValueError as exc:
-                    print(exc)
-                    continue
-                fig, ax = plt.subplots(figsize=(3, 3))
-                ax.imshow(pixels)
-                ax.axis("off")
-                ax.set_title(name, fontsize=9)
-                display(fig)
-                plt.close(fig)
-                print(", ".join(f"{label} {p:.1%}" for label, p in best))
+        output.outputs = ()  # show only the latest upload
+        for name, content in _uploaded_files(change["new"]):
+            try:
+                pixels, best = classify_bytes(model, class_names, content, name, top)
+            except ValueError as exc:
+                output.append_stdout(f"{exc}\n")
+                continue
+            png = io.BytesIO()
+            PILImage.fromarray(pixels).resize((192, 192)).save(png, format="PNG")
+            output.append_display_data(Image(data=png.getvalue(), format="png"))
+            output.append_stdout(f"{name}: " + ", ".join(f"{label} {p:.1%}" for label, p in best) + "\n")
 
     upload.observe(on_upload, names="value")
     box = W.VBox([upload, output])
