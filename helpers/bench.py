@@ -112,7 +112,7 @@ def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
 
 
 def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: str | None = "imagenet",
-        image_size: int | None = None, images: int = 240, epochs: Sequence[int] = (10, 20),
+        image_size: int | None = None, images: int = 480, epochs: Sequence[int] = (10, 20),
         max_cached_epochs: int = 50, fine_tune_blocks: int = 2, val_images: int = 90, batch_size: int = 32,
         seed: int = 0, print_fn=print) -> dict:
     """Run the whole benchmark once and print its ratios; returns every number as a dict."""

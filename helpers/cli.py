@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="mobilenet_v2")
     p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
     p.add_argument("--image-size", type=int, help="default: the backbone's own size")
-    p.add_argument("--images", type=int, default=240, help="training photos to time (split evenly by class)")
+    p.add_argument("--images", type=int, default=480, help="training photos to time (split evenly by class)")
     p.add_argument("--epochs", default="10,20", help="head-training epochs to compare, e.g. 10,20")
     p.add_argument("--max-cached-epochs", type=int, default=50)
     p.add_argument("--fine-tune-blocks", type=int, default=2, help="K: fine-tune the top K blocks")
