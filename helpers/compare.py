@@ -55,10 +55,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _skip_reason(exc: WeightsUnavailableError) -> str:
-    """'no ImageNet weights: Keras expects the file X …' in one line."""
+    """'ImageNet weights could not be had: Keras expects the file X …' in one line."""
     lines = str(exc).splitlines()
     expected = next((line for line in lines if line.startswith("Keras expects")), "")
-    return f"ImageNet weights not available offline. {expected}".strip()
+    expected = expected.split(" (from ")[0]
+    return (f"ImageNet weights could not be downloaded. {expected}; put it in ${WEIGHTS_ENV} "
+            f"or pass weights=PATH").strip()
 
 
 def train_head_cached(model: keras.Model, x: np.ndarray, y: np.ndarray,
