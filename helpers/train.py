@@ -128,7 +128,7 @@ def fit_top(model: keras.Model, cut: str, x: np.ndarray, y, validation_data=None
     cbs = callbacks_for(out_dir, live_plot) + list(callbacks or [])
     start = time.perf_counter()
     history = top.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds, callbacks=cbs,
-                      verbose=verbose)
+                      verbose=verbose, shuffle=False)  # the dataset reshuffles itself every epoch
     return _finish(model, top, history, time.perf_counter() - start, out_dir, {"cached": True, "cut": cut})
 
 
@@ -203,15 +203,18 @@ def _disk_phase(model, cut, store: cache_mod.BottleneckCache, folder: data_mod.I
     bottom = cache_mod.split_at(model, cut).bottom
     start = time.perf_counter()
     feats = store.activations(bottom, folder.train.paths, augment_copies, seed, batch_size, str(weights))
+    hits, computed = store.last.hits, store.last.computed
     y = np.tile(np.asarray(folder.train.labels, np.int32), augment_copies + 1)
     val = None
     if len(folder.val):
         val = (store.activations(bottom, folder.val.paths, 0, seed, batch_size, str(weights)),
                np.asarray(folder.val.labels, np.int32))
+        hits, computed = hits + store.last.hits, computed + store.last.computed
     activation_seconds = time.perf_counter() - start
     result = fit_top(model, cut, feats, y, val, epochs=epochs, batch_size=batch_size, seed=seed, **kwargs)
     result.extra.update(activation_seconds=activation_seconds, fit_seconds=result.seconds,
-                        cache_folder=str(store.last.folder), augment_copies=augment_copies)
+                        cache_folder=str(store.last.folder), augment_copies=augment_copies,
+                        cache_hits=hits, cache_computed=computed)
     result.seconds += activation_seconds
     return result
 

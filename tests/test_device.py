@@ -75,8 +75,8 @@ MIRRORED = textwrap.dedent("""
     for cache in (True, False):
         # a random ResNet50 keeps its activations O(1) even untrained, so the head really learns
         m = train.train_classifier(sys.argv[1], sys.argv[2] + f"/run{cache}", backbone="resnet50",
-                                   weights=None, image_size=32, epochs=6, cache=cache,
-                                   fine_tune_from="conv5_block3_out", fine_tune_epochs=1)
+                                   weights=None, image_size=32, epochs=4, cache=cache,
+                                   fine_tune_from="conv5_block3_out" if cache else None, fine_tune_epochs=1)
         results[f"cache={cache}"] = {"val_accuracy": m["val_accuracy"], "loss": m["phases"]["head"]["history"]["loss"]}
     print("RESULT " + json.dumps(results))
 """)
