@@ -42,7 +42,9 @@ def test_boxes_run_from_input_to_head(transferred):
 def test_before_marks_popped_blocks_after_marks_new_head(full, transferred):
     before = plots.network_boxes(full, transferred, popped=True, show_training=False)
     popped = [box.label for box in before if box.state == "popped"]
-    assert popped == ["block_15_add", "block_16_project_BN", "out_relu", "global_average_pooling2d", "predictions"]
+    # Keras numbers auto-named layers per session ("global_average_pooling2d_4"): match the stem
+    assert popped[:3] + popped[4:] == ["block_15_add", "block_16_project_BN", "out_relu", "predictions"]
+    assert popped[3].startswith("global_average_pooling2d")
     assert {box.state for box in before} == {"pretrained", "popped"}
     after = plots.network_boxes(transferred, full)
     assert [box.label for box in after if box.state == "new"] == ["head_pool", "head_dropout", "head_predictions"]
