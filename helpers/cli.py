@@ -13,6 +13,18 @@ from pathlib import Path
 from . import settings
 
 
+class UsageError(Exception):
+    """A command-line mistake: the message says what to pass instead (exit code 2)."""
+
+
+def _photo_folder(given: Path | None, how: str = "--data DIR") -> Path:
+    """The photo folder given on the command line, else ``$WORKBOOK_DATA``."""
+    folder = given or settings.data_dir()
+    if folder is None:
+        raise UsageError(f"no photos: pass {how} or set {settings.DATA_ENV}")
+    return folder
+
+
 def _weights(value: str) -> str | None:
     return None if value.lower() in ("none", "random") else value
 
@@ -20,10 +32,7 @@ def _weights(value: str) -> str | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_classifier
 
-    data = args.data or settings.data_dir()
-    if data is None:
-        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
-        return 2
+    data = _photo_folder(args.data)
     metrics = train_classifier(data, args.out, backbone=args.backbone, weights=args.weights,
                                per_class=args.per_class, image_size=args.image_size, epochs=args.epochs,
                                fine_tune_from=args.fine_tune_from, fine_tune_epochs=args.fine_tune_epochs,
@@ -38,10 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    data = args.data or settings.data_dir()
-    if data is None:
-        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
-        return 2
+    data = _photo_folder(args.data)
     epochs = [int(e) for e in str(args.epochs).split(",") if e.strip()]
     result = bench.run(data, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                        images=args.images, epochs=epochs, max_cached_epochs=args.max_cached_epochs,
@@ -55,10 +61,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     from .data import check_data
     from .files import write_json
 
-    data = args.data or settings.data_dir()
-    if data is None:
-        print("error: no photos: pass DIR or set WORKBOOK_DATA", file=sys.stderr)
-        return 2
+    data = _photo_folder(args.data, "DIR")
     report = check_data(data, val_fraction=args.val_fraction, seed=args.seed, min_side=args.min_side)
     print(report.format(max_listed=args.max_listed))
     if args.json:
@@ -93,10 +96,7 @@ def cmd_clean_notebooks(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EVALUATION_FILE, evaluate_model
 
-    data = args.data or settings.data_dir()
-    if data is None:
-        print("error: no photos: pass --data DIR or set WORKBOOK_DATA", file=sys.stderr)
-        return 2
+    data = _photo_folder(args.data)
     result = evaluate_model(args.model, data, split=args.split, out=args.out)
     print(f"accuracy {result.accuracy:.4f} on {len(result.labels)} {args.split} photos of {data}")
     for name, scores in result.per_class().items():
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (UsageError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # e.g. WeightsUnavailableError: its message says what to do

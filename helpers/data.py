@@ -159,6 +159,21 @@ def _flat_split(checks: list[FileCheck], val_fraction: float, seed: int) -> None
             min(members, key=lambda c: (_hash_fraction("split", seed, c.path.name), c.path.name)).split = "val"
 
 
+def _scan_class_folders(folder: Path, split: str, checks: list[FileCheck],
+                        ignored: list[tuple[Path, str]]) -> list[str]:
+    """Class names under ``folder``; every file below them goes into ``checks`` (to be checked)."""
+    names = []
+    for class_dir in _subfolders(folder):
+        why = _skip_folder(class_dir.name)
+        if why:
+            ignored.append((class_dir, why))
+            continue
+        names.append(class_dir.name)
+        for path in _files_below(class_dir, ignored):
+            checks.append(FileCheck(path, split=split, class_name=class_dir.name))
+    return names
+
+
 def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0,
                   min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS, decode: bool = True) -> DataReport:
     """Look at every file of a photo folder and report; never raises for bad photos or layouts.
@@ -190,18 +205,9 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
             ignored.append((p, "photo outside the class folders: not used"))
         class_sets = {}
         for split, folder in splits.items():
-            names = []
-            for class_dir in _subfolders(folder):
-                why = _skip_folder(class_dir.name)
-                if why:
-                    ignored.append((class_dir, why))
-                    continue
-                names.append(class_dir.name)
-                for path in _files_below(class_dir, ignored):
-                    checks.append(FileCheck(path, split=split, class_name=class_dir.name))
+            class_sets[split] = _scan_class_folders(folder, split, checks, ignored)
             for p in _stray_photos(folder):
                 ignored.append((p, f"photo directly in {split}/, outside any class folder: not used"))
-            class_sets[split] = names
         class_names = list(class_sets["train"])
         for split in ("val", "test"):
             if split in class_sets:
@@ -218,15 +224,7 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
                                    "add DIR/val/<class>/ (or use the DIR/<class>/ layout for an automatic split)")
     else:
         report.layout = "DIR/<class>/"
-        class_names = []
-        for class_dir in _subfolders(root):
-            why = _skip_folder(class_dir.name)
-            if why:
-                ignored.append((class_dir, why))
-                continue
-            class_names.append(class_dir.name)
-            for path in _files_below(class_dir, ignored):
-                checks.append(FileCheck(path, class_name=class_dir.name))
+        class_names = _scan_class_folders(root, "", checks, ignored)
         for p in _stray_photos(root):
             ignored.append((p, "photo outside the class folders: not used (make one folder per class)"))
     done = _check_all([c.path for c in checks], min_side, max_pixels, decode)

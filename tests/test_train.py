@@ -96,3 +96,13 @@ def test_ten_photos_per_class_reach_97_percent(shared_photos, shared_weights_dir
     metrics = json.loads((tmp_path / "real" / "metrics.json").read_text())
     assert metrics["n_train"] == 30 and metrics["n_val"] == 180
     assert metrics["val_accuracy"] >= 0.97, metrics
+
+
+def test_cli_without_photos_says_how_to_give_them(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_DATA"}
+    result = subprocess.run([sys.executable, "-m", "helpers", "train", "--out", str(tmp_path / "o")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert "no photos: pass --data DIR or set WORKBOOK_DATA" in result.stderr
