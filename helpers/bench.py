@@ -144,7 +144,6 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     # 1. F
     with measured() as f:
         feats = cache.activations(cut.bottom, x, batch_size, dtype="float32")
-    val_feats = cache.activations(cut.bottom, xv, batch_size, dtype="float32")
     F = f.seconds
     out["F"] = {"seconds": F, "images_per_second": len(x) / F, "peak_mb": f.peak_mb}
     p(f"\n1. F = forward pass of the frozen base over {len(x)} photos: {F:.2f} s "

@@ -6,7 +6,6 @@ a notebook teaches and what the command line runs are the same code.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -2,7 +2,8 @@
 
 For each backbone we run the frozen base once over the photos (its *bottleneck*
 features, :mod:`helpers.cache`), train the same head (dropout + softmax, same epochs,
-same learning rate, same seed) on those features (:func:`helpers.train.fit_top`), and measure what a learner weighs when choosing: validation
+same learning rate, same seed) on those features (:func:`helpers.train.train_head`), and
+measure what a learner weighs when choosing: validation
 accuracy, training time, inference time per image of the whole model, parameter count
 and the size of the saved ``.keras`` file. A backbone whose ImageNet weights cannot be
 had (offline, no local file) is reported as *skipped* with the reason, never dropped.
@@ -19,7 +20,6 @@ from typing import Callable
 import keras
 import numpy as np
 
-from . import cache
 from . import data as data_mod
 from . import files, surgery, train
 from .backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec, resolve_weights
@@ -68,25 +68,15 @@ def train_head_cached(model: keras.Model, x: np.ndarray, y: np.ndarray,
                       batch_size: int = 32) -> tuple[float, float, float]:
     """Train ``model``'s head on its bottleneck features; return (accuracy, feature s, train s).
 
-    The base runs once over the photos (:func:`helpers.cache.activations` at
-    :func:`helpers.cache.head_cut`, the pooled features), then the head trains on the
-    stored features with :func:`helpers.train.fit_top`, the recipe of notebooks 03 and 05.
-    Accuracy is the whole model's on ``val`` (or on the training photos without ``val``),
-    computed from the stored features, which is the same thing.
+    This is :func:`helpers.train.train_head` with the cache (notebooks 03 and 05): the base
+    runs once over the photos, then the head trains on the pooled features. Accuracy is the
+    final model's on ``val`` (on the training photos when there is no ``val``).
     """
     train.set_seed(seed)
-    surgery.freeze(model)
-    cut = cache.split_at(model, cache.head_cut(model))
-    start = time.perf_counter()
-    features = cache.activations(cut.bottom, x, batch_size)
-    val_features = cache.activations(cut.bottom, val[0], batch_size) if val is not None else None
-    feature_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    train.fit_top(model, cut.name, features, y, epochs=epochs, batch_size=batch_size, seed=seed)
-    train_seconds = time.perf_counter() - start
-    x_eval, y_eval = (val_features, val[1]) if val is not None else (features, y)
-    probs = np.asarray(cut.top.predict(x_eval, batch_size=batch_size, verbose=0))
-    return float(np.mean(probs.argmax(axis=-1) == np.asarray(y_eval))), feature_seconds, train_seconds
+    result = train.train_head(model, x, y, val if val is not None else (x, y), epochs=epochs,
+                              batch_size=batch_size, seed=seed)
+    return (result.history["val_accuracy"][-1], result.extra["activation_seconds"],
+            result.extra["fit_seconds"])
 
 
 def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int = 3) -> float:

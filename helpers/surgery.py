@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import keras
 
-from .backbones import BackboneSpec, build_backbone, cut_points, spec_for_model
+from .backbones import BackboneSpec, build_backbone, cut_points
 
 HEAD_PREFIX = "head_"
 
