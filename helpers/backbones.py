@@ -256,17 +256,23 @@ def imagenet_class_index_file() -> Path | None:
     return _find_local_weights(["imagenet_class_index.json"])
 
 
-def decode_predictions(probabilities, top: int = 5) -> list[list[tuple[str, float]]]:
-    """ImageNet class names for 1000-way predictions, offline when the index is local."""
+def imagenet_class_names() -> list[str]:
+    """ImageNet's 1000 class names in output order: the local index file, else Keras' download."""
     import json
 
-    local = imagenet_class_index_file()
-    if local is None:
-        decoded = keras.applications.imagenet_utils.decode_predictions(probabilities, top=top)
-        return [[(name, float(p)) for _, name, p in row] for row in decoded]
-    index = json.loads(local.read_text())
+    path = imagenet_class_index_file() or keras.utils.get_file(
+        "imagenet_class_index.json",
+        "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
+        cache_subdir="models", file_hash="c2c37ea517e94d9795004a39431a14cb")
+    index = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [index[str(i)][1] for i in range(len(index))]
+
+
+def decode_predictions(probabilities, top: int = 5) -> list[list[tuple[str, float]]]:
+    """The ``top`` ImageNet class names and probabilities for each row of 1000-way predictions."""
+    names = imagenet_class_names()
     out = []
     for row in ops.convert_to_numpy(probabilities):
         best = row.argsort()[::-1][:top]
-        out.append([(index[str(i)][1], float(row[i])) for i in best])
+        out.append([(names[i], float(row[i])) for i in best])
     return out

@@ -6,11 +6,9 @@ notebook can ask: does the pretrained classifier's top guess fall in the right f
 """
 from __future__ import annotations
 
-import json
 
-import keras
 
-from .backbones import imagenet_class_index_file
+from .backbones import imagenet_class_names
 
 #: ImageNet classes that count as "right" for each of the workbook's classes.
 RELATED_CLASSES: dict[str, tuple[str, ...]] = {
@@ -21,15 +19,8 @@ RELATED_CLASSES: dict[str, tuple[str, ...]] = {
 
 
 def class_names() -> list[str]:
-    """ImageNet's 1000 class names in output order (the local index file if present, else Keras')."""
-    path = imagenet_class_index_file()
-    if path is None:
-        path = keras.utils.get_file(
-            "imagenet_class_index.json",
-            "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
-            cache_subdir="models", file_hash="c2c37ea517e94d9795004a39431a14cb")
-    index = json.loads(open(path, encoding="utf-8").read())
-    return [index[str(i)][1] for i in range(len(index))]
+    """ImageNet's 1000 class names in output order (see :func:`helpers.backbones.imagenet_class_names`)."""
+    return imagenet_class_names()
 
 
 def related_indices(class_name: str, names: list[str] | None = None) -> dict[str, int]:
