@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import settings
+from . import files, settings
 from .download import ChecksumError, download, sha256_of
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -173,9 +172,7 @@ def build_cifar_photos(dest: str | os.PathLike | None = None, size: int = DEFAUL
     (x_train, y_train), (x_test, y_test), names = load_cifar100(archive=archive, url=url, sha256=sha256,
                                                                   download_dir=download_dir)
     _check_label_names(names)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
-    try:
+    with files.staging_dir(dest, "building") as staging:
         counts = {}
         for split, source, x, y in (("train", "train", x_train, y_train), ("val", "test", x_test, y_test)):
             for name, label in CIFAR100_CLASSES.items():
@@ -205,9 +202,7 @@ def build_cifar_photos(dest: str | os.PathLike | None = None, size: int = DEFAUL
         except OSError:
             if not marker.is_file():     # not built meanwhile by another process
                 raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+
     return dest
 
 

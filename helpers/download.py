@@ -21,7 +21,6 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+from . import files
 
 
 class DownloadError(RuntimeError):
@@ -187,9 +188,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
     if total > max_bytes:
         raise UnsafeArchiveError(f"{archive} would unpack to {total / 1e9:.1f} GB, above the limit of "
                                  f"{max_bytes / 1e9:.1f} GB (zip-bomb guard); pass max_bytes to allow it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
-    try:
+    with files.staging_dir(dest, "extracting") as staging:
         if kind == "zip":
             with zipfile.ZipFile(archive) as z:
                 z.extractall(staging)
@@ -201,9 +200,6 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
             return dest
         _merge(staging, dest)
         return dest
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

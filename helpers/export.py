@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,17 +78,12 @@ def export_saved_model(model: keras.Model, target: str | os.PathLike) -> Path:
     place, so a crash never leaves half an export; an old export is replaced whole.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        shutil.rmtree(tmp)
+    with files.staging_dir(target, "export") as tmp:
+        shutil.rmtree(tmp)  # model.export wants to create the folder itself
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return target
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,23 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def staging_dir(target: str | os.PathLike, label: str = "staging") -> Iterator[Path]:
+    """Yield a new empty folder beside ``target`` to build a folder in; the caller renames it.
+
+    Whatever is still there on exit (an error, or a caller that chose not to rename) is
+    removed, so a half-built folder never lingers and ``target`` is only ever whole.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{label}-", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_json(target: str | os.PathLike, data: object) -> Path:

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 import nbformat
 
+from .files import atomic_path
 from .settings import PROJECT_ROOT
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -243,9 +244,8 @@ def dirty_notebooks(paths: Iterable[str | os.PathLike], fix: bool = False) -> li
         if text != wanted:
             dirty.append(path)
             if fix:
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text(wanted, encoding="utf-8")
-                tmp.replace(path)
+                with atomic_path(path) as tmp:
+                    tmp.write_text(wanted, encoding="utf-8")
     return dirty
 
 

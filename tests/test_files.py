@@ -31,3 +31,17 @@ def test_the_temporary_file_keeps_the_suffix(tmp_path):
     with files.atomic_path(tmp_path / "model.keras") as tmp:
         assert tmp.name.endswith(".keras") and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
+
+
+def test_a_staging_folder_never_lingers(tmp_path):
+    target = tmp_path / "export"
+    with pytest.raises(RuntimeError):
+        with files.staging_dir(target) as staging:
+            (staging / "half.txt").write_text("half")
+            raise RuntimeError("crash while building")
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the half-built folder
+    with files.staging_dir(target) as staging:
+        (staging / "whole.txt").write_text("whole")
+        staging.rename(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+    assert (target / "whole.txt").read_text() == "whole"
