@@ -29,9 +29,11 @@ def _weights(value: str) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .device import configure
     from .train import train_classifier
 
     data = _photo_folder(args.data)
+    configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
     metrics = train_classifier(data, args.out, backbone=args.backbone, weights=args.weights,
                                per_class=args.per_class, image_size=args.image_size, epochs=args.epochs,
                                fine_tune_from=args.fine_tune_from, fine_tune_epochs=args.fine_tune_epochs,
