@@ -1,8 +1,10 @@
-"""Pretrained backbones by name: build, weights, preprocessing and cut points.
+"""Pretrained backbones by name: which Keras class, which weight file, which preprocessing.
 
-Notebook 01 loads a backbone and asks it what it sees; notebook 02 cuts it open.
-Every backbone built here takes **raw 0–255 RGB pixels**: its own ``preprocess_input``
-is the first layer of the model, so nothing outside the model has to remember it.
+The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05);
+this module is the machinery around that call: names (``"inception_v3"`` for the CLI or
+``"InceptionV3"`` as in Keras), the weight file Keras would download and where a local
+copy may be (:func:`local_weights`), and the preprocessing layer that goes inside the
+model (:func:`preprocess_layer`), so every model takes **raw 0–255 RGB pixels**.
 
 Weights are ``"imagenet"`` (a local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache,
 else Keras' own download), a path to a weights file, or ``None`` (random init).
@@ -10,7 +12,6 @@ else Keras' own download), a path to a weights file, or ``None`` (random init).
 from __future__ import annotations
 
 import os
-import re
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,6 @@ def _preprocess_layer(mode: str) -> keras.layers.Layer | None:
     raise ValueError(f"unknown preprocessing mode {mode!r}")
 
 
-def _is_add(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.Add)
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """What the workbook needs to know about one Keras Applications model."""
@@ -62,12 +59,17 @@ class BackboneSpec:
     constructor: Callable[..., keras.Model]
     preprocess: str
     default_size: int
-    block_rule: str | Callable[[keras.layers.Layer], bool]
     notop_file: str
     top_file: str
     kwargs: dict = field(default_factory=dict)
     sizes_in_file_name: tuple[int, ...] = ()  # mobilenets: weight files are per input size
     min_size: int = 32
+    module: str = ""  # keras.applications.<module> holds its preprocess_input
+
+    @property
+    def keras_name(self) -> str:
+        """The Keras Applications class, e.g. ``"InceptionV3"``."""
+        return self.constructor.__name__
 
     def weight_file_names(self, include_top: bool, image_size: int) -> list[str]:
         """File names Keras would download for ``weights="imagenet"`` (most specific first)."""
@@ -78,77 +80,51 @@ class BackboneSpec:
         sizes += [s for s in (224,) if s not in sizes]  # the 224 file loads at any size
         return [template.format(rows=s) for s in sizes]
 
-    def is_block_output(self, layer: keras.layers.Layer) -> bool:
-        if callable(self.block_rule):
-            return self.block_rule(layer)
-        return re.fullmatch(self.block_rule, layer.name) is not None
-
 
 _APPS = keras.applications
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
-        BackboneSpec(
-            "inception_v3", _APPS.InceptionV3, "tf", 299, r"mixed\d+",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5", min_size=75,
-        ),
-        BackboneSpec(
-            "mobilenet_v2", _APPS.MobileNetV2, "tf", 224, r"block_\d+_(add|project_BN)|out_relu",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
-            kwargs={"alpha": 1.0}, sizes_in_file_name=(96, 128, 160, 192, 224),
-        ),
-        BackboneSpec(
-            "mobilenet_v2_0.35", _APPS.MobileNetV2, "tf", 224, r"block_\d+_(add|project_BN)|out_relu",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
-            kwargs={"alpha": 0.35}, sizes_in_file_name=(96, 128, 160, 192, 224),
-        ),
-        BackboneSpec(
-            "mobilenet", _APPS.MobileNet, "tf", 224, r"conv_pw_\d+_relu",
-            "mobilenet_1_0_{rows}_tf_no_top.h5", "mobilenet_1_0_{rows}_tf.h5",
-            kwargs={"alpha": 1.0}, sizes_in_file_name=(128, 160, 192, 224),
-        ),
-        BackboneSpec(
-            "mobilenet_0.25", _APPS.MobileNet, "tf", 224, r"conv_pw_\d+_relu",
-            "mobilenet_2_5_{rows}_tf_no_top.h5", "mobilenet_2_5_{rows}_tf.h5",
-            kwargs={"alpha": 0.25}, sizes_in_file_name=(128, 160, 192, 224),
-        ),
-        BackboneSpec(
-            "resnet50", _APPS.ResNet50, "caffe", 224, r"conv\d_block\d+_out",
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-        ),
-        BackboneSpec(
-            "efficientnet_b0", _APPS.EfficientNetB0, "none", 224,
-            r"block\d[a-z]_(add|project_bn)|top_activation",
-            "efficientnetb0_notop.h5", "efficientnetb0.h5",
-        ),
-        BackboneSpec(
-            "xception", _APPS.Xception, "tf", 299, _is_add,
-            "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "xception_weights_tf_dim_ordering_tf_kernels.h5", min_size=71,
-        ),
+        BackboneSpec("inception_v3", _APPS.InceptionV3, "tf", 299,
+                     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     "inception_v3_weights_tf_dim_ordering_tf_kernels.h5", min_size=75, module="inception_v3"),
+        BackboneSpec("mobilenet_v2", _APPS.MobileNetV2, "tf", 224,
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
+                     kwargs={"alpha": 1.0}, sizes_in_file_name=(96, 128, 160, 192, 224), module="mobilenet_v2"),
+        BackboneSpec("mobilenet_v2_0.35", _APPS.MobileNetV2, "tf", 224,
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
+                     kwargs={"alpha": 0.35}, sizes_in_file_name=(96, 128, 160, 192, 224), module="mobilenet_v2"),
+        BackboneSpec("mobilenet", _APPS.MobileNet, "tf", 224,
+                     "mobilenet_1_0_{rows}_tf_no_top.h5", "mobilenet_1_0_{rows}_tf.h5",
+                     kwargs={"alpha": 1.0}, sizes_in_file_name=(128, 160, 192, 224), module="mobilenet"),
+        BackboneSpec("mobilenet_0.25", _APPS.MobileNet, "tf", 224,
+                     "mobilenet_2_5_{rows}_tf_no_top.h5", "mobilenet_2_5_{rows}_tf.h5",
+                     kwargs={"alpha": 0.25}, sizes_in_file_name=(128, 160, 192, 224), module="mobilenet"),
+        BackboneSpec("resnet50", _APPS.ResNet50, "caffe", 224,
+                     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     "resnet50_weights_tf_dim_ordering_tf_kernels.h5", module="resnet50"),
+        BackboneSpec("efficientnet_b0", _APPS.EfficientNetB0, "none", 224,
+                     "efficientnetb0_notop.h5", "efficientnetb0.h5", module="efficientnet"),
+        BackboneSpec("xception", _APPS.Xception, "tf", 299,
+                     "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     "xception_weights_tf_dim_ordering_tf_kernels.h5", min_size=71, module="xception"),
     ]
 }
 DEFAULT_BACKBONE = "inception_v3"
+#: Keras Applications class names (what the notebooks' ``BACKBONE`` holds) → our names.
+KERAS_NAMES = {"InceptionV3": "inception_v3", "MobileNetV2": "mobilenet_v2", "MobileNet": "mobilenet",
+               "ResNet50": "resnet50", "EfficientNetB0": "efficientnet_b0", "Xception": "xception"}
 
 
 def get_spec(name: str) -> BackboneSpec:
     """The :class:`BackboneSpec` called ``name`` (e.g. ``"inception_v3"``)."""
     key = name.lower().replace("-", "_")
+    key = KERAS_NAMES.get(name, key)
     if key not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
     return BACKBONES[key]
-
-
-def spec_for_model(model: keras.Model) -> BackboneSpec:
-    """The spec of a model built by this module (its name starts with the backbone's)."""
-    for name in sorted(BACKBONES, key=len, reverse=True):
-        if model.name == name or model.name.startswith(name + "_"):
-            return BACKBONES[name]
-    raise ValueError(f"model {model.name!r} was not built by helpers.backbones")
 
 
 def _find_local_weights(names: list[str]) -> Path | None:
@@ -195,60 +171,89 @@ def _unavailable_message(spec: BackboneSpec, include_top: bool, image_size: int,
     )
 
 
-def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet",
-                   image_size: int | None = None, include_top: bool = False) -> keras.Model:
-    """Build a pretrained backbone that takes raw 0–255 RGB pixels of ``image_size``².
-
-    ``include_top=True`` keeps the 1000-class ImageNet classifier (notebook 01); then the
-    input size must be the backbone's default. The returned model is flat: the
-    preprocessing layer and every backbone layer are its own layers, so
-    :mod:`helpers.surgery` can pop and freeze them by name.
-    """
-    spec = get_spec(name)
-    size = image_size or spec.default_size
-    if size < spec.min_size:
-        raise ValueError(f"{spec.name} needs images of at least {spec.min_size}px, got {size}")
-    if include_top and size != spec.default_size:
-        raise ValueError(f"{spec.name} with its ImageNet top needs image_size={spec.default_size}")
-    resolved = resolve_weights(spec, weights, include_top, size)
-    inputs = keras.Input((size, size, 3), name="image")
-    pre = _preprocess_layer(spec.preprocess)
-    x = pre(inputs) if pre is not None else inputs
+def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size: int, **kwargs) -> keras.Model:
+    """Call the Keras Applications constructor, turning a failed download into one clear error."""
     try:
-        model = spec.constructor(include_top=include_top, weights=resolved, input_tensor=x, **spec.kwargs)
+        return spec.constructor(include_top=include_top, weights=resolved, input_shape=(size, size, 3),
+                                **spec.kwargs, **kwargs)
     except Exception as exc:  # Keras wraps URLError/HTTPError in a bare Exception
         text = str(exc)
         if resolved == "imagenet" and (isinstance(exc, (OSError, urllib.error.URLError))
                                         or "URL fetch failure" in text):
             raise WeightsUnavailableError(_unavailable_message(spec, include_top, size, text)) from None
         raise
-    return keras.Model(inputs, model.output, name=spec.name)
 
 
-def cut_points(model: keras.Model, spec: BackboneSpec | None = None) -> list[str]:
-    """Names of the block outputs where ``model`` can be cut in two, bottom to top.
+def build_base(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet",
+               image_size: int | None = None) -> keras.Model:
+    """The pretrained base without its top: the call notebook 02 writes out, by name.
 
-    A cut point is a layer that every path from the input to the output passes
-    through (for InceptionV3: ``mixed0`` … ``mixed10``), so the layers after it in
-    ``model.layers`` are exactly those above it. Head layers (``head_*``) are not cuts.
+    ``keras.applications.InceptionV3(include_top=False, weights=..., input_shape=...)``, with
+    ``"imagenet"`` turned into a local file where one is at hand (:func:`resolve_weights`).
     """
-    spec = spec or spec_for_model(model)
-    layers = model.layers
-    index = {id(layer): i for i, layer in enumerate(layers)}
-    earliest_input = []  # for each layer, the earliest layer index it reads from
-    for layer in layers:
-        sources = [index[id(t._keras_history.operation)]
-                   for node in layer._inbound_nodes for t in node.input_tensors
-                   if id(t._keras_history.operation) in index]
-        earliest_input.append(min(sources) if sources else len(layers))
-    # suffix minimum: the earliest layer read by anything above position i
-    reads_below = [len(layers)] * (len(layers) + 1)
-    for i in range(len(layers) - 1, -1, -1):
-        reads_below[i] = min(earliest_input[i], reads_below[i + 1])
-    base = [i for i, layer in enumerate(layers) if not layer.name.startswith("head_")]
-    last = base[-1] if base else -1  # the base's output is always a cut: "the whole base"
-    return [layers[i].name for i in base
-            if (spec.is_block_output(layers[i]) or i == last) and reads_below[i + 1] >= i]
+    spec = get_spec(name)
+    size = image_size or spec.default_size
+    if size < spec.min_size:
+        raise ValueError(f"{spec.name} needs images of at least {spec.min_size}px, got {size}")
+    return _construct(spec, resolve_weights(spec, weights, False, size), False, size)
+
+
+def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet",
+                   image_size: int | None = None, include_top: bool = True) -> keras.Model:
+    """The whole ImageNet classifier (notebooks 01 and 06), taking raw 0–255 pixels.
+
+    The backbone's preprocessing is put in front of it, so the model can be given a photo's
+    pixels as they are; its input size is the backbone's own.
+    """
+    spec = get_spec(name)
+    size = spec.default_size
+    if image_size not in (None, size):
+        raise ValueError(f"{spec.name} with its ImageNet top needs image_size={size}")
+    classifier = _construct(spec, resolve_weights(spec, weights, include_top, size), include_top, size)
+    inputs = keras.Input((size, size, 3), name="image")
+    return keras.Model(inputs, classifier(preprocess_layer(spec.name)(inputs)), name=spec.name)
+
+
+def preprocess_layer(name: str) -> keras.layers.Layer:
+    """The layer that maps raw 0–255 pixels to what backbone ``name`` was trained on."""
+    return _preprocess_layer(get_spec(name).preprocess) or keras.layers.Identity(name="preprocess")
+
+
+def default_size(name: str) -> int:
+    """The input size a backbone was trained at (299 for InceptionV3, 224 for most others)."""
+    return get_spec(name).default_size
+
+
+def local_weights(name: str, weights: str | os.PathLike | None = "imagenet", image_size: int | None = None):
+    """What to pass as ``weights=``: a local copy of the ImageNet file where one is at hand.
+
+    ``"imagenet"`` becomes the path of the file Keras would download, when
+    ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache holds it (offline use), else stays ``"imagenet"``.
+    A path or ``None`` is returned as it is (a path is checked to exist).
+    """
+    spec = get_spec(name)
+    return resolve_weights(spec, weights, False, image_size or spec.default_size)
+
+
+def check_preprocessing(name: str, layer: keras.layers.Layer) -> float:
+    """Compare ``layer`` with the backbone's own ``keras.applications.<module>.preprocess_input``.
+
+    Prints and returns the largest difference on random pixels; raises if they disagree.
+    """
+    import numpy as np
+
+    spec = get_spec(name)
+    module = getattr(keras.applications, spec.module)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    theirs = np.asarray(module.preprocess_input(pixels.copy()))
+    ours = keras.ops.convert_to_numpy(layer(pixels))
+    difference = float(np.abs(theirs - ours).max())
+    where = f"keras.applications.{spec.module}.preprocess_input"
+    if difference > 1e-4:
+        raise ValueError(f"{layer.name} differs from {where} by up to {difference:.3g}: "
+                         f"use helpers.backbones.preprocess_layer({spec.name!r})")
+    print(f"{layer.name} = {where} (largest difference {difference:.1e})")
+    return difference
 
 
 def imagenet_class_index_file() -> Path | None:

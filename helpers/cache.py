@@ -2,12 +2,12 @@
 
 Notebook 05 ("small data, short time") teaches this. While the base is frozen, a plain
 Keras ``fit`` runs the whole frozen network again over every photo in every epoch. Here we
-*cut* the model at a cut point (:func:`split_at`): the **bottom** (frozen, below the cut)
+*cut* the model at a cut point (:func:`helpers.lesson.split_at`, :func:`helpers.cuts.split_at`): the **bottom** (frozen, below the cut)
 runs once per photo and its output — the *activations* at the cut — is kept; the **top**
 (above the cut: the head, plus any unfrozen blocks) then trains on the stored activations.
 The top shares its layers with the full model, so training the top trains the model.
 
-Any cut point works: ``head_pool`` (the pooled features, for head training), or a block
+Any cut point works: ``pool`` (the pooled features, for head training), or a block
 output such as InceptionV3's ``mixed8`` for fine-tuning ``mixed9``–``mixed10`` + head.
 
 On disk (:class:`BottleneckCache`), one ``.npy`` file per photo (no pickle), written
@@ -38,7 +38,6 @@ import keras
 import numpy as np
 
 from . import files
-from .backbones import cut_points
 from .data import load_images
 
 CACHE_ENV = "WORKBOOK_CACHE"
@@ -54,73 +53,6 @@ def default_root() -> Path:
     if value:
         return Path(value).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-workbook" / "bottlenecks"
-
-
-# --------------------------------------------------------------------------- cutting
-
-def valid_cuts(model: keras.Model) -> list[str]:
-    """Every layer ``model`` can be cut at: its block outputs and the head's pooling layer."""
-    names = list(cut_points(model))
-    layer_names = [layer.name for layer in model.layers]
-    if "head_pool" in layer_names:
-        names.append("head_pool")
-    return names
-
-
-def head_cut(model: keras.Model) -> str:
-    """The cut for head training: the pooled features (``head_pool``), else the base output.
-
-    Pooling has no weights, so the activations after it are the classic "bottleneck
-    features" — a few thousand floats per photo instead of a whole feature map.
-    """
-    names = [layer.name for layer in model.layers]
-    if "head_pool" in names:
-        return "head_pool"
-    heads = [i for i, n in enumerate(names) if n.startswith("head_")]
-    if not heads:
-        raise ValueError(f"{model.name} has no head (layers named head_*); add one with surgery.add_head")
-    return names[heads[0] - 1]
-
-
-def cut_below(model: keras.Model, fine_tune_from: str) -> str | None:
-    """The cut point just below block ``fine_tune_from`` (None if it is the first block).
-
-    Fine-tuning from ``mixed9`` trains the layers above ``mixed8``: ``mixed8`` is the cut.
-    """
-    from .surgery import block_names  # surgery sits beside cache; import late to keep the graph one-way
-
-    names = block_names(model)
-    if fine_tune_from not in names:
-        raise ValueError(f"{fine_tune_from!r} is not a block of {model.name}; choose from {names}")
-    i = names.index(fine_tune_from)
-    return names[i - 1] if i > 0 else None
-
-
-@dataclass
-class Cut:
-    """A model cut in two at layer ``name``: ``bottom`` (input → cut) and ``top`` (cut → output)."""
-
-    name: str
-    bottom: keras.Model
-    top: keras.Model
-
-
-def split_at(model: keras.Model, cut: str) -> Cut:
-    """Cut ``model`` at layer ``cut`` into a bottom and a top that share its layers.
-
-    ``top(bottom(x)) == model(x)``; training ``top`` trains ``model``'s layers.
-    """
-    names = [layer.name for layer in model.layers]
-    if cut not in names:
-        raise ValueError(f"{model.name} has no layer {cut!r}; cut points: {valid_cuts(model)}")
-    layer = model.get_layer(cut)
-    try:
-        top = keras.Model(layer.output, model.outputs[0], name=f"{model.name}_above_{cut}")
-    except ValueError as exc:  # "graph disconnected": something above reads from below the cut
-        raise ValueError(f"{model.name} cannot be cut at {cut!r} (layers above it read from below it); "
-                         f"cut points: {valid_cuts(model)}") from exc
-    bottom = keras.Model(model.inputs, layer.output, name=f"{model.name}_below_{cut}")
-    return Cut(cut, bottom, top)
 
 
 # --------------------------------------------------------------------------- in memory
@@ -208,8 +140,8 @@ class BottleneckCache:
     """Activations at a cut point, one ``.npy`` per photo, keyed by everything that changes them.
 
     >>> cache = BottleneckCache()                      # doctest: +SKIP
-    >>> cut = split_at(model, "head_pool")             # doctest: +SKIP
-    >>> feats = cache.activations(cut.bottom, paths)   # computed once, then read back
+    >>> bottom, top = split_at(model, "pool")          # doctest: +SKIP
+    >>> feats = cache.activations(bottom, paths)       # computed once, then read back
     """
 
     def __init__(self, root: str | os.PathLike | None = None, dtype: str = DEFAULT_DTYPE,
@@ -223,7 +155,7 @@ class BottleneckCache:
         """The folder holding ``bottom``'s activations (created with a ``meta.json``)."""
         fingerprint = model_fingerprint(bottom)
         meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "dtype": self.dtype, "loader": LOADER,
-                "cut": bottom.output._keras_history.operation.name,
+                "cut": bottom.layers[-1].name,
                 "image_size": int(bottom.inputs[0].shape[1]), "output_shape": list(bottom.output.shape[1:]),
                 "model": bottom.name}
         key = _digest(fingerprint, self.dtype, LOADER, str(FORMAT_VERSION))
@@ -286,6 +218,16 @@ class BottleneckCache:
         finally:
             bar.close()
 
+    def size_bytes(self) -> int:
+        """How much disk the cached activations under :attr:`root` take."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
+
+    def describe(self) -> str:
+        """Where the cache lives, how big it is, and how to clear it."""
+        folders = [p for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
+        return (f"activation cache: {self.root} — {_human(self.size_bytes())} in {len(folders)} folder(s); "
+                "clear it with `python -m helpers cache --clear`")
+
     def clear(self) -> None:
         """Delete every cached activation under :attr:`root` (your photos are never touched)."""
         import shutil
@@ -309,5 +251,5 @@ def _describe_source(source: str | None) -> str | None:
     return str(source)
 
 
-__all__ = ["BottleneckCache", "CacheStats", "Cut", "activations", "augment_pixels", "cut_below", "default_root",
-           "file_digest", "head_cut", "model_fingerprint", "split_at", "valid_cuts"]
+__all__ = ["BottleneckCache", "CacheStats", "activations", "augment_pixels", "default_root", "file_digest",
+           "model_fingerprint"]

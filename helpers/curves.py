@@ -36,6 +36,7 @@ def plot_history(history: dict[str, list[float]], title: str = "", figure=None):
     (no pyplot state, so it works headless and in threads).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = figure if figure is not None else Figure(figsize=(9, 3.4))
     fig.clear()
@@ -46,6 +47,12 @@ def plot_history(history: dict[str, list[float]], title: str = "", figure=None):
             if values:
                 ax.plot(range(1, len(values) + 1), values, style, label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if metric == "accuracy":
+            ax.set_ylim(0, 1.02)  # a fixed range: 99.5% → 100% must not look like a leap
+        if history.get("val_loss"):
+            kept = best_epoch(history)
+            ax.axvline(kept, color="grey", lw=1, ls=":", label=f"kept: epoch {kept}")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -54,6 +61,26 @@ def plot_history(history: dict[str, list[float]], title: str = "", figure=None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The epoch (from 1) with the lowest validation loss: the one ``fit_keep_best`` keeps."""
+    values = history["val_loss"]
+    return min(range(len(values)), key=values.__getitem__) + 1
+
+
+def verdict(before: float, after: float, before_seconds: float, extra_seconds: float, n_photos: int) -> str:
+    """One honest sentence on whether a training step was worth its time, from measured numbers.
+
+    A change smaller than one photo of ``n_photos`` is reported as no change.
+    """
+    change = after - before
+    cost = f"{extra_seconds:.1f} s more ({(before_seconds + extra_seconds) / max(before_seconds, 1e-9):.1f}× the time)"
+    if abs(change) * n_photos < 1:
+        return (f"No visible difference on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}: "
+                "on these photos the head alone is enough.")
+    direction = "better" if change > 0 else "worse"
+    return f"{abs(change):.1%} {direction} on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}."
 
 
 def figure_png(fig) -> bytes:

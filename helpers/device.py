@@ -4,7 +4,7 @@ The workbook runs the same code on a laptop CPU, one GPU, several GPUs or severa
 
 - **CPU** (default here): float32, one device, Keras' default strategy.
 - **One GPU**: mixed precision (``mixed_float16``: float16 maths, float32 weights; the
-  head's softmax stays float32, see :func:`helpers.surgery.add_head`) and XLA
+  head's softmax stays float32, see :func:`helpers.lesson.add_head`) and XLA
   (``jit_compile``) for the training step.
 - **Several GPUs on one machine**: ``tf.distribute.MirroredStrategy`` — one model copy
   per GPU, each batch split across them, gradients summed.
@@ -30,9 +30,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import keras
-
-_STRATEGY = None  # the strategy chosen by choose_strategy(), reused by strategy_scope()
-
 
 def _tf():
     import tensorflow as tf
@@ -80,9 +77,8 @@ def choose_strategy(kind: str = "auto"):
     ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several workers,
     MirroredStrategy when more than one GPU is visible, else the default (one device).
     ``"mirrored"`` with no GPUs mirrors over the logical CPUs (see :func:`split_cpu`).
-    The choice is remembered and reused by :func:`strategy_scope`.
+    Nothing is remembered: pass the strategy on (``helpers.train.Recipe(strategy=...)``).
     """
-    global _STRATEGY
     tf = _tf()
     if kind == "auto":
         if workers_in_tf_config() > 1:
@@ -92,40 +88,32 @@ def choose_strategy(kind: str = "auto"):
         else:
             kind = "default"
     if kind == "default":
-        _STRATEGY = tf.distribute.get_strategy()
-    elif kind == "mirrored":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
         devices = logical_devices("GPU") or logical_devices("CPU")
-        _STRATEGY = tf.distribute.MirroredStrategy(devices=devices)
-    elif kind == "multi_worker":
-        _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
-    else:
-        raise ValueError(f"unknown strategy {kind!r}; choose auto, default, mirrored or multi_worker")
-    return _STRATEGY
-
-
-def current_strategy():
-    """The strategy chosen last by :func:`choose_strategy` (choosing ``"auto"`` if none yet)."""
-    return _STRATEGY if _STRATEGY is not None else choose_strategy("auto")
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {kind!r}; choose auto, default, mirrored or multi_worker")
 
 
 @contextlib.contextmanager
 def strategy_scope(strategy=None) -> Iterator[object]:
-    """``with strategy_scope():`` build and compile models so they run on every replica.
+    """``with strategy_scope(strategy):`` build and compile models so they run on every replica.
 
-    With the TensorFlow backend this enters the chosen ``tf.distribute`` strategy; with
-    other Keras backends it does nothing.
+    With the TensorFlow backend and a strategy this enters it; with ``None`` (one device)
+    or another Keras backend it does nothing.
     """
-    if keras.backend.backend() != "tensorflow":
-        yield None
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        yield strategy
         return
-    strategy = strategy or current_strategy()
     with strategy.scope():
         yield strategy
 
 
-def replicas() -> int:
-    """How many model copies train in sync (1 without a multi-device strategy)."""
-    return int(getattr(current_strategy(), "num_replicas_in_sync", 1)) if keras.backend.backend() == "tensorflow" else 1
+def replicas(strategy=None) -> int:
+    """How many model copies ``strategy`` trains in sync (1 without a multi-device strategy)."""
+    return int(getattr(strategy, "num_replicas_in_sync", 1))
 
 
 def use_mixed_precision(policy: str | None = "auto") -> str:
@@ -143,13 +131,13 @@ def use_mixed_precision(policy: str | None = "auto") -> str:
     return keras.mixed_precision.global_policy().name
 
 
-def jit_compile() -> bool | str:
-    """The ``jit_compile`` argument for ``model.compile``: XLA on a GPU, off on a CPU.
+def jit_compile() -> bool:
+    """Whether Keras' default ``jit_compile="auto"`` uses XLA here: on a GPU, not on a CPU.
 
     On CPU, XLA compiles each new batch shape for a few seconds and rarely pays back on
     short runs (measured here); on a GPU it fuses the training step's kernels.
     """
-    return "auto" if gpus() else False
+    return bool(gpus())
 
 
 @dataclass
@@ -159,8 +147,8 @@ class Setup:
     device: str
     gpus: list[str]
     policy: str
-    jit_compile: bool | str
-    strategy: str
+    jit_compile: bool
+    strategy: object
     replicas: int
 
 
@@ -169,8 +157,7 @@ def configure(mixed_precision: str | None = "auto", strategy: str = "auto") -> S
     policy = use_mixed_precision(mixed_precision)
     chosen = choose_strategy(strategy)
     found = gpus()
-    return Setup("GPU" if found else "CPU", found, policy, jit_compile(), type(chosen).__name__,
-                 int(getattr(chosen, "num_replicas_in_sync", 1)))
+    return Setup("GPU" if found else "CPU", found, policy, jit_compile(), chosen, replicas(chosen))
 
 
 def describe() -> str:
@@ -180,7 +167,7 @@ def describe() -> str:
     """
     tf = _tf()
     found = gpus()
-    strategy = current_strategy()
+    strategy = choose_strategy("auto")
     lines = [
         f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPU cores",

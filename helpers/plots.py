@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyBboxPatch
 
-from . import surgery
+from . import cuts
 
 COLOURS = {
     "pretrained": "#cfd8e3",  # a layer as it came from ImageNet
@@ -63,43 +63,49 @@ def _state(layers, show_training: bool, reference_names: set[str] | None, popped
     return "trainable" if learns else "frozen"
 
 
+def _groups(model: keras.Model) -> list[tuple[str, list]]:
+    """``(label, layers)`` bottom to top: a nested base is expanded into its blocks."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    outer = model.layers if nested else [model]
+    groups: list[tuple[str, list]] = []
+    for layer in outer:
+        if layer is not (nested[0] if nested else model):
+            groups.append((f"input ({layer.name})" if isinstance(layer, keras.layers.InputLayer) else layer.name,
+                           [layer]))
+            continue
+        base = layer
+        for number, (name, layers) in enumerate(cuts.blocks(base)):
+            if number == 0 and not nested:
+                groups.append((f"input ({base.layers[0].name})", [base.layers[0]]))
+            if len(layers[-1].output.shape) != 4:  # pooling, classifier: one box per layer
+                groups.extend((one.name, [one]) for one in layers)
+            else:
+                groups.append((f"stem … {name}" if number == 0 else name, layers))
+    return groups
+
+
+def _all_names(model: keras.Model) -> set[str]:
+    names = set()
+    for layer in model.layers:
+        names.add(layer.name)
+        if isinstance(layer, keras.Model):
+            names |= _all_names(layer)
+    return names
+
+
 def network_boxes(model: keras.Model, reference: keras.Model | None = None, popped: bool = False,
                   show_training: bool = True) -> list[Box]:
     """The boxes of :func:`draw_network`, bottom (input) to top (output).
 
-    Input and preprocessing get their own boxes; each block of :func:`helpers.surgery.blocks`
-    is one box; the layers above the last block and the head are shown one layer per box.
+    Input and preprocessing get their own boxes; each block of the base
+    (:func:`helpers.cuts.blocks`) is one box; pooling and the head are one layer per box.
     With ``reference`` (the model after surgery, or before it) boxes are marked ``popped``
     (``popped=True``: not in the reference) or ``new`` (``popped=False``: not in the reference).
     """
-    ref = {layer.name for layer in reference.layers} if reference is not None else None
-    groups = surgery.blocks(model)
-    boxes: list[Box] = []
-
-    def add(label: str, layers: list) -> None:
-        if layers:
-            boxes.append(Box(label, [layer.name for layer in layers], _count(layers), _shape(layers[-1]),
-                             _state(layers, show_training, ref, popped)))
-
-    for number, (name, layers) in enumerate(groups):
-        if number == 0:
-            inputs = [layer for layer in layers if isinstance(layer, keras.layers.InputLayer)]
-            pre = [layer for layer in layers if layer.name == "preprocess"]
-            for layer in inputs:
-                add(f"input ({layer.name})", [layer])
-            if pre:
-                add("preprocess", pre)
-            rest = [layer for layer in layers if layer not in inputs and layer not in pre]
-            add(f"stem … {name}", rest)
-            continue
-        is_top = number == len(groups) - 1 or groups[number + 1][0] == "head"
-        single_layers = name == "head" or (is_top and len(layers[-1].output.shape) == 2)
-        if single_layers:
-            for layer in layers:
-                add(layer.name, [layer])
-        else:
-            add(name, layers)
-    return boxes
+    ref = _all_names(reference) if reference is not None else None
+    return [Box(label, [layer.name for layer in layers], _count(layers), _shape(layers[-1]),
+                _state(layers, show_training, ref, popped))
+            for label, layers in _groups(model)]
 
 
 def _human(n: int) -> str:
@@ -151,7 +157,7 @@ def draw_surgery(before: keras.Model, after: keras.Model, titles: tuple[str, str
     rows = max(len(left), len(right))
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.34 * rows + 1.4))
     titles = titles or (f"before: {before.name}, {len(before.layers)} layers",
-                        f"after: {after.name}, {len(after.layers)} layers")
+                        f"after: {after.name}, {len(right)} boxes")
     draw_network(before, axes[0], after, popped=True, show_training=False, title=titles[0], n_rows=rows)
     draw_network(after, axes[1], before, popped=False, title=titles[1], n_rows=rows)
     used = {b.state for b in left + right}

@@ -1,168 +1,210 @@
-"""Small data, short time: transfer versus a CNN from scratch, cached versus plain (notebook 05).
+"""Small data, short time: the machinery of notebook 05's measurements.
 
-Two measured claims:
-
-(a) :func:`accuracy_vs_photos` — with N photos per class (1, 2, 5, 10, 20, all) a head on a
-    pretrained backbone is already accurate, while a small CNN trained from scratch
-    (:func:`scratch_cnn`) on the same photos is not;
-(b) :func:`time_head_training` — training the head on cached features costs about one
-    forward pass; the plain Keras recipe pays that forward pass in every epoch.
+The lesson's lines (cut at the pooled features, one forward pass, fit the head on the
+features) are in the notebook and :mod:`helpers.lesson`; this module repeats them over
+many draws of photos and seeds, trains the from-scratch comparison (:func:`scratch_cnn`)
+within a stated time budget, and draws and tabulates the results.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
-from . import cache, data, surgery, train
+from . import data as data_mod
+from .lesson import compile_model, fit_keep_best, split_at
+from .photos import Photos
 
 
 def scratch_cnn(image_size: int, n_classes: int, width: int = 32, dropout: float = 0.3) -> keras.Model:
-    """A small CNN trained from scratch: three conv blocks, pooling and a softmax.
+    """A small CNN trained from scratch: random flips, three conv blocks, pooling and a softmax.
 
-    Takes raw 0–255 pixels like the workbook's backbones. About 100k weights — the
-    comparison point for what pretrained features give for free.
+    Takes raw 0–255 pixels like the transfer models. About 100k weights — the comparison
+    point for what pretrained features give for free.
     """
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = keras.layers.RandomFlip("horizontal", name="flip")(inputs)
+    x = keras.layers.Rescaling(1 / 255.0, name="rescale")(x)
     for i, filters in enumerate((width, 2 * width, 4 * width)):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
-        x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_predictions")(x)
+        x = keras.layers.MaxPooling2D(name=f"maxpool{i + 1}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
 
 
-def train_scratch(x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray], n_classes: int,
-                  epochs: int = 60, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> dict:
-    """Train :func:`scratch_cnn` on ``x`` (random flips as augmentation); return accuracy and time."""
-    train.set_seed(seed)
-    model = scratch_cnn(x.shape[1], n_classes)
-    flip = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.RandomFlip("horizontal", seed=seed)])
-    augmented = keras.Model(flip.inputs, model(flip.outputs[0]))
-    train.compile_model(augmented, learning_rate)
-    start = time.perf_counter()
-    augmented.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    seconds = time.perf_counter() - start
-    return {"val_accuracy": train.accuracy(model, *val, batch_size=batch_size), "seconds": seconds,
-            "weights": int(model.count_params())}
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training at the end of the first epoch that ends after ``seconds`` (and say so in ``.hit``)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.hit = False
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.start > self.seconds:
+            self.hit = True
+            self.model.stop_training = True
+
+
+def _resize(pixels: np.ndarray, size: int) -> np.ndarray:
+    if pixels.shape[1] == size:
+        return pixels
+    return np.asarray(keras.ops.convert_to_numpy(
+        keras.ops.image.resize(pixels.astype("float32"), (size, size), antialias=True))).clip(0, 255).astype(np.uint8)
 
 
 @dataclass
 class PhotosResult:
-    """Validation accuracy of both approaches with ``per_class`` training photos of each class."""
+    """Test accuracy of both approaches with ``per_class`` training photos, one value per seed."""
 
     per_class: int | None
     photos: int
-    transfer_accuracy: float
-    transfer_seconds: float
-    scratch_accuracy: float
-    scratch_seconds: float
+    transfer_accuracy: list[float] = field(default_factory=list)
+    transfer_seconds: list[float] = field(default_factory=list)  # its photos' forward pass + the fit
+    scratch_accuracy: list[float] = field(default_factory=list)
+    scratch_seconds: list[float] = field(default_factory=list)
+    scratch_epochs: list[int] = field(default_factory=list)
+    scratch_budget_hit: list[bool] = field(default_factory=list)
 
 
-def accuracy_vs_photos(folder: data.ImageFolder, per_class_list, backbone: str, weights, image_size: int,
-                       epochs: int = 30, scratch_size: int = 128, scratch_epochs: int = 60, seed: int = 0,
-                       val_per_class: int | None = None, progress: bool = True) -> list[PhotosResult]:
-    """For each N in ``per_class_list`` (None = all): transfer head vs CNN from scratch, same photos.
+def estimate_seconds(photos: Photos, per_class_list, seeds, scratch_seconds: float) -> float:
+    """An upper bound for :func:`accuracy_vs_photos`: the scratch budget dominates."""
+    return len(per_class_list) * len(seeds) * (scratch_seconds + 5)
 
-    The backbone's pooled features are computed ONCE for all training photos (the
-    bottleneck cache, in memory); each N then trains a fresh head on its subset.
+
+def _draw(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Indices of ``n`` random examples of each class (all of them for ``n=None``)."""
+    if n is None:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n] for c in np.unique(y)]))
+
+
+def accuracy_vs_photos(photos: Photos, store, model: keras.Model, initial_weights, per_class_list, seeds,
+                       epochs: int = 20, scratch_size: int = 128, scratch_epochs: int = 60,
+                       scratch_seconds: float = 60.0, progress: bool = True) -> list[PhotosResult]:
+    """For each N in ``per_class_list`` (None = all) and seed: transfer head vs CNN from scratch.
+
+    The transfer side is notebook 05's lesson: ``split_at(model, "pool")``, the features of
+    every photo from the activation cache ``store`` (each photo through the frozen base at
+    most once), then ``compile_model`` + ``fit_keep_best`` on the top, from
+    ``initial_weights`` each time. The scratch CNN trains on the same photos at
+    ``scratch_size`` px, at most ``scratch_epochs`` epochs or ``scratch_seconds`` seconds.
+    Both are scored on the test photos; the validation photos choose the epoch.
     """
-    val_split = data.sample_per_class(folder.val, val_per_class, seed) if val_per_class else folder.val
-    val_y = np.asarray(val_split.labels, np.int32)
-    train.set_seed(seed)
-    model = surgery.build_classifier(folder.class_names, backbone, weights, image_size)
-    start_weights = model.get_weights()
-    bottom = cache.split_at(model, cache.head_cut(model)).bottom
-    features = cache.activations(bottom, data.load_images(folder.train.paths, image_size))
-    val_features = cache.activations(bottom, data.load_images(val_split.paths, image_size))
-    small_train = data.load_images(folder.train.paths, scratch_size)
-    small_val = data.load_images(val_split.paths, scratch_size)
-    index = {p: i for i, p in enumerate(folder.train.paths)}
+    bottom, top = split_at(model, "pool")
+    feats = {name: store.activations(bottom, getattr(photos, f"{name}_paths")) for name in ("train", "val", "test")}
+    probe = photos.x_train[:32]
+    start = time.perf_counter()
+    bottom.predict(probe, verbose=0)
+    forward_per_photo = (time.perf_counter() - start) / max(len(probe), 1)
+    small = {name: _resize(getattr(photos, f"x_{name}"), scratch_size) for name in ("train", "val", "test")}
     rows = []
     for n in per_class_list:
-        subset = data.sample_per_class(folder.train, n, seed) if n else folder.train
-        rows_of = np.asarray([index[p] for p in subset.paths])
-        y = np.asarray(subset.labels, np.int32)
-        model.set_weights(start_weights)
-        train.set_seed(seed)
-        surgery.freeze(model)
-        head = train.fit_top(model, "head_pool", features[rows_of], y, epochs=epochs, seed=seed)
-        top = cache.split_at(model, "head_pool").top
-        transfer = float(np.mean(np.asarray(top.predict(val_features, verbose=0)).argmax(-1) == val_y))
-        scratch = train_scratch(small_train[rows_of], y, (small_val, val_y), len(folder.class_names),
-                                epochs=scratch_epochs, seed=seed)
-        rows.append(PhotosResult(n, len(y), transfer, head.seconds, scratch["val_accuracy"], scratch["seconds"]))
+        row = None
+        for seed in seeds:
+            rows_of = _draw(photos.y_train, n, seed)
+            y = photos.y_train[rows_of]
+            row = row or PhotosResult(n, len(rows_of))
+            model.set_weights(initial_weights)
+            keras.utils.set_random_seed(seed)
+            compile_model(top, 1e-3)
+            start = time.perf_counter()
+            fit_keep_best(top, feats["train"][rows_of], y, (feats["val"], photos.y_val), epochs)
+            row.transfer_seconds.append(time.perf_counter() - start + forward_per_photo * len(rows_of))
+            row.transfer_accuracy.append(_accuracy(top, feats["test"], photos.y_test))
+            keras.utils.set_random_seed(seed)
+            scratch = compile_model(scratch_cnn(scratch_size, len(photos.class_names)), 1e-3)
+            budget = TimeBudget(scratch_seconds)
+            start = time.perf_counter()
+            history = fit_keep_best(scratch, small["train"][rows_of], y, (small["val"], photos.y_val), scratch_epochs,
+                                    patience=15, callbacks=[budget])
+            row.scratch_seconds.append(time.perf_counter() - start)
+            row.scratch_accuracy.append(_accuracy(scratch, small["test"], photos.y_test))
+            row.scratch_epochs.append(len(history.epoch))
+            row.scratch_budget_hit.append(budget.hit)
+        rows.append(row)
         if progress:
-            print(f"{n or 'all'} per class ({len(y)} photos): transfer {transfer:.1%} in {head.seconds:.1f} s, "
-                  f"from scratch {scratch['val_accuracy']:.1%} in {scratch['seconds']:.1f} s", flush=True)
+            print(describe(row), flush=True)
+    model.set_weights(initial_weights)
     return rows
 
 
-def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: str = "pretrained backbone"):
-    """Validation accuracy against photos per class, both approaches, on a log axis."""
-    import matplotlib.pyplot as plt
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(model.predict(x, verbose=0)).argmax(-1) == y))
+
+
+def describe(row: PhotosResult) -> str:
+    """One line: mean (worst–best) of each approach, and the scratch CNN's stopping reason."""
+    def spread(values):
+        return f"{np.mean(values):.1%} ({min(values):.1%}–{max(values):.1%})"
+
+    budget = " (time budget reached)" if any(row.scratch_budget_hit) else ""
+    return (f"{row.per_class or 'all'} per class ({row.photos} photos), {len(row.transfer_accuracy)} seeds: "
+            f"transfer {spread(row.transfer_accuracy)} in {np.mean(row.transfer_seconds):.1f} s; "
+            f"from scratch {spread(row.scratch_accuracy)} in {np.mean(row.scratch_seconds):.1f} s, "
+            f"{np.mean(row.scratch_epochs):.0f} epochs{budget}")
+
+
+def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: str = "pretrained base"):
+    """Test accuracy against photos per class: mean over seeds, worst-to-best band, log axis."""
+    from matplotlib.figure import Figure
 
     xs = [r.per_class or r.photos / n_classes for r in rows]
     labels = [str(r.per_class) if r.per_class else f"all\n({r.photos // n_classes})" for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(xs, [r.transfer_accuracy for r in rows], "o-", label=f"transfer ({backbone} + new head)")
-    ax.plot(xs, [r.scratch_accuracy for r in rows], "s--", label="small CNN from scratch")
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    for key, style, label in (("transfer_accuracy", "o-", f"transfer ({backbone} + new head)"),
+                              ("scratch_accuracy", "s--", "small CNN from scratch")):
+        values = [getattr(r, key) for r in rows]
+        line, = ax.plot(xs, [np.mean(v) for v in values], style, label=label)
+        ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
     ax.axhline(1 / n_classes, color="grey", lw=0.8, ls=":", label=f"guessing ({n_classes} classes)")
     ax.set_xscale("log")
     ax.set_xticks(xs, labels)
     ax.minorticks_off()
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("training photos per class")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel("test accuracy")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-@dataclass
-class TimingRow:
-    """One way of training the head: its wall time and the accuracy it reached."""
-
-    recipe: str
-    seconds: float
-    forward_seconds: float
-    fit_seconds: float
-    val_accuracy: float
-
-
-def time_head_training(folder: data.ImageFolder, backbone: str, weights, image_size: int, epochs: int,
-                       seed: int = 0, batch_size: int = 32) -> list[TimingRow]:
-    """Train the same head twice on the same photos: plain Keras recipe, then on cached features."""
-    arrays = train.load_arrays(folder, image_size)
-    (x, y), val = arrays["train"], arrays["val"]
-    rows = []
-    for recipe, use_cache in (("plain: frozen base inside fit (Keras guide)", False),
-                              ("cached: forward pass once, fit the head on features", True)):
-        train.set_seed(seed)
-        model = surgery.build_classifier(folder.class_names, backbone, weights, image_size)
-        model.predict(x[:batch_size], verbose=0)  # same start for both: graph built, weights loaded
-        result = train.train_head(model, x, y, epochs=epochs, cache=use_cache, batch_size=batch_size,
-                                  **({"seed": seed} if use_cache else {}))
-        forward = result.extra.get("activation_seconds", 0.0)
-        rows.append(TimingRow(recipe, result.seconds, forward, result.seconds - forward,
-                              train.accuracy(model, *val, batch_size=batch_size)))
-    return rows
-
-
-def timing_table(rows: list[TimingRow]) -> str:
-    """The timing rows as a plain-text table, with the speed-up of each row over the first."""
-    lines = [f"{'recipe':52s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'val acc':>8s} {'speed-up':>9s}"]
-    for r in rows:
-        lines.append(f"{r.recipe:52s} {r.seconds:8.1f} {r.forward_seconds:10.1f} {r.fit_seconds:7.1f} "
-                     f"{r.val_accuracy:8.1%} {rows[0].seconds / r.seconds:8.1f}×")
+def time_to_accuracy(rows: list[PhotosResult]) -> str:
+    """How many photos and seconds each approach needs to reach the scratch CNN's best mean accuracy."""
+    best = max(rows, key=lambda r: np.mean(r.scratch_accuracy))
+    target = float(np.mean(best.scratch_accuracy))
+    reached = [r for r in rows if np.mean(r.transfer_accuracy) >= target]
+    lines = [f"from scratch, best mean: {target:.1%} with {best.per_class or 'all'} photos per class "
+             f"in {np.mean(best.scratch_seconds):.1f} s"]
+    if reached:
+        first = reached[0]
+        lines.append(f"transfer reaches it with {first.per_class or 'all'} photos per class "
+                     f"in {np.mean(first.transfer_seconds):.1f} s (forward pass included): "
+                     f"{np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.0f}× less time")
+    else:
+        lines.append("transfer never reaches it here")
     return "\n".join(lines)
 
 
-def as_dicts(rows) -> list[dict]:
-    """Rows as plain dicts (for JSON or pandas)."""
-    return [asdict(r) for r in rows]
+def timing_table(rows: list[tuple]) -> str:
+    """``(recipe, total s, forward s, fit s, test accuracy, epochs)`` rows, with speed-ups over the first."""
+    lines = [f"{'recipe':44s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'epochs':>7s} {'test acc':>9s} "
+             f"{'speed-up':>9s}"]
+    for recipe, total, forward, fit, accuracy, epochs in rows:
+        lines.append(f"{recipe:44s} {total:8.1f} {forward:10.1f} {fit:7.1f} {epochs:7d} {accuracy:9.1%} "
+                     f"{rows[0][1] / max(total, 1e-9):8.1f}×")
+    return "\n".join(lines)
+
+
+__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "data_mod", "describe", "estimate_seconds",
+           "plot_accuracy_vs_photos", "scratch_cnn", "time_to_accuracy", "timing_table"]

@@ -11,7 +11,8 @@ import html
 import ipywidgets as W
 import keras
 
-from . import surgery
+from . import cuts
+from .lesson import unfreeze_above
 
 HEAD_ONLY = "head only"
 CHOOSER_CLASS = "workbook-freeze-chooser"
@@ -19,47 +20,27 @@ SLIDER_CLASS = "workbook-freeze-slider"
 COUNT_CLASS = "workbook-trainable-count"
 
 
-def resolve_block(model: keras.Model, choice: str | int | None) -> str | None:
-    """A block name from a ``FINE_TUNE_FROM`` value.
-
-    ``None`` (or ``0``, or ``"head only"``) trains the head only; a block name unfreezes that
-    block and everything above; an integer ``k`` unfreezes the top ``k`` blocks (so one
-    value works for every backbone).
-    """
-    names = surgery.block_names(model)
-    if choice is None or choice == HEAD_ONLY or choice == 0:
-        return None
-    if isinstance(choice, int) and not isinstance(choice, bool):
-        if not 0 < choice <= len(names):
-            raise ValueError(f"FINE_TUNE_FROM={choice}: {model.name} has {len(names)} blocks; "
-                             f"choose 0…{len(names)} or a block name")
-        return names[-choice]
-    if choice not in names:
-        raise ValueError(f"FINE_TUNE_FROM={choice!r} is not a block of {model.name}; choose one of "
-                         f"{names}, an integer (how many top blocks to train) or None (head only)")
-    return choice
-
-
-def count_text(report: surgery.TrainableReport) -> str:
+def count_text(report: cuts.TrainableReport) -> str:
     """The line the chooser shows, e.g. ``trainable weights: 3,843 of 2,261,827 (0.2%) · …``."""
-    n_blocks = len(report.frozen_blocks) + len([b for b in report.trainable_blocks if b != "head"])
-    return (f"trainable weights: {report.trainable_weights:,} of {report.total_weights:,} "
-            f"({report.trainable_weights / max(report.total_weights, 1):.1%}) · "
-            f"frozen blocks: {len(report.frozen_blocks)} of {n_blocks}")
+    return str(report)
 
 
 class FreezeChooser(W.VBox):
-    """A slider over the blocks, bottom to top, plus "head only"; it freezes ``model`` as it moves.
+    """A slider over the base's blocks, bottom to top, plus "head only"; it freezes as it moves.
 
-    ``fine_tune_from`` is the current choice (a block name, or None for head only);
-    ``report`` is the :class:`~helpers.surgery.TrainableReport` for it, and the label below
-    the slider shows its count as ``trainable weights: N of M``.
+    Moving it to block B runs notebook 04's ``unfreeze_above(base, cut)`` with ``cut`` the
+    block output below B (``HEAD_ONLY``: ``base.trainable = False``). ``fine_tune_from`` is
+    the chosen block, ``cut`` the cut point below it (None for head only), and ``report``
+    the :class:`~helpers.cuts.TrainableReport` the label shows.
     """
 
     def __init__(self, model: keras.Model, initial: str | int | None = None, **kwargs):
         self.model = model
-        options = surgery.block_names(model) + [HEAD_ONLY]
-        start = resolve_block(model, initial) or HEAD_ONLY
+        self.base = cuts.base_of(model)
+        self._cuts = cuts.cut_points(self.base)
+        options = self._cuts[1:] + [HEAD_ONLY]
+        below = cuts.resolve_block(self.base, initial)
+        start = cuts.block_above(self.base, below) if below else HEAD_ONLY
         self.slider = W.SelectionSlider(options=options, value=start, description="fine-tune from",
                                         continuous_update=True, readout=True,
                                         style={"description_width": "initial"},
@@ -77,9 +58,18 @@ class FreezeChooser(W.VBox):
     def fine_tune_from(self) -> str | None:
         return None if self.slider.value == HEAD_ONLY else self.slider.value
 
+    @property
+    def cut(self) -> str | None:
+        """The block output below the chosen block: ``unfreeze_above(base, cut)`` (None: head only)."""
+        chosen = self.fine_tune_from
+        return None if chosen is None else self._cuts[self._cuts.index(chosen) - 1]
+
     def _update(self, change=None) -> None:
-        surgery.freeze(self.model, fine_tune_from=self.fine_tune_from)
-        self.report = surgery.trainable_report(self.model)
+        if self.cut is None:
+            self.base.trainable = False
+        else:
+            unfreeze_above(self.base, self.cut)
+        self.report = cuts.trainable_report(self.model)
         self.count.value = f"<b>{html.escape(count_text(self.report))}</b>"
 
     def __repr__(self) -> str:  # what papermill stores as text/plain for a headless run
@@ -90,7 +80,7 @@ class FreezeChooser(W.VBox):
 def freeze_chooser(model: keras.Model, initial: str | int | None = None) -> FreezeChooser:
     """The notebook-04 control: choose the block to fine-tune from and watch the trainable count.
 
-    ``initial`` is ``FINE_TUNE_FROM`` from the parameters cell (see :func:`resolve_block`).
+    ``initial`` is ``FINE_TUNE_FROM`` from the parameters cell (see :func:`helpers.cuts.resolve_block`).
     The model is frozen accordingly right away, and again each time the slider moves.
     """
     return FreezeChooser(model, initial)
