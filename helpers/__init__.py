@@ -17,4 +17,32 @@ One module per idea; dependencies point one way (bottom to top):
 - ``bench``, ``notebooks``, ``cli``: the benchmark, the headless notebook runner, ``python -m helpers``.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+
+def _start_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) without TensorFlow's C++ start-up lines in notebook outputs.
+
+    TensorFlow writes them to the process's standard error while it loads, before its own
+    log settings apply; they say nothing a learner can act on. Errors still raise as usual.
+    Python-side retracing warnings are turned down to errors for the same reason.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_start_keras_quietly()

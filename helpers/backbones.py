@@ -235,10 +235,10 @@ def local_weights(name: str, weights: str | os.PathLike | None = "imagenet", ima
     return resolve_weights(spec, weights, False, image_size or spec.default_size)
 
 
-def check_preprocessing(name: str, layer: keras.layers.Layer) -> float:
+def check_preprocessing(name: str, layer: keras.layers.Layer) -> None:
     """Compare ``layer`` with the backbone's own ``keras.applications.<module>.preprocess_input``.
 
-    Prints and returns the largest difference on random pixels; raises if they disagree.
+    Prints the largest difference on random pixels; raises if they disagree.
     """
     import numpy as np
 
@@ -253,7 +253,6 @@ def check_preprocessing(name: str, layer: keras.layers.Layer) -> float:
         raise ValueError(f"{layer.name} differs from {where} by up to {difference:.3g}: "
                          f"use helpers.backbones.preprocess_layer({spec.name!r})")
     print(f"{layer.name} = {where} (largest difference {difference:.1e})")
-    return difference
 
 
 def imagenet_class_index_file() -> Path | None:

@@ -76,7 +76,7 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
     """
     change = after - before
     cost = f"{extra_seconds:.1f} s more ({(before_seconds + extra_seconds) / max(before_seconds, 1e-9):.1f}× the time)"
-    if abs(change) * n_photos < 1:
+    if round(abs(change) * n_photos) < 1:
         return (f"No visible difference on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}: "
                 "on these photos the head alone is enough.")
     direction = "better" if change > 0 else "worse"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from . import data as data_mod
 from .lesson import compile_model, fit_keep_best, split_at
 from .photos import Photos
 
@@ -190,7 +189,7 @@ def time_to_accuracy(rows: list[PhotosResult]) -> str:
         first = reached[0]
         lines.append(f"transfer reaches it with {first.per_class or 'all'} photos per class "
                      f"in {np.mean(first.transfer_seconds):.1f} s (forward pass included): "
-                     f"{np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.0f}× less time")
+                     f"the CNN from scratch took {np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.1f}× as long")
     else:
         lines.append("transfer never reaches it here")
     return "\n".join(lines)
@@ -206,5 +205,5 @@ def timing_table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "data_mod", "describe", "estimate_seconds",
+__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "describe", "estimate_seconds",
            "plot_accuracy_vs_photos", "scratch_cnn", "time_to_accuracy", "timing_table"]
