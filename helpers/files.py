@@ -110,12 +110,13 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
     Raises :class:`OutputError` with one line naming the folder and what to do.
     """
     folder = Path(folder).expanduser()
-    for parent in [folder, *folder.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputError(errno.ENOTDIR, f"{what} {folder}: {parent} is a file, not a folder; "
-                                  "choose another path")
-            break
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise OutputError(errno.ENOTDIR, f"{what} {folder}: {existing} is a file, not a folder; choose another path")
+    free = shutil.disk_usage(existing).free
+    if need_bytes and free < need_bytes + (1 << 20):  # checked before anything is created
+        raise OutputError(errno.ENOSPC, f"{what} {folder} has {human_size(free)} free but about "
+                          f"{human_size(need_bytes)} will be written: free some space or choose another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
@@ -128,11 +129,6 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
     except OSError as exc:
         raise OutputError(exc.errno or errno.EIO,
                           f"{what} {folder} cannot be written: {describe_os_error(exc, str(folder)).split(': ', 1)[-1]}") from exc
-    free = shutil.disk_usage(folder).free
-    margin = 1 << 20
-    if need_bytes and free < need_bytes + margin:
-        raise OutputError(errno.ENOSPC, f"{what} {folder} has {human_size(free)} free but about "
-                          f"{human_size(need_bytes)} will be written: free some space or choose another folder")
     return folder
 
 
