@@ -192,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model file {args.model} does not exist; train one with "
                                 "`python -m helpers train --out DIR` (it writes DIR/model.keras)")
     out = args.out or args.model.parent
-    files.check_output_dir(out, 1 << 20, "--out folder" if args.out else "the model's folder")
+    files.check_output_dir(out, 256 << 10, "--out folder" if args.out else "the model's folder")
     data = _photo_folder(args.data)
     from .evaluate import evaluate_model
 

@@ -21,8 +21,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix="".join(target.suffixes) or ".tmp",
-                               dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix="".join(target.suffixes) or ".tmp",
+                                   dir=target.parent)
+    except OSError as exc:
+        exc.filename = str(target)
+        raise
     os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a result file gets the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
@@ -31,6 +35,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.is_file():
             _fsync(tmp_path)  # the bytes reach the disk before the name does (a crash leaves old or new)
         os.replace(tmp_path, target)
+    except OSError as exc:  # name the file being written, not our temporary one (or none: write() names none)
+        if exc.filename is None or os.fspath(exc.filename) == str(tmp_path):
+            exc.filename = str(target)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -113,6 +121,12 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
     existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
     if not existing.is_dir():
         raise OutputError(errno.ENOTDIR, f"{what} {folder}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK):  # access(2) reports a read-only file system even to root
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        raise OutputError(errno.EROFS if read_only else errno.EACCES,
+                          f"{what} {folder} cannot be written: " + (
+                              "the file system is read-only: choose a folder you can write to" if read_only else
+                              "permission denied: choose a folder you can write to, or fix its permissions"))
     free = shutil.disk_usage(existing).free
     if need_bytes and free < need_bytes + (1 << 20):  # checked before anything is created
         raise OutputError(errno.ENOSPC, f"{what} {folder} has {human_size(free)} free but about "

@@ -209,15 +209,31 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(cache.split_at(mo
 
 # --------------------------------------------------------------------------- interrupted and stale runs
 
-@pytest.fixture
-def run_setup(tiny_photos, tmp_path, random_backbone_weights):
-    return tiny_photos, random_backbone_weights, tmp_path / "cache"
+@pytest.fixture(scope="module")
+def run_setup(tmp_path_factory, random_backbone_weights):
+    """Generated photos, calibrated random weights and one activation cache shared by this module's runs."""
+    root = tmp_path_factory.mktemp("faults")
+    for split, n in (("train", 8), ("val", 4)):
+        for c, (name, colour) in enumerate(COLOURS.items()):
+            for i in range(n):
+                make_photo(root / "photos" / split / name / f"{name}_{i}.jpg", colour,
+                           seed=1000 * (split == "val") + 100 * c + i)
+    return root / "photos", random_backbone_weights, root / "cache"
 
 
-def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupted_run(run_setup, tmp_path):
+@pytest.fixture(scope="module")
+def whole_run(run_setup, tmp_path_factory) -> Path:
+    """One uninterrupted ``train`` run (3 epochs): the result the other runs must equal."""
     photos, weights, cache_dir = run_setup
-    whole = cli(*train_args(photos, tmp_path / "whole", weights, cache_dir))
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path_factory.mktemp("whole") / "run"
+    result = cli(*train_args(photos, out, weights, cache_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupted_run(run_setup, whole_run,
+                                                                                       tmp_path):
+    photos, weights, cache_dir = run_setup
     out = tmp_path / "killed"
     delays = [round(random.uniform(2.0, 8.0), 1) for _ in range(2)]
     for delay in delays:
@@ -227,7 +243,7 @@ def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupte
         proc.communicate()
     rerun = cli(*train_args(photos, out, weights, cache_dir))
     assert rerun.returncode == 0, f"killed at {delays} s: " + rerun.stderr[-2000:]
-    a, b = metrics(tmp_path / "whole"), metrics(out)
+    a, b = metrics(whole_run), metrics(out)
     assert a["val_accuracy"] == b["val_accuracy"], delays
     np.testing.assert_allclose(a["phases"]["head"]["history"]["loss"], b["phases"]["head"]["history"]["loss"],
                                rtol=1e-5)
@@ -235,11 +251,11 @@ def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupte
     assert_no_partial_files(out)
 
 
-def test_a_truncated_checkpoint_from_a_killed_run_never_breaks_the_next_run(run_setup, tmp_path):
+def test_a_truncated_checkpoint_from_a_killed_run_never_breaks_the_next_run(run_setup, whole_run, tmp_path):
     """What a kill during a checkpoint write leaves (Keras writes .h5 files in place): the next run must work."""
     photos, weights, cache_dir = run_setup
     out = tmp_path / "run"
-    assert cli(*train_args(photos, out, weights, cache_dir)).returncode == 0
+    shutil.copytree(whole_run, out)
     expected = metrics(out)
     for h5 in out.rglob("*.h5"):
         h5.write_bytes(h5.read_bytes()[:100])
@@ -252,16 +268,16 @@ def test_a_truncated_checkpoint_from_a_killed_run_never_breaks_the_next_run(run_
     assert metrics(out)["val_accuracy"] == expected["val_accuracy"]
 
 
-def test_a_folder_holding_another_run_is_refused_then_fresh_replaces_it(run_setup, tmp_path):
+def test_a_folder_holding_another_run_is_refused_then_fresh_replaces_it(run_setup, whole_run, tmp_path):
     photos, weights, cache_dir = run_setup
     out = tmp_path / "run"
-    assert cli(*train_args(photos, out, weights, cache_dir, 4)).returncode == 0
+    shutil.copytree(whole_run, out)
     (out / "notes.txt").write_text("mine")  # a user's file in the output folder
     before = (out / "model.keras").read_bytes()
     refused = cli(*train_args(photos, out, weights, cache_dir, 2))
     assert refused.returncode == 2
     [line] = errors(refused)
-    assert "holds another run" in line and "epochs 4 → 2" in line and "--fresh" in line and "--out" in line
+    assert "holds another run" in line and "epochs 3 → 2" in line and "--fresh" in line and "--out" in line
     assert (out / "model.keras").read_bytes() == before  # nothing touched
     fresh = cli(*train_args(photos, out, weights, cache_dir, 0, "--fresh"))
     assert fresh.returncode == 0, fresh.stderr[-2000:]
