@@ -24,6 +24,10 @@ def _photo_folder(given: Path | None) -> Path:
     """Photos the way the notebooks find them: ``given``, then ``$WORKBOOK_DATA``, then CIFAR-100 (built once)."""
     from .datasets import get_photos
 
+    if given is not None and not given.is_dir():
+        what = "is a file, not a folder" if given.exists() else "does not exist"
+        raise FileNotFoundError(f"photo folder {given} {what}: pass the folder that holds one sub-folder per "
+                                "class (DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)")
     return get_photos(given)
 
 
