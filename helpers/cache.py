@@ -10,8 +10,8 @@ The top shares its layers with the full model, so training the top trains the mo
 Any cut point works: ``pool`` (the pooled features, for head training), or a block
 output such as InceptionV3's ``mixed8`` for fine-tuning ``mixed9``–``mixed10`` + head.
 
-On disk (:class:`BottleneckCache`), one ``.npy`` file per photo (no pickle), written
-atomically, under a folder whose name is a hash of everything that changes the activations:
+On disk (:class:`BottleneckCache`), one ``.npy`` file per photo (no pickle) with a checksum
+trailer, written atomically and checked (checksum, shape, dtype, length, finite values) when read, under a folder whose name is a hash of everything that changes the activations:
 the bottom's architecture and weight *values* (so the weights file, the backbone, the cut
 point, the image size and the preprocessing layer are all covered), the storage dtype and
 the pixel loader. Each photo's file name is a hash of the photo's *content* (plus the
@@ -26,9 +26,12 @@ random view each time).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +45,7 @@ from .data import load_images
 
 CACHE_ENV = "WORKBOOK_CACHE"
 DEFAULT_DTYPE = "float16"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries carry a checksum trailer
 LOADER = "helpers.data.load_image/v1"  # bump when load_image changes its pixels
 AUGMENT = "flip+crop/v1"  # bump when augment_pixels changes
 
@@ -125,23 +128,115 @@ def _human(n_bytes: float) -> str:
 
 
 # --------------------------------------------------------------------------- on disk
+#
+# One entry = one photo's activations: a standard ``.npy`` file (no pickle) followed by a
+# 20-byte trailer, ``ENTRY_TRAILER`` + a 16-byte BLAKE2b digest of everything before it.
+# ``np.load`` ignores the trailer; :func:`read_entry` checks it, and the shape, dtype,
+# length and finiteness, so a truncated, overwritten, foreign or NaN entry is never used.
+
+ENTRY_TRAILER = b"WBK2"
+_TRAILER_LEN = len(ENTRY_TRAILER) + 16
+TEMP_MAX_AGE = 3600.0
+"""Temporary files older than this (seconds) are leftovers of a killed writer and are removed."""
+
+
+class BadEntry(ValueError):
+    """A cache entry that cannot be used; the message says what is wrong with it."""
+
+
+def entry_bytes(array: np.ndarray) -> bytes:
+    """The bytes of one cache entry: ``.npy`` data + trailer with its checksum."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    body = buffer.getvalue()
+    return body + ENTRY_TRAILER + hashlib.blake2b(body, digest_size=16).digest()
+
+
+def write_entry(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write one entry atomically: readers see the old file, no file, or the whole new one."""
+    with files.atomic_path(path) as tmp:
+        tmp.write_bytes(entry_bytes(array))
+    return Path(path)
+
+
+def read_entry(path: str | os.PathLike, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """One entry, checked: raises :class:`BadEntry` (why) or ``FileNotFoundError`` (absent)."""
+    data = Path(path).read_bytes()
+    body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
+    if len(data) < _TRAILER_LEN or not trailer.startswith(ENTRY_TRAILER):
+        raise BadEntry(f"incomplete or foreign file ({len(data)} bytes, no checksum trailer): "
+                       "truncated by an interrupted write, or not written by the workbook")
+    if hashlib.blake2b(body, digest_size=16).digest() != trailer[len(ENTRY_TRAILER):]:
+        raise BadEntry("checksum mismatch: the file was changed or damaged after it was written")
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        stored_shape, fortran, stored_dtype = _read_header(stream, version)
+    except Exception as exc:  # a bad magic string or header
+        raise BadEntry(f"not a .npy array ({exc})") from None
+    if tuple(stored_shape) != tuple(shape):
+        raise BadEntry(f"holds an array of shape {tuple(stored_shape)}, expected {tuple(shape)}")
+    if stored_dtype != np.dtype(dtype):
+        raise BadEntry(f"holds {stored_dtype} values, expected {np.dtype(dtype).name}")
+    count = math.prod(shape)
+    if len(body) - stream.tell() != count * stored_dtype.itemsize:
+        raise BadEntry(f"holds {len(body) - stream.tell()} bytes of data, expected {count * stored_dtype.itemsize}")
+    array = np.frombuffer(body, stored_dtype, count, offset=stream.tell()).reshape(shape, order="F" if fortran else "C")
+    if not np.isfinite(array).all():
+        raise BadEntry(f"holds {int((~np.isfinite(array)).sum())} NaN or infinite values")
+    return array
+
+
+def _read_header(stream, version):
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(stream)
+    raise ValueError(f"unsupported .npy version {version}")
+
 
 @dataclass
 class CacheStats:
-    """What the last :meth:`BottleneckCache.activations` call did."""
+    """What the last :meth:`BottleneckCache.activations` call did.
+
+    ``hits`` entries were read back, ``computed`` were computed (among them ``bad``
+    entries that were found damaged and recomputed), in ``seconds``, in ``folder``.
+    """
 
     hits: int = 0
     computed: int = 0
     seconds: float = 0.0
     folder: Path | None = None
+    bad: int = 0
+
+
+@dataclass
+class CacheFolder:
+    """One folder of a cache root: what model, cut and image size its entries are for."""
+
+    path: Path
+    meta: dict
+    entries: int
+    bytes: int
+
+    def describe(self) -> str:
+        m = self.meta
+        what = (f"{m.get('model', '?')} cut at {m.get('cut', '?')}, {m.get('image_size', '?')} px, "
+                f"{m.get('dtype', '?')} {tuple(m.get('output_shape') or ())}") if m else "no readable meta.json"
+        weights = f", weights {m['weights_source']}" if m.get("weights_source") else ""
+        return f"{self.path.name}: {self.entries} entries, {_human(self.bytes)} ({what}{weights})"
 
 
 class BottleneckCache:
-    """Activations at a cut point, one ``.npy`` per photo, keyed by everything that changes them.
+    """Activations at a cut point, one checked entry per photo, keyed by everything that changes them.
 
     >>> cache = BottleneckCache()                      # doctest: +SKIP
     >>> bottom, top = split_at(model, "pool")          # doctest: +SKIP
     >>> feats = cache.activations(bottom, paths)       # computed once, then read back
+    >>> print(cache.describe())                        # where it lives and how big it is  # doctest: +SKIP
+
+    Several processes may share one root: entries are written atomically and checked when
+    read, so a reader never sees half an entry; a damaged entry is named and recomputed.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, dtype: str = DEFAULT_DTYPE,
@@ -151,23 +246,71 @@ class BottleneckCache:
         self.progress = progress
         self.last = CacheStats()
 
-    def folder_for(self, bottom: keras.Model, weights_source: str | None = None) -> Path:
-        """The folder holding ``bottom``'s activations (created with a ``meta.json``)."""
+    # -- what is there ------------------------------------------------------------------
+
+    def folders(self) -> list[CacheFolder]:
+        """Every cache folder under :attr:`root` (folders with a ``meta.json``), by name."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and (p / "meta.json").exists()):
+            try:
+                meta = json.loads((folder / "meta.json").read_text())
+                meta = meta if isinstance(meta, dict) else {}
+            except (OSError, ValueError):
+                meta = {}
+            entries = [p for p in folder.iterdir() if p.suffix == ".npy" and not p.name.startswith(".")]
+            size = sum(_size(p) for p in folder.iterdir())
+            out.append(CacheFolder(folder, meta, len(entries), size))
+        return out
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes used by every cache folder under :attr:`root`."""
+        return sum(f.bytes for f in self.folders())
+
+    def describe(self) -> str:
+        """One line: where the cache lives and how big it is."""
+        folders = self.folders()
+        if not folders:
+            return f"bottleneck cache at {self.root}: empty"
+        return (f"bottleneck cache at {self.root}: {len(folders)} folders, "
+                f"{sum(f.entries for f in folders)} entries, {_human(sum(f.bytes for f in folders))}")
+
+    # -- one model's folder -------------------------------------------------------------
+
+    def folder_for(self, bottom: keras.Model, weights_source: str | None = None, cut: str | None = None) -> Path:
+        """The folder holding ``bottom``'s activations (created with a ``meta.json``).
+
+        ``cut`` names the cut point for the folder's name; by default it is read from the
+        bottom's name (``split_at`` names it ``…_below_<cut>``), else its last layer.
+        """
         fingerprint = model_fingerprint(bottom)
+        cut = cut or _cut_name(bottom)
         meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "dtype": self.dtype, "loader": LOADER,
-                "cut": bottom.layers[-1].name,
-                "image_size": int(bottom.inputs[0].shape[1]), "output_shape": list(bottom.output.shape[1:]),
-                "model": bottom.name}
+                "cut": cut, "image_size": int(bottom.inputs[0].shape[1]),
+                "output_shape": list(bottom.output.shape[1:]), "model": bottom.name}
         key = _digest(fingerprint, self.dtype, LOADER, str(FORMAT_VERSION))
-        folder = self.root / f"{meta['cut']}-{meta['image_size']}px-{key[:24]}"
+        folder = self.root / f"{cut}-{meta['image_size']}px-{key[:24]}"
         meta_file = folder / "meta.json"
+        stored = None
         if meta_file.exists():
-            stored = json.loads(meta_file.read_text())
+            try:
+                stored = json.loads(meta_file.read_text())
+                if not isinstance(stored, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                print(f"bottleneck cache: {meta_file} is unreadable ({type(exc).__name__}); writing it again",
+                      file=sys.stderr, flush=True)
+                stored = None
+        if stored is not None:
             if stored.get("fingerprint") != fingerprint or stored.get("dtype") != self.dtype:
-                raise RuntimeError(f"bottleneck cache {folder} belongs to another model; delete the folder")
+                raise RuntimeError(f"bottleneck cache {folder} belongs to another model; delete the folder "
+                                   f"(python -m helpers cache --clear clears the whole cache)")
         else:
             meta["weights_source"] = _describe_source(weights_source)
             files.write_json(meta_file, meta)
+        _remove_stale_temporaries(folder)
         return folder
 
     def activations(self, bottom: keras.Model, paths: Sequence[str | os.PathLike], augment_copies: int = 0,
@@ -175,26 +318,38 @@ class BottleneckCache:
         """``bottom``'s output for every photo in ``paths`` (and K augmented copies of each).
 
         Returns an array of ``len(paths) * (1 + augment_copies)`` rows: all originals first,
-        then copy 1 of every photo, and so on. Missing activations are computed (with a
-        progress bar, after printing a size estimate) and stored; the rest are read back.
+        then copy 1 of every photo, and so on. Stored entries are read back and checked;
+        missing or damaged ones (each damaged one named in one line) are computed — with a
+        progress bar, after a size estimate — and stored.
         """
         start = time.perf_counter()
         paths = [Path(p) for p in paths]
         folder = self.folder_for(bottom, weights_source)
         size = int(bottom.inputs[0].shape[1])
+        shape = tuple(int(d) for d in bottom.output.shape[1:])
         digests = [file_digest(p) for p in paths]
         wanted = [(i, copy) for copy in range(augment_copies + 1) for i in range(len(paths))]
         tag = AUGMENT.replace("/", "")
         names = {(i, c): digests[i] + ("" if c == 0 else f"-{tag}-s{seed}-c{c}") + ".npy" for i, c in wanted}
-        missing = [ic for ic in wanted if not (folder / names[ic]).exists()]
+        rows: dict[tuple[int, int], np.ndarray] = {}
+        missing, bad = [], 0
+        for ic in wanted:
+            try:
+                rows[ic] = read_entry(folder / names[ic], shape, self.dtype)
+            except FileNotFoundError:
+                missing.append(ic)
+            except (BadEntry, OSError) as exc:
+                bad += 1
+                missing.append(ic)
+                print(f"bottleneck cache: {folder / names[ic]} (photo {paths[ic[0]]}) is damaged: {exc}; "
+                      "recomputing it", file=sys.stderr, flush=True)
         if missing:
-            self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size)
-        out = np.stack([np.load(folder / names[ic], allow_pickle=False) for ic in wanted]) if wanted else \
-            np.zeros((0, *bottom.output.shape[1:]), self.dtype)
-        self.last = CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder)
+            rows.update(self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size))
+        out = np.stack([rows[ic] for ic in wanted]) if wanted else np.zeros((0, *shape), self.dtype)
+        self.last = CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
         return out
 
-    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size) -> None:
+    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size) -> dict:
         from tqdm.auto import tqdm
 
         per_item = math.prod(int(d) for d in bottom.output.shape[1:]) * np.dtype(self.dtype).itemsize
@@ -202,6 +357,7 @@ class BottleneckCache:
               f"({tuple(bottom.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
               f"≈ {_human(per_item * len(missing))} in {folder}", flush=True)
         bar = tqdm(total=len(missing), desc="bottleneck", unit="img", disable=not self.progress)
+        computed = {}
         try:
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start:start + batch_size]
@@ -211,29 +367,65 @@ class BottleneckCache:
                     for pix, (i, c) in zip(originals, chunk)])
                 out = np.asarray(bottom.predict_on_batch(pixels)).astype(self.dtype)
                 for row, ic in zip(out, chunk):
-                    with files.atomic_path(folder / names[ic]) as tmp:
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, row, allow_pickle=False)
+                    if not np.isfinite(row).all():
+                        raise ValueError(f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
+                                         f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
+                                         "values overflow float16 (use dtype='float32')")
+                    write_entry(folder / names[ic], row)
+                    computed[ic] = row
                 bar.update(len(chunk))
         finally:
             bar.close()
+        return computed
 
-    def size_bytes(self) -> int:
-        """How much disk the cached activations under :attr:`root` take."""
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
+    def clear(self) -> int:
+        """Delete every cache folder under :attr:`root`; return the bytes freed.
 
-    def describe(self) -> str:
-        """Where the cache lives, how big it is, and how to clear it."""
-        folders = [p for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
-        return (f"activation cache: {self.root} — {_human(self.size_bytes())} in {len(folders)} folder(s); "
-                "clear it with `python -m helpers cache --clear`")
+        Only folders the cache made (they hold a ``meta.json``) are removed, and the root
+        itself if that leaves it empty: a root pointed at a folder of other files is safe.
+        """
+        freed = 0
+        for entry in self.folders():
+            freed += entry.bytes
+            shutil.rmtree(entry.path, ignore_errors=True)
+        if self.root.is_dir() and not any(self.root.iterdir()):
+            self.root.rmdir()
+        return freed
 
-    def clear(self) -> None:
-        """Delete every cached activation under :attr:`root` (your photos are never touched)."""
-        import shutil
 
-        if self.root.exists():
-            shutil.rmtree(self.root)
+def list_caches(root: str | os.PathLike | None = None) -> str:
+    """What ``python -m helpers cache --list`` prints: the root, then one line per folder."""
+    cache = BottleneckCache(root)
+    lines = [cache.describe()]
+    lines += [f"  {f.describe()}" for f in cache.folders()]
+    return "\n".join(lines)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _cut_name(bottom: keras.Model) -> str:
+    """The cut point a bottom ends at, from its name (``split_at``) or else its last layer (public API only)."""
+    if "_below_" in bottom.name:
+        return bottom.name.rsplit("_below_", 1)[1]
+    return bottom.layers[-1].name
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary files a killed writer left (old ones only: a live writer's are young)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for p in folder.glob(".*"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > TEMP_MAX_AGE:
+                p.unlink()
+        except OSError:
+            pass
 
 
 def _rng_seed(digest: str, seed: int, copy: int) -> int:
@@ -251,5 +443,5 @@ def _describe_source(source: str | None) -> str | None:
     return str(source)
 
 
-__all__ = ["BottleneckCache", "CacheStats", "activations", "augment_pixels", "default_root", "file_digest",
-           "model_fingerprint"]
+__all__ = ["BadEntry", "BottleneckCache", "CacheFolder", "CacheStats", "list_caches", "read_entry",
+           "write_entry", "activations", "augment_pixels", "default_root", "file_digest", "model_fingerprint"]

@@ -454,6 +454,9 @@ class DataReport:
             lines += ["", "warnings:"] + [f"  ! {w}" for w in self.warnings]
         if self.errors:
             lines += ["", "errors (training cannot start):"] + [f"  x {e}" for e in self.errors]
+        elif self.warnings:
+            lines += ["", f"NOT OK: {len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above; "
+                          f"training would use the {len(self.valid)} valid photos, but fix what the warnings say first."]
         else:
             lines += ["", f"OK: training will use the {len(self.valid)} valid photos."]
         return "\n".join(lines)

@@ -6,42 +6,153 @@ a notebook teaches and what the command line runs are the same code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from . import settings
+
+CACHE_ENV = "WORKBOOK_CACHE"  # helpers.cache.CACHE_ENV (not imported here: it would load TensorFlow)
+_UNSET = object()
 
 
 class UsageError(Exception):
     """A command-line mistake: the message says what to pass instead (exit code 2)."""
 
 
-def _photo_folder(given: Path | None, how: str = "--data DIR") -> Path:
-    """The photo folder given on the command line, else ``$WORKBOOK_DATA``."""
-    folder = given or settings.data_dir()
-    if folder is None:
-        raise UsageError(f"no photos: pass {how} or set {settings.DATA_ENV}")
-    return folder
+def _photo_folder(given: Path | None) -> Path:
+    """Photos the way the notebooks find them: ``given``, then ``$WORKBOOK_DATA``, then CIFAR-100 (built once)."""
+    from .datasets import get_photos
+
+    if given is not None and not given.is_dir():
+        what = "is a file, not a folder" if given.exists() else "does not exist"
+        raise FileNotFoundError(f"photo folder {given} {what}: pass the folder that holds one sub-folder per "
+                                "class (DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)")
+    return get_photos(given)
 
 
 def _weights(value: str) -> str | None:
     return None if value.lower() in ("none", "random") else value
 
 
+def _defaults(function) -> dict:
+    """A function's keyword defaults: the one place a command-line default comes from."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options the user gave (not None); the rest keep the helper function's own defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _warn(line: str) -> None:
+    print(line if line.startswith(("WARNING", "warning", "skipped")) else f"warning: {line}", file=sys.stderr,
+          flush=True)
+
+
+def _print_data_warnings(report, limit: int = 10) -> None:
+    """What check-data knows about the photos, before the work starts: warnings, then skipped files."""
+    from .checks import display_name
+
+    for line in report.warnings:
+        _warn(line)
+    skipped = report.skipped
+    for f in skipped[:limit]:
+        _warn(f"skipped {display_name(f.path, report.root)}: {'; '.join(f.reasons)}")
+    if len(skipped) > limit:
+        _warn(f"… and {len(skipped) - limit} more skipped files (python -m helpers check-data {report.root} "
+              "lists them all)")
+
+
+def _block(value: str) -> str | int:
+    """``--fine-tune-from``: a block name (``mixed9``) or how many top blocks (``2``)."""
+    return int(value) if value.isdigit() else value
+
+
+def cmd_sync_lesson(args: argparse.Namespace) -> int:
+    from .lesson_export import LESSON_FILE, sync
+
+    if sync(check=args.check):
+        print(f"{LESSON_FILE} matches the notebooks' #@save cells")
+        return 0
+    if args.check:
+        print(f"{LESSON_FILE} differs from the notebooks' #@save cells: run python -m helpers sync-lesson")
+        return 1
+    print(f"wrote {LESSON_FILE} from the notebooks' #@save cells")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .device import configure
+    from . import files, runs
+
+    if args.epochs is not None and args.epochs < 0:
+        raise UsageError(f"--epochs must be 0 or more, got {args.epochs}")
+    if args.per_class is not None and args.per_class < 1:
+        raise UsageError(f"--per-class must be at least 1, got {args.per_class}")
     from .train import train_classifier
 
+    settings_ = _defaults(train_classifier) | _given(
+        args, "backbone", "per_class", "image_size", "epochs", "fine_tune_from", "fine_tune_epochs", "seed",
+        "batch_size")
+    weights = settings_["weights"] if args.weights is _UNSET else args.weights
     data = _photo_folder(args.data)
-    configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
-    metrics = train_classifier(data, args.out, backbone=args.backbone, weights=args.weights,
-                               per_class=args.per_class, image_size=args.image_size, epochs=args.epochs,
-                               fine_tune_from=args.fine_tune_from, fine_tune_epochs=args.fine_tune_epochs,
-                               seed=args.seed, batch_size=args.batch_size, verbose=args.verbose,
-                               cache=not args.no_cache, cache_dir=args.cache_dir)
-    print(f"val_accuracy {metrics['val_accuracy']:.4f}  train_seconds {metrics['train_seconds']:.1f}  "
+    cache_dir = args.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None)
+    # every place we will write is checked before the expensive work starts
+    files.check_output_dir(args.out, runs.estimate_bytes(settings_["backbone"], weights), "--out folder")
+    if cache_dir is not None and not args.no_cache:
+        files.check_output_dir(cache_dir, 0, "cache folder")
+    config = runs.run_config(data, backbone=settings_["backbone"], weights=weights,
+                             image_size=settings_["image_size"], per_class=settings_["per_class"],
+                             epochs=settings_["epochs"], fine_tune_from=settings_["fine_tune_from"],
+                             fine_tune_epochs=settings_["fine_tune_epochs"], seed=settings_["seed"],
+                             batch_size=settings_["batch_size"])
+    print(runs.prepare(args.out, config, fresh=args.fresh), flush=True)
+    if settings_["epochs"] == 0:
+        print("--epochs 0: no head training; the saved model keeps the new head's random initial weights"
+              + (" (fine-tuning still runs)" if settings_["fine_tune_from"] and settings_["fine_tune_epochs"] else ""),
+              flush=True)
+    try:
+        from .data import survey_folder
+        from .device import configure
+
+        report = survey_folder(data, seed=settings_["seed"])
+        _print_data_warnings(report)
+        if report.errors:
+            raise ValueError(report.errors[0])
+        configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
+        metrics = train_classifier(data, args.out, backbone=settings_["backbone"], weights=weights,
+                                   per_class=settings_["per_class"], image_size=settings_["image_size"],
+                                   epochs=settings_["epochs"], fine_tune_from=settings_["fine_tune_from"],
+                                   fine_tune_epochs=settings_["fine_tune_epochs"], seed=settings_["seed"],
+                                   batch_size=settings_["batch_size"], cache=not args.no_cache,
+                                   cache_dir=cache_dir)
+    except KeyboardInterrupt:
+        runs.finish(args.out, "interrupted")
+        raise
+    except BaseException as exc:
+        runs.finish(args.out, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        raise
+    runs.finish(args.out, "complete", val_accuracy=metrics["val_accuracy"])
+    print(f"val_accuracy {metrics['val_accuracy']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+          f"train_seconds {metrics['train_seconds']:.1f}  "
           f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)")
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import BottleneckCache, list_caches
+    from .files import human_size
+
+    store = BottleneckCache(args.cache_dir)
+    if args.clear:
+        freed = store.clear()
+        print(f"cleared the bottleneck cache at {store.root} ({human_size(freed)} freed)")
+    else:
+        print(list_caches(store.root))
     return 0
 
 
@@ -49,10 +160,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
     data = _photo_folder(args.data)
-    epochs = [int(e) for e in str(args.epochs).split(",") if e.strip()]
-    result = bench.run(data, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-                       images=args.images, epochs=epochs, max_cached_epochs=args.max_cached_epochs,
-                       fine_tune_blocks=args.fine_tune_blocks)
+    given = _given(args, "backbone", "image_size", "images", "max_cached_epochs", "fine_tune_blocks")
+    if args.weights is not _UNSET:
+        given["weights"] = args.weights
+    if args.epochs is not None:
+        given["epochs"] = [int(e) for e in str(args.epochs).split(",") if e.strip()]
+    result = bench.run(data, **given)
     if args.json:
         print(f"wrote {bench.write(result, args.json)}")
     return 0
@@ -62,8 +175,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     from .data import check_data
     from .files import write_json
 
-    data = _photo_folder(args.data, "DIR")
-    report = check_data(data, val_fraction=args.val_fraction, seed=args.seed, min_side=args.min_side)
+    data = _photo_folder(args.data)
+    report = check_data(data, **_given(args, "val_fraction", "seed", "min_side"))
     print(report.format(max_listed=args.max_listed))
     if args.json:
         print(f"wrote {write_json(args.json, report.to_dict())}")
@@ -95,23 +208,35 @@ def cmd_clean_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EVALUATION_FILE, evaluate_model
+    from . import files
+    from .evaluate import EVALUATION_FILE
 
+    if not args.model.is_file():
+        raise FileNotFoundError(f"model file {args.model} does not exist; train one with "
+                                "`python -m helpers train --out DIR` (it writes DIR/model.keras)")
+    out = args.out or args.model.parent
+    files.check_output_dir(out, 256 << 10, "--out folder" if args.out else "the model's folder")
     data = _photo_folder(args.data)
-    result = evaluate_model(args.model, data, split=args.split, out=args.out)
-    print(f"accuracy {result.accuracy:.4f} on {len(result.labels)} {args.split} photos of {data}")
+    from .evaluate import evaluate_model
+
+    result = evaluate_model(args.model, data, split=args.split, out=out, on_warning=_warn)
+    which = "every photo (the folder has no split folders)" if result.split == "all" else f"the {result.split} split"
+    counts = ", ".join(f"{n} {name}" for name, n in result.counts().items())
+    print(f"scored {len(result.labels)} photos of {data}, {which}: {counts}"
+          + (f"; {len(result.skipped)} could not be read (named above)" if result.skipped else ""))
+    print(f"accuracy {result.accuracy:.4f} on {len(result.labels)} {result.split} photos of {data}")
     for name, scores in result.per_class().items():
         print(f"  {name:12s} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
               f"({int(scores['support'])} photos)")
-    print(f"wrote {(args.out or args.model.parent) / EVALUATION_FILE}")
+    print(f"wrote {Path(out) / EVALUATION_FILE}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluate import predict_files
-    from .export import class_names_for, load_model
+    from .evaluate import open_model, predict_files
+    from .export import class_names_for
 
-    model = load_model(args.model)
+    model = open_model(args.model)
     names = class_names_for(args.model)
     if names is None:
         names = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
@@ -123,51 +248,60 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {result.error}", file=sys.stderr)
             continue
-        print(f"{result.path}: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top))
+        print(f"{result.path}: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top), flush=True)
     return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line. Defaults are None here and come from the helper functions' own defaults
+    (``helpers.train.train_classifier``, ``helpers.bench.run``, ``helpers.data.check_data``), so
+    no default is written twice."""
+    from .checks import MIN_SIDE
+    from .data import VAL_FRACTION
+
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    photos = f"photo folder (default: ${settings.DATA_ENV}, else the CIFAR-100 lion/tiger/bear subset)"
 
     p = sub.add_parser("train", help="train a Lion/Tiger/Bear (or your own) classifier")
-    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
-    p.add_argument("--backbone", default="inception_v3")
-    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
+    p.add_argument("--data", type=Path, help=photos)
+    p.add_argument("--backbone", help="default: train_classifier's (inception_v3)")
+    p.add_argument("--weights", type=_weights, default=_UNSET, help="imagenet (default) | PATH | none")
     p.add_argument("--per-class", type=int, help="use only N training photos per class")
     p.add_argument("--image-size", type=int, help="default: the backbone's own size")
-    p.add_argument("--epochs", type=int, default=30, help="epochs of head training (cheap: on cached features)")
-    p.add_argument("--fine-tune-from", help="unfreeze this block and above after head training")
-    p.add_argument("--fine-tune-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="epochs of head training (cheap: on cached features); 0: no training")
+    p.add_argument("--fine-tune-from", type=_block,
+                   help="after head training, unfreeze this block (a name, or N = the top N blocks) and above")
+    p.add_argument("--fine-tune-epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--fresh", action="store_true",
+                   help="clear the earlier run in --out first (only the workbook's own files)")
     p.add_argument("--no-cache", action="store_true",
                    help="plain Keras recipe: run the frozen base in every step (slow; for comparison)")
     p.add_argument("--cache-dir", type=Path,
-                   help="keep bottleneck activations on disk for the next run (default: $WORKBOOK_CACHE, "
+                   help=f"keep bottleneck activations on disk for the next run (default: ${CACHE_ENV}, "
                         "else in memory only)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="speed benchmark: cached vs plain training, pipeline, memory (ratios)")
-    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
-    p.add_argument("--backbone", default="mobilenet_v2")
-    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet | PATH | none")
+    p.add_argument("--data", type=Path, help=photos)
+    p.add_argument("--backbone")
+    p.add_argument("--weights", type=_weights, default=_UNSET, help="imagenet (default) | PATH | none")
     p.add_argument("--image-size", type=int, help="default: the backbone's own size")
-    p.add_argument("--images", type=int, default=480, help="training photos to time (split evenly by class)")
-    p.add_argument("--epochs", default="10,20", help="head-training epochs to compare, e.g. 10,20")
-    p.add_argument("--max-cached-epochs", type=int, default=50)
-    p.add_argument("--fine-tune-blocks", type=int, default=2, help="K: fine-tune the top K blocks")
+    p.add_argument("--images", type=int, help="training photos to time (split evenly by class)")
+    p.add_argument("--epochs", help="head-training epochs to compare, e.g. 10,20")
+    p.add_argument("--max-cached-epochs", type=int)
+    p.add_argument("--fine-tune-blocks", type=int, help="K: fine-tune the top K blocks")
     p.add_argument("--json", type=Path, help="also write every number to this JSON file")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check-data", help="report usable, fixed and skipped photos in a folder (reads only)")
-    p.add_argument("data", nargs="?", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
-    p.add_argument("--min-side", type=int, default=32, help="skip photos whose shorter side is below this")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="for DIR/<class>/ folders")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("data", nargs="?", type=Path, help=photos)
+    p.add_argument("--min-side", type=int, help=f"skip photos whose shorter side is below this (default {MIN_SIDE})")
+    p.add_argument("--val-fraction", type=float, help=f"for DIR/<class>/ folders (default {VAL_FRACTION})")
+    p.add_argument("--seed", type=int)
     p.add_argument("--max-listed", type=int, default=None, help="list at most N files per section")
     p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     p.set_defaults(func=cmd_check_data)
@@ -189,10 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first copy the checked cells' outputs from executed notebooks in DIR")
     p.set_defaults(func=cmd_clean_notebooks)
 
+    p = sub.add_parser("sync-lesson", help="write helpers/lesson.py from the notebooks' #@save cells")
+    p.add_argument("--check", action="store_true", help="only compare (exit 1 if they differ)")
+    p.set_defaults(func=cmd_sync_lesson)
+
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a saved model")
     p.add_argument("--model", type=Path, required=True, help="a model.keras file")
-    p.add_argument("--data", type=Path, help="photo folder (default: $WORKBOOK_DATA)")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--data", type=Path, help=photos)
+    p.add_argument("--split", choices=["train", "val", "test"],
+                   help="for folders with split folders (default: val); a folder without them is scored whole")
     p.add_argument("--out", type=Path, help="folder for evaluation.json (default: beside the model)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -201,19 +340,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("images", nargs="+", type=Path)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("cache", help="list or clear the bottleneck cache (where it lives, how big it is)")
+    p.add_argument("--cache-dir", type=Path, help=f"the cache root (default: ${CACHE_ENV}, else ~/.cache/…)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="folders, sizes, entries, model/cut/size of each (default)")
+    what.add_argument("--clear", action="store_true", help="delete the cache folders under the root (nothing else)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every expected failure is one line on stderr and an exit code, never a traceback.
+
+    2: a usage or input mistake (the line says what to pass instead); 1: the work failed
+    (a file system error names the path); 130: interrupted (Ctrl-C).
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, FileNotFoundError, ValueError) as exc:
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)",
+              file=sys.stderr)
+        return 130
+    except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}" if exc.errno is None else f"error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, permissions, …: one line naming the path
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # e.g. WeightsUnavailableError: its message says what to do
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _os_error(exc: OSError) -> str:
+    from .files import describe_os_error
+
+    return describe_os_error(exc)
 
 
 if __name__ == "__main__":

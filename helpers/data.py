@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,11 @@ from PIL import Image, ImageOps
 
 from .checks import (IMAGE_EXTENSIONS, JUNK_FOLDERS, MAX_PIXELS, MIN_SIDE, DataReport, FileCheck,
                      check_image, display_name, find_duplicates, junk_reason, to_rgb)
+
+VAL_FRACTION = 0.2
+"""Share of each class held out for validation when a folder has no split folders of its own."""
+TINY_CLASS = 5
+"""A class with fewer usable training photos than this gets a warning (too few to learn from)."""
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -88,12 +94,23 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
 def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
     """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted.
 
-    Symlinked folders are followed once: a link back up the tree (a loop) is reported, not walked.
+    Symlinked folders are followed only while they stay inside ``folder``: a link that leads
+    out of the class folder (to another class, or up the tree: a loop) is reported, not
+    walked, so photos of other classes never get this class's label.
     """
     found, seen = [], set()
+    real_root = Path(os.path.realpath(folder))
     for here, dirs, names in os.walk(folder, followlinks=True):
         info = os.stat(here)
         if (info.st_dev, info.st_ino) in seen:
@@ -104,6 +121,10 @@ def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
         keep = []
         for d in sorted(dirs):
             why = _skip_folder(d)
+            target = Path(os.path.realpath(Path(here) / d))
+            if not why and os.path.islink(Path(here) / d) and not _inside(target, real_root):
+                why = (f"link to a folder outside the class folder ({target}): not followed "
+                       f"(photos there are not labelled '{folder.name}')")
             if why:
                 ignored.append((Path(here) / d, why))
             else:
@@ -174,7 +195,7 @@ def _scan_class_folders(folder: Path, split: str, checks: list[FileCheck],
     return names
 
 
-def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0,
+def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, seed: int = 0,
                   min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS, decode: bool = True) -> DataReport:
     """Look at every file of a photo folder and report; never raises for bad photos or layouts.
 
@@ -196,6 +217,7 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
         return report
     ignored: list[tuple[Path, str]] = []
     checks: list[FileCheck] = []
+    no_val_folder: set[str] = set()   # classes already reported as missing from val/
     if "train" in splits:
         report.layout = "DIR/{" + ",".join(s for s in SPLIT_NAMES if s in splits) + "}/<class>/"
         for p in _subfolders(root):
@@ -217,6 +239,7 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
                     report.warnings.append(f"{split}/ has classes that train/ has not: {', '.join(extra)}; "
                                            f"their photos are not used (add them to train/ or rename the folders)")
                 if missing:
+                    no_val_folder.update(missing if split == "val" else [])
                     report.warnings.append(f"{split}/ has no folder for: {', '.join(missing)}; "
                                            f"{split} accuracy will not measure these classes")
         if "val" not in splits:
@@ -242,6 +265,10 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
             report.warnings.append(f"class '{name}' has no usable photos in {where}{name}/: "
                                    "the class is dropped (add photos or remove the folder)")
     report.class_names = [n for n in class_names if n in in_train]
+    _class_size_warnings(report, "train" in splits and "val" not in splits, val_fraction, no_val_folder)
+    for p, why in ignored:
+        if why.startswith("link to a folder outside"):
+            report.warnings.append(f"{display_name(p, root)} is a {why}")
     if len(report.class_names) < 2:
         found = ", ".join(f"'{n}'" for n in report.class_names) or "none"
         hint = ""
@@ -272,7 +299,24 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = 0.2, seed: int 
     return report
 
 
-def check_data(root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0, min_side: int = MIN_SIDE,
+def _class_size_warnings(report: DataReport, no_val_split: bool, val_fraction: float,
+                         already_reported: set[str]) -> None:
+    """Warn about classes too small to learn from, and classes absent from the validation split."""
+    counts = report.counts()
+    split_layout = report.layout != "DIR/<class>/"
+    for name in report.class_names:
+        n_train, n_val = counts[name].get("train", 0), counts[name].get("val", 0)
+        if n_train < TINY_CLASS:
+            report.warnings.append(f"class '{name}' has only {n_train} training photo{'s' * (n_train != 1)}: "
+                                   f"too few to learn from (add photos: at least {TINY_CLASS}, better 20 or more)")
+        if n_val == 0 and not no_val_split and name not in already_reported and (split_layout or val_fraction > 0):
+            where = f"val/{name}/" if split_layout else "the validation split"
+            report.warnings.append(f"class '{name}' has no photos in {where}: its accuracy is not measured "
+                                   + ("(add photos to val/" + name + "/)" if split_layout else
+                                      "(a class needs at least 2 photos to get one validation photo)"))
+
+
+def check_data(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, seed: int = 0, min_side: int = MIN_SIDE,
                max_pixels: int = MAX_PIXELS) -> DataReport:
     """The data report of notebook 03 and ``python -m helpers check-data DIR``: print it.
 
@@ -292,7 +336,7 @@ def _split_from(report: DataReport, split: str) -> Split:
     return out
 
 
-def load_folder(root: str | os.PathLike, val_fraction: float = 0.2, per_class: int | None = None,
+def load_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, per_class: int | None = None,
                 seed: int = 0, check: bool = True, min_side: int = MIN_SIDE,
                 max_pixels: int = MAX_PIXELS) -> ImageFolder:
     """Read a photo folder into class names and splits (see the module docstring).
@@ -331,23 +375,83 @@ def sample_per_class(split: Split, n: int, seed: int = 0) -> Split:
     return Split([out.paths[i] for i in order], [out.labels[i] for i in order])
 
 
-def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
+class PhotoError(ValueError):
+    """A photo that cannot be loaded: the message names the file, says why and what to do."""
+
+
+def load_image(path, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One photo as a ``size × size × 3`` uint8 RGB array, centre-cropped.
 
     The fixes the data report lists are applied here (``helpers.checks.to_rgb``): EXIF
     orientation, transparency onto white, 16-bit scaled, grayscale/palette/CMYK to RGB,
     first frame of an animation. Large JPEGs are decoded at reduced scale (draft mode).
+
+    The pixel count is read from the header and checked against ``max_pixels`` before
+    anything is decoded, so a small file that claims a huge picture (a decompression
+    bomb) costs no memory. Any problem raises :class:`PhotoError` naming the file.
     """
-    with Image.open(path) as image:
-        image.draft(None, (size, size))
-        image = to_rgb(image)
-        image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
+    name = display_name(Path(path)) if isinstance(path, (str, os.PathLike)) else "the photo"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit below
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PhotoError(f"{name}: too large to decode safely ({width}×{height} = "
+                                 f"{width * height / 1e6:.0f} megapixels, the limit is {max_pixels / 1e6:.0f}); "
+                                 "resize it")
+            image.draft(None, (size, size))
+            image = to_rgb(image)
+            image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except PhotoError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PhotoError(f"{name}: too large to decode safely ({exc}); resize it") from None
+    except FileNotFoundError:
+        raise PhotoError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise PhotoError(f"{name}: a folder, not a photo") from None
+    except PermissionError:
+        raise PhotoError(f"{name}: cannot be read (permission denied); check its permissions") from None
+    except MemoryError:
+        raise PhotoError(f"{name}: not enough memory to decode it; resize it") from None
+    except Exception as exc:  # PIL raises many types for corrupt or unknown data
+        raise PhotoError(f"{name}: not an image we can read ({type(exc).__name__}: {exc}); "
+                         "use a JPEG or PNG photo (check-data lists such files)") from None
+
+
+def _workers(workers: int | None) -> int:
+    return workers or min(8, (os.cpu_count() or 2) * 2)
 
 
 def load_images(paths: list[Path], size: int, workers: int | None = None) -> np.ndarray:
-    """Many photos as one ``N × size × size × 3`` uint8 array, decoded in parallel threads."""
+    """Many photos as one ``N × size × size × 3`` uint8 array, decoded in parallel threads.
+
+    Raises :class:`PhotoError` (naming the file) at the first photo that cannot be loaded;
+    :func:`load_images_skipping` goes on past bad photos instead.
+    """
     if not paths:
         return np.zeros((0, size, size, 3), np.uint8)
-    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+    with ThreadPoolExecutor(_workers(workers)) as pool:
         return np.stack(list(pool.map(lambda p: load_image(p, size), paths)))
+
+
+def load_images_skipping(paths: list, size: int, workers: int | None = None
+                         ) -> tuple[np.ndarray, list[int], list[str]]:
+    """Like :func:`load_images`, but a bad photo is left out: ``(pixels, kept indices, problems)``.
+
+    ``problems`` has one line per photo left out, naming it and why.
+    """
+    def one(p):
+        try:
+            return load_image(p, size), None
+        except PhotoError as exc:
+            return None, str(exc)
+    with ThreadPoolExecutor(_workers(workers)) as pool:
+        results = list(pool.map(one, paths))
+    kept = [i for i, (pixels, _) in enumerate(results) if pixels is not None]
+    problems = [problem for _, problem in results if problem]
+    pixels = np.stack([results[i][0] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return pixels, kept, problems

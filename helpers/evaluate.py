@@ -8,8 +8,10 @@ and classifying your own photos (``python -m helpers predict``).
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -30,6 +32,13 @@ class Evaluation:
     labels: np.ndarray          # true class index per photo
     probabilities: np.ndarray   # N × classes
     paths: list[Path] = field(default_factory=list)
+    split: str = ""             # which photos: "val", "test", "train", or "all" (a folder without splits)
+    warnings: list[str] = field(default_factory=list)   # data and class-name problems, one line each
+    skipped: list[str] = field(default_factory=list)    # photos that could not be scored, one line each
+
+    def counts(self) -> dict[str, int]:
+        """How many photos of each class were scored."""
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
 
     @property
     def predictions(self) -> np.ndarray:
@@ -72,6 +81,8 @@ class Evaluation:
             "class_names": list(self.class_names),
             "per_class": self.per_class(),
             "confusion_matrix": self.confusion().tolist(),
+            "split": self.split, "counts": self.counts(), "warnings": list(self.warnings),
+            "skipped": list(self.skipped),
             "misclassified": [{"path": str(self.paths[i]) if self.paths else None,
                                "true": self.class_names[self.labels[i]],
                                "predicted": self.class_names[self.predictions[i]],
@@ -101,45 +112,96 @@ def model_image_size(model: keras.Model) -> int:
     return int(size)
 
 
-def _check_class_names(model_names: list[str] | None, data_names: list[str], data_dir: Path) -> list[str]:
+def open_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` file (safe mode); a damaged or foreign file gets one clear line, not Keras' guess."""
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} exists but is not a valid .keras archive (not a zip file: damaged, truncated or "
+                         "not a model); train or export it again")
+    try:
+        return load_model(path)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        if not path.is_file():
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} exists but is not a valid .keras archive ({first}); train or export it again") \
+            from None
+
+
+def _match_class_names(model_names: list[str] | None, data_names: list[str], n_outputs: int,
+                       where: str) -> tuple[list[str], list[str]]:
+    """The class names to score with, and warnings (loud: a mismatch makes accuracy meaningless)."""
     if model_names is None:
-        return data_names
-    missing = [name for name in data_names if name not in model_names]
-    if missing:
-        raise ValueError(f"{data_dir} has class folders {missing} that the model was not trained on "
-                         f"(it knows {model_names})")
-    return model_names
+        return data_names, [
+            f"WARNING: {where} has no labels.txt or metrics.json, so the model's {n_outputs} outputs are ASSUMED "
+            f"to be the data's classes in folder order ({', '.join(data_names)}); if it was trained on other "
+            "classes or in another order, this accuracy means nothing (put a labels.txt beside the model)"]
+    unknown = [name for name in data_names if name not in model_names]
+    if unknown:
+        raise ValueError(f"{where}: the data has class folders {unknown} that the model was not trained on "
+                         f"(it knows {model_names}); evaluate it on photos of the classes it was trained on")
+    return model_names, []
 
 
 def evaluate_model(model_path_or_model: str | os.PathLike | keras.Model, data_dir: str | os.PathLike,
-                   split: str = "val", out: str | os.PathLike | None = None,
-                   class_names: list[str] | None = None, batch_size: int = 32) -> Evaluation:
-    """Score a saved (or in-memory) model on one split of a photo folder; write the JSON.
+                   split: str | None = None, out: str | os.PathLike | None = None,
+                   class_names: list[str] | None = None, batch_size: int = 32,
+                   on_warning: Callable[[str], None] | None = None) -> Evaluation:
+    """Score a saved (or in-memory) model on a photo folder; write the JSON.
 
-    Class names come from ``class_names``, else from ``labels.txt`` / ``metrics.json`` beside
-    the model file, else from the folder's class folders. Per-class metrics and the
-    confusion matrix go to ``evaluation.json`` in ``out`` (default: beside the model file;
-    nothing is written for an in-memory model without ``out``).
+    ``split=None`` scores every photo of a folder without split folders (``DIR/<class>/``)
+    and the ``val`` split of one with them; ``split="val"`` etc. picks a split. Class names
+    come from ``class_names``, else ``labels.txt`` / ``metrics.json`` beside the model file,
+    else (with a loud warning) the folder's class folders. A photo that cannot be read is
+    left out and named (``result.skipped``); data problems the check knows and class names
+    that do not match are in ``result.warnings``, each also passed to ``on_warning`` as
+    soon as it is known. Per-class metrics and the confusion matrix go to ``evaluation.json``
+    in ``out`` (default: beside the model file; nothing is written for an in-memory model
+    without ``out``).
     """
+    say = on_warning or (lambda line: None)
     if isinstance(model_path_or_model, keras.Model):
         model, model_path = model_path_or_model, None
+        known = class_names
     else:
         model_path = Path(model_path_or_model)
-        model = load_model(model_path)
-        class_names = class_names or class_names_for(model_path)
+        model = open_model(model_path)
+        known = class_names or class_names_for(model_path)
     data_dir = Path(data_dir)
     folder = data_mod.load_folder(data_dir)
-    chosen = getattr(folder, split, None)
+    warnings = list(folder.report.warnings) if folder.report else []
+    if folder.report and folder.report.skipped:
+        warnings.append(f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
+                        "too large, not photos): python -m helpers check-data lists them")
+    flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
+    if split is None:
+        split = "all" if flat else "val"
+    if split == "all":
+        chosen = data_mod.Split(folder.train.paths + folder.val.paths, folder.train.labels + folder.val.labels)
+    else:
+        chosen = getattr(folder, split, None)
     if chosen is None or not len(chosen):
         raise ValueError(f"{data_dir} has no photos in its {split!r} split")
-    names = _check_class_names(class_names, folder.class_names, data_dir)
-    labels = [names.index(folder.class_names[i]) for i in chosen.labels]
-    images = data_mod.load_images(chosen.paths, model_image_size(model))
-    result = evaluate(model, images, labels, names, chosen.paths, batch_size)
+    n_out = int(model.output_shape[-1])
+    where = f"{model_path.parent}" if model_path else f"model {model.name}"
+    names, name_warnings = _match_class_names(known, folder.class_names, n_out, where)
+    warnings += name_warnings
+    for line in warnings:
+        say(line)
+    pairs = [(p, names.index(folder.class_names[i])) for p, i in zip(chosen.paths, chosen.labels)
+             if folder.class_names[i] in names]
+    images, kept, skipped = data_mod.load_images_skipping([p for p, _ in pairs], model_image_size(model))
+    for line in skipped:
+        say(f"skipped {line}")
+    if not kept:
+        raise ValueError(f"none of the photos in {data_dir} could be scored")
+    result = evaluate(model, images, [pairs[i][1] for i in kept], names, [pairs[i][0] for i in kept], batch_size)
+    result.split, result.warnings, result.skipped = split, warnings, skipped
     target_dir = Path(out) if out is not None else (model_path.parent if model_path else None)
     if target_dir is not None:
-        report = result.to_dict() | {"data": str(data_dir), "split": split,
-                                     "model": str(model_path) if model_path else model.name}
+        report = result.to_dict() | {"data": str(data_dir), "model": str(model_path) if model_path else model.name}
         files.write_json(target_dir / EVALUATION_FILE, report)
     return result
 
@@ -157,7 +219,7 @@ class Prediction:
 
 def predict_files(model: keras.Model, paths: list[str | os.PathLike], class_names: list[str],
                   top: int = 3) -> list[Prediction]:
-    """Classify image files; an unreadable file gets an error message and the rest go on."""
+    """Classify image files; a file that cannot be used (missing, corrupt, too large) gets an error, the rest go on."""
     size = model_image_size(model)
     good, images, results = [], [], []
     for path in map(Path, paths):
@@ -165,11 +227,8 @@ def predict_files(model: keras.Model, paths: list[str | os.PathLike], class_name
             images.append(data_mod.load_image(path, size))
             good.append(len(results))
             results.append(Prediction(path, []))
-        except FileNotFoundError:
-            results.append(Prediction(path, [], f"{path}: no such file"))
-        except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
-            results.append(Prediction(path, [], f"{path}: not an image we can read ({exc}); "
-                                                f"use a JPEG or PNG photo"))
+        except data_mod.PhotoError as exc:  # missing, unreadable, corrupt, too large: named, and the rest go on
+            results.append(Prediction(path, [], str(exc)))
     if images:
         probs = np.asarray(model.predict(np.stack(images).astype(np.float32), verbose=0))
         for row, i in zip(probs, good):

@@ -45,3 +45,30 @@ def test_a_staging_folder_never_lingers(tmp_path):
         staging.rename(target)
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
     assert (target / "whole.txt").read_text() == "whole"
+
+
+def test_written_files_follow_the_umask_not_0600(tmp_path):
+    """metrics.json used to be created 0600 (mkstemp's mode); a result file gets the user's normal permissions."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert files.write_json(tmp_path / "a.json", {}).stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert files.write_json(tmp_path / "b.json", {}).stat().st_mode & 0o777 == 0o600
+        os.umask(0o002)
+        assert files.write_json(tmp_path / "c.json", {}).stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_an_output_folder_is_checked_before_any_work(tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("user data")
+    with pytest.raises(OSError, match="is a file, not a folder"):
+        files.check_output_dir(a_file)
+    with pytest.raises(OSError, match="free but about"):
+        files.check_output_dir(tmp_path / "out", need_bytes=1 << 60)
+    assert files.check_output_dir(tmp_path / "new" / "run", need_bytes=1000).is_dir()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["new", "run", "taken"]  # the probe is gone
+    assert a_file.read_text() == "user data"

@@ -1,0 +1,204 @@
+"""One output folder, one run: ``run.json`` records what a ``train`` run is, so state is never mixed.
+
+``python -m helpers train --out DIR`` calls :func:`prepare` before any work starts. DIR
+then holds either nothing of the workbook's, or the record of one run — its data (the
+folder and a digest of its file listing), backbone, weights, image size, epochs, cut
+(fine-tune block), seed, batch size — and its status (``running``, ``complete``,
+``interrupted``, ``failed``). A new run into DIR:
+
+* with the **same** configuration resumes it: the run starts again, and the expensive
+  part, the frozen backbone's activations, comes back from the on-disk activation cache
+  (``helpers.cache``); anything half-done in DIR from the interrupted try is cleared first;
+* with a **different** configuration is refused with one line that says how to start
+  fresh: ``--fresh`` (clear this folder's run) or a new ``--out``;
+* with ``fresh=True`` clears the old run first.
+
+Only the workbook's own outputs are ever deleted (the names in :data:`OWN_FILES` and
+:data:`OWN_FOLDERS`, and the temporary files of their atomic writes); anything else in
+DIR is left alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import files
+
+RUN_FILE = "run.json"
+FORMAT = 1
+OWN_FILES = ("model.keras", "metrics.json", "evaluation.json", "labels.txt", RUN_FILE)
+"""Files a run (and ``evaluate``/``export`` beside it) writes into its output folder."""
+OWN_FOLDERS = {"checkpoints": {"head", "fine_tune"}}
+"""Folders a run writes, with the sub-folders they may hold (anything else there: not ours)."""
+MODEL_MEGABYTES = {"inception_v3": 92, "mobilenet_v2": 10, "mobilenet_v2_0.35": 3, "mobilenet": 17,
+                   "mobilenet_0.25": 2, "resnet50": 95, "efficientnet_b0": 17, "xception": 84}
+"""Rough size of a saved ``model.keras`` per backbone, for the free-space check before training."""
+
+
+class RunConflict(ValueError):
+    """The output folder holds another run (or files we cannot account for); the message says what to do."""
+
+
+def data_digest(folder: str | os.PathLike) -> str:
+    """A digest of a photo folder's listing (relative paths, sizes, modification times); reads no pixels."""
+    root = Path(folder).expanduser()
+    h = hashlib.blake2b(digest_size=12)
+    for here, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(here) / name
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "replace"))
+    return h.hexdigest()
+
+
+def describe_weights(weights: str | None) -> str | None:
+    """Weights as recorded: a file by its absolute path, size and mtime; else the name (imagenet, None)."""
+    if weights is None:
+        return None
+    path = Path(str(weights)).expanduser()
+    if path.is_file():
+        stat = path.stat()
+        return f"{path.resolve()} ({stat.st_size} bytes, mtime {stat.st_mtime_ns})"
+    return str(weights)
+
+
+def run_config(data: str | os.PathLike, *, backbone: str, weights: str | None, image_size: int | None,
+               per_class: int | None, epochs: int, fine_tune_from: str | None, fine_tune_epochs: int,
+               seed: int, batch_size: int) -> dict:
+    """Everything that decides what a run produces: compared by :func:`prepare`."""
+    return {"data": str(Path(data).expanduser().resolve()), "data_digest": data_digest(data),
+            "backbone": backbone, "weights": describe_weights(weights), "image_size": image_size,
+            "per_class": per_class, "epochs": epochs,
+            "fine_tune_from": fine_tune_from, "fine_tune_epochs": fine_tune_epochs if fine_tune_from else None,
+            "seed": seed, "batch_size": batch_size}
+
+
+def estimate_bytes(backbone: str, weights: str | None) -> int:
+    """About how much a run writes into its output folder (``model.keras`` dominates)."""
+    path = Path(str(weights)).expanduser() if weights else None
+    if path is not None and path.is_file():
+        return int(path.stat().st_size * 1.2) + (1 << 20)
+    return MODEL_MEGABYTES.get(backbone, 100) << 20
+
+
+def read_record(out: str | os.PathLike) -> dict | None:
+    """The ``run.json`` in ``out`` (None if there is none); raises :class:`RunConflict` if it is unreadable."""
+    path = Path(out) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError("no run configuration in it")
+        return record
+    except (OSError, ValueError) as exc:
+        raise RunConflict(f"{path} is unreadable ({exc}): pass --fresh to replace this folder's run, "
+                          "or choose a new --out") from None
+
+
+def own_outputs(out: str | os.PathLike) -> list[Path]:
+    """The workbook's outputs present in ``out`` (and leftover temporary files of their writes)."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = [out / name for name in OWN_FILES if (out / name).exists()]
+    found += [out / name for name in OWN_FOLDERS if (out / name).exists()]
+    for name in OWN_FILES:
+        stem, suffix = Path(name).stem, Path(name).suffix
+        found += sorted(out.glob(f".{stem}.*{suffix}"))
+    return found
+
+
+def _check_ours(path: Path) -> None:
+    """Refuse to delete a folder of ours that holds something we did not write."""
+    allowed = OWN_FOLDERS.get(path.name)
+    if allowed is None or not path.is_dir():
+        return
+    strangers = [p.name for p in path.iterdir() if p.name not in allowed or not p.is_dir()]
+    if strangers:
+        raise RunConflict(f"{path} holds {', '.join(sorted(strangers)[:3])}, which the workbook did not write: "
+                          "move them away, or choose a new --out")
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        _check_ours(path)
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _differences(old: dict, new: dict) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)] + [k for k in old if k not in new]
+    shown = []
+    for key in keys[:4]:
+        if key == "data_digest":
+            shown.append("the photos in the data folder changed")
+        else:
+            shown.append(f"{key} {old.get(key)!r} → {new.get(key)!r}")
+    return "; ".join(shown)
+
+
+def _write(out: Path, record: dict) -> None:
+    files.write_json(out / RUN_FILE, record)
+
+
+def prepare(out: str | os.PathLike, config: dict, fresh: bool = False) -> str:
+    """Make ``out`` ready for the run ``config``; return one line saying what was done.
+
+    Raises :class:`RunConflict` (one line: what differs and how to start fresh) when
+    ``out`` holds another run's state and ``fresh`` is False.
+    """
+    out = Path(out)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    present = own_outputs(out)
+    attempts = 1
+    if fresh and present:
+        _remove(present)
+        message = f"--fresh: cleared the earlier run in {out} ({', '.join(p.name for p in present)})"
+    elif not present:
+        message = f"new run in {out}"
+    else:
+        record = read_record(out)
+        if record is None:
+            raise RunConflict(f"{out} holds {', '.join(p.name for p in present)} from a run that did not record "
+                              "its settings (no run.json): pass --fresh to replace it, or choose a new --out")
+        if record["config"] != config:
+            raise RunConflict(f"{out} holds another run ({_differences(record['config'], config)}): pass --fresh "
+                              "to replace it, or choose a new --out")
+        leftovers = [p for p in present if p.name in OWN_FOLDERS or p.name.startswith(".")]
+        _remove(leftovers)  # half-done state of the earlier try: never read back
+        attempts = int(record.get("attempts", 1)) + 1
+        was = record.get("status", "?")
+        message = (f"resuming the {'interrupted ' if was != 'complete' else ''}run in {out} (same data, backbone, "
+                   f"weights, size and epochs; status was {was}): training starts again, the cached "
+                   "activations are reused")
+    _write(out, {"format": FORMAT, "config": config, "status": "running", "started": now, "attempts": attempts})
+    return message
+
+
+def finish(out: str | os.PathLike, status: str, **extra) -> None:
+    """Record how the run in ``out`` ended (``complete``, ``interrupted``, ``failed``)."""
+    out = Path(out)
+    try:
+        record = read_record(out)
+    except RunConflict:
+        return
+    if record is None:
+        return
+    record.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    _write(out, record)
+
+
+__all__ = ["OWN_FILES", "OWN_FOLDERS", "RUN_FILE", "RunConflict", "data_digest", "estimate_bytes", "finish",
+           "own_outputs", "prepare", "read_record", "run_config"]
