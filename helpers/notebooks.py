@@ -47,7 +47,8 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
                                  "SCRATCH_EPOCHS": 10, "VAL_PER_CLASS": 20, "TIMING_PER_CLASS": 5,
                                  "TIMING_EPOCHS": 5},
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},
-    "07_compare_architectures": {"ALLOW_DOWNLOAD": False, "EPOCHS": 20},
+    "07_compare_architectures": {"BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
+                                 "ALLOW_DOWNLOAD": False, "EPOCHS": 20},
     "08_export_and_predict": {"EPOCHS": 20},
 }
 
