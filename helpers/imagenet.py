@@ -59,7 +59,12 @@ def is_related(our_class: str, imagenet_class: str) -> bool:
 
 
 def classifier_spec(name: str, options: dict | None = None) -> BackboneSpec:
-    """The backbone behind ``keras.applications.<name>(**options)`` (e.g. MobileNet, alpha 0.25)."""
+    """The backbone behind ``keras.applications.<name>(**options)`` (e.g. MobileNet, alpha 0.25).
+
+    ``name`` may also be one of the package's names (``"mobilenet_0.25"``), options then ignored.
+    """
+    if name in BACKBONES:
+        return BACKBONES[name]
     constructor = getattr(keras.applications, name, None)
     options = dict(options or {})
     for spec in BACKBONES.values():
@@ -80,6 +85,9 @@ def classifier_weights(name: str, weights: str | os.PathLike | None = "imagenet"
                        options: dict | None = None) -> tuple[str, str | None, dict]:
     """``(CLASSIFIER, WEIGHTS, OPTIONS)`` for ``keras.applications.<CLASSIFIER>(weights=WEIGHTS, **OPTIONS)``.
 
+    ``name`` is a Keras class (``"InceptionV3"``, with ``options``) or a package name
+    (``"mobilenet_0.25"``: ``"MobileNet"`` with ``alpha=0.25``).
+
     ``"imagenet"`` becomes the local full-top weight file (``$WORKBOOK_WEIGHTS_DIR`` or Keras'
     cache), else Keras' download of it. When that fails (offline), one line says so and the
     :data:`FALLBACK` classifier with its local file is returned instead; when that file is
@@ -87,6 +95,8 @@ def classifier_weights(name: str, weights: str | os.PathLike | None = "imagenet"
     """
     options = dict(options or {})
     spec = classifier_spec(name, options)
+    if name in BACKBONES:  # a package name such as "mobilenet_0.25": the Keras class and its options
+        name, options = spec.keras_name, dict(spec.kwargs)
     if str(weights) != "imagenet":
         return name, resolve_weights(spec, weights, True, spec.default_size), options
     local = resolve_weights(spec, "imagenet", True, spec.default_size)

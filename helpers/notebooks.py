@@ -40,7 +40,7 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
         "PER_CLASS": 5,
         "EPOCHS": 3,
     },
-    "01_pretrained_model": {"CLASSIFIER": "MobileNet", "CLASSIFIER_OPTIONS": {"alpha": 0.25}, "PER_CLASS": 2},
+    "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},  # MobileNet, alpha 0.25
     "03_train_the_head": {"EPOCHS": 20},
     "04_fine_tune": {"HEAD_EPOCHS": 20, "EPOCHS": 2},
     "05_small_data_short_time": {"PER_CLASS_LIST": [2, 10], "EPOCHS": 20, "SCRATCH_IMAGE_SIZE": 64,

@@ -52,6 +52,7 @@ def test_a_local_full_top_file_is_used_without_a_notice(shared_weights_dir, monk
     name, weights, options = imagenet.classifier_weights("MobileNet", options={"alpha": 0.25})
     assert name == "MobileNet" and weights == str(shared_weights_dir / "mobilenet_2_5_224_tf.h5")
     assert capsys.readouterr().out == ""
+    assert imagenet.classifier_weights("mobilenet_0.25") == ("MobileNet", weights, {"alpha": 0.25})
 
 
 def test_classifier_weights_raise_the_original_error_when_no_fallback_works(monkeypatch, tmp_path):
