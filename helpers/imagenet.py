@@ -78,7 +78,14 @@ def _download(spec: BackboneSpec, file_name: str) -> str:
     folder = _URL_FOLDERS.get(spec.module)
     if folder is None:
         raise WeightsUnavailableError(f"no download address known for {file_name}")
-    return keras.utils.get_file(file_name, folder + file_name, cache_subdir="models")
+    quiet = keras.config.is_interactive_logging_enabled()
+    if quiet:  # keep Keras' "Downloading data from …" out of the notebook: one line says what happened
+        keras.config.disable_interactive_logging()
+    try:
+        return keras.utils.get_file(file_name, folder + file_name, cache_subdir="models")
+    finally:
+        if quiet:
+            keras.config.enable_interactive_logging()
 
 
 def classifier_weights(name: str, weights: str | os.PathLike | None = "imagenet",
