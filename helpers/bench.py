@@ -26,8 +26,9 @@ from typing import Iterator, Sequence
 import keras
 import numpy as np
 
-from . import cache, data, device, surgery, train
+from . import cache, cuts, data, device, train
 from .backbones import get_spec
+from .lesson import compile_model, split_at
 
 TARGETS = {  # issue "Speed": what this machine should show
     "cached_head_over_F": ("<=", 1.15),
@@ -106,6 +107,17 @@ class EpochClock(keras.callbacks.Callback):
                 self.accuracy[epoch + 1] = self.score()
 
 
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    """Share of photos whose most probable class is right."""
+    return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == y))
+
+
+def _fit(model: keras.Model, x, y, epochs: int, batch_size: int, learning_rate: float, callbacks=()) -> None:
+    """Exactly ``epochs`` epochs of the lesson's recipe (``compile_model``; no early stop: timed)."""
+    compile_model(model, learning_rate)
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), verbose=0)
+
+
 def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
     per_class = max(1, images // len(folder.class_names))
     return data.sample_per_class(folder.train, per_class, seed)
@@ -116,7 +128,7 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
         max_cached_epochs: int = 50, fine_tune_blocks: int = 2, val_images: int = 90, batch_size: int = 32,
         seed: int = 0, print_fn=print) -> dict:
     """Run the whole benchmark once and print its ratios; returns every number as a dict."""
-    train.set_seed(seed)
+    keras.utils.set_random_seed(seed)
     size = image_size or get_spec(backbone).default_size
     folder = data.load_folder(data_dir, seed=seed)
     split = _pick(folder, images, seed)
@@ -125,12 +137,12 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     x, y = data.load_images(split.paths, size), np.asarray(split.labels, np.int32)
     xv, yv = data.load_images(val_split.paths, size), np.asarray(val_split.labels, np.int32)
     with device.strategy_scope():
-        model = surgery.build_classifier(folder.class_names, backbone, weights, size)
+        model = train.build_classifier(folder.class_names, backbone, weights, size)
     start_weights = [w.copy() for w in model.get_weights()]
 
     def reset() -> None:
         model.set_weights(start_weights)
-        train.set_seed(seed)
+        keras.utils.set_random_seed(seed)
 
     out: dict = {"backbone": backbone, "weights": str(weights), "image_size": size, "images": len(x),
                  "val_images": len(xv), "batch_size": batch_size, "device": device.describe().splitlines()[3]}
@@ -138,12 +150,12 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     p(f"benchmark: {backbone} at {size}px, {len(x)} training photos ({len(xv)} to score), batch {batch_size}, "
       f"weights {weights}")
     p(device.describe())
-    cut = cache.split_at(model, cache.head_cut(model))
-    cut.bottom.predict(x, batch_size=batch_size, verbose=0)  # trace once: F is the steady-state forward pass
+    bottom, top = split_at(model, cuts.POOL)  # the lesson's cut (notebook 05): pixels → pooled features → head
+    bottom.predict(x, batch_size=batch_size, verbose=0)  # trace once: F is the steady-state forward pass
 
     # 1. F
     with measured() as f:
-        feats = cache.activations(cut.bottom, x, batch_size, dtype="float32")
+        feats = cache.activations(bottom, x, batch_size, dtype="float32")
     F = f.seconds
     out["F"] = {"seconds": F, "images_per_second": len(x) / F, "peak_mb": f.peak_mb}
     p(f"\n1. F = forward pass of the frozen base over {len(x)} photos: {F:.2f} s "
@@ -155,46 +167,44 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     out["cached_head"] = {}
     for e in cached_epochs:
         reset()
-        surgery.freeze(model)
+        train.freeze_for(model, None)
         with measured() as m:
-            train.fit_top(model, cut.name, feats, y, epochs=e, batch_size=batch_size, seed=seed)
-        acc = train.accuracy(model, xv, yv, batch_size)
+            _fit(top, feats, y, e, batch_size, train.HEAD_LEARNING_RATE)
+        acc = _accuracy(model, xv, yv, batch_size)
         total = F + m.seconds
         out["cached_head"][e] = {"seconds": total, "fit_seconds": m.seconds, "val_accuracy": acc,
                                  "peak_mb": max(m.peak_mb, f.peak_mb)}
         p(f"   cached   E={e:3d}: {total:7.2f} s (F + fit {m.seconds:.2f} s)  val {acc:.1%}  "
           f"peak {max(m.peak_mb, f.peak_mb):.0f} MB")
     reset()
-    surgery.freeze(model)
-    clock = EpochClock(score_at=epochs, score=lambda: train.accuracy(model, xv, yv, batch_size))
+    train.freeze_for(model, None)
+    clock = EpochClock(score_at=epochs, score=lambda: _accuracy(model, xv, yv, batch_size))
     with measured() as g:
-        train.fit(model, x, y, epochs=max(epochs), batch_size=batch_size, callbacks=[clock])
+        _fit(model, x, y, max(epochs), batch_size, train.HEAD_LEARNING_RATE, callbacks=[clock])
     out["guide_head"] = {}
     for e in epochs:
         out["guide_head"][e] = {"seconds": clock.elapsed[e], "val_accuracy": clock.accuracy[e], "peak_mb": g.peak_mb}
         p(f"   guide    E={e:3d}: {clock.elapsed[e]:7.2f} s  val {clock.accuracy[e]:.1%}  peak {g.peak_mb:.0f} MB")
 
     # 3. fine-tuning the top K blocks, one epoch
-    names = surgery.block_names(model)
+    names = cuts.cut_points(cuts.base_of(model))  # each block is named by the cut point that ends it
     k = min(fine_tune_blocks, len(names) - 1)
     fine_tune_from = names[-k]
-    ft_cut = cache.cut_below(model, fine_tune_from)
+    ft_cut = cuts.resolve_block(cuts.base_of(model), k)  # the cut point below the top k blocks
     p(f"\n3. fine-tuning the top {k} block(s) (from {fine_tune_from}; cut at {ft_cut}), one epoch after tracing:")
     reset()
-    surgery.freeze(model, fine_tune_from)
+    train.freeze_for(model, fine_tune_from)
     plain_clock = EpochClock()
     with measured() as fp:
-        train.fit(model, x, y, epochs=2, batch_size=batch_size, learning_rate=train.FINE_TUNE_LEARNING_RATE,
-                  callbacks=[plain_clock])
+        _fit(model, x, y, 2, batch_size, train.FINE_TUNE_LEARNING_RATE, callbacks=[plain_clock])
     reset()
-    surgery.freeze(model, fine_tune_from)
-    bottom = cache.split_at(model, ft_cut).bottom
+    train.freeze_for(model, fine_tune_from)
+    part = cuts.split_at(model, ft_cut)
     with measured() as build:
-        acts = cache.activations(bottom, x, batch_size)
+        acts = cache.activations(part.bottom, x, batch_size)
     cached_clock = EpochClock()
     with measured() as fc:
-        train.fit_top(model, ft_cut, acts, y, epochs=2, batch_size=batch_size,
-                      learning_rate=train.FINE_TUNE_LEARNING_RATE, seed=seed, callbacks=[cached_clock])
+        _fit(part.top, acts, y, 2, batch_size, train.FINE_TUNE_LEARNING_RATE, callbacks=[cached_clock])
     plain_epoch, cached_epoch = plain_clock.epoch_seconds[-1], cached_clock.epoch_seconds[-1]
     out["fine_tune"] = {"from": fine_tune_from, "cut": ft_cut, "plain_epoch_seconds": plain_epoch,
                         "cached_epoch_seconds": cached_epoch, "cache_build_seconds": build.seconds,
@@ -212,9 +222,9 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     peaks = {"memory": 0.0, "pipeline": 0.0}
     for _ in range(2):  # alternate, best of two: both see the same machine state
         with measured() as mm:
-            cut.bottom.predict(x, batch_size=batch_size, verbose=0)
+            bottom.predict(x, batch_size=batch_size, verbose=0)
         with measured() as mp:
-            cut.bottom.predict(photo_dataset(split.paths, size, batch_size=batch_size), verbose=0)
+            bottom.predict(photo_dataset(split.paths, size, batch_size=batch_size), verbose=0)
         best["memory"] = max(best["memory"], len(x) / mm.seconds)
         best["pipeline"] = max(best["pipeline"], len(x) / mp.seconds)
         peaks["memory"], peaks["pipeline"] = max(peaks["memory"], mm.peak_mb), max(peaks["pipeline"], mp.peak_mb)

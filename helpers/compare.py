@@ -1,12 +1,14 @@
 """Which backbone fits best? The same head, the same photos, several backbones (notebook 07).
 
-For each backbone we run the frozen base once over the photos (its *bottleneck*
-features, :mod:`helpers.cache`), train the same head (dropout + softmax, same epochs,
-same learning rate, same seed) on those features (:func:`helpers.train.train_head`), and
-measure what a learner weighs when choosing: validation
-accuracy, training time, inference time per image of the whole model, parameter count
-and the size of the saved ``.keras`` file. A backbone whose ImageNet weights cannot be
-had (offline, no local file) is reported as *skipped* with the reason, never dropped.
+For each backbone we build notebook 02's model (:func:`helpers.train.build_classifier`)
+and train its head with one :class:`helpers.train.Recipe` on cached features
+(:func:`helpers.train.train_phase` cut at ``"pool"``: the frozen base runs once over the
+photos, into the activation cache, and the head trains on the stored features), then
+measure what a learner weighs when choosing: test accuracy (the validation photos
+choose the epoch), training time, inference time per image of the whole model,
+parameter count and the size of the saved ``.keras`` file. A backbone whose ImageNet
+weights cannot be had (offline, no local file) is reported as *skipped* with the reason
+in one line, never dropped.
 """
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
+from . import cuts, files, train
 from . import data as data_mod
-from . import files, surgery, train
-from .backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec, resolve_weights
+from .backbones import BACKBONES, WeightsUnavailableError, get_spec, resolve_weights
+from .cache import BottleneckCache
+from .photos import splits
 from .settings import WEIGHTS_ENV
 
 RESULTS_FILE = "comparison.json"
@@ -37,8 +40,8 @@ class BackboneResult:
     reason: str = ""
     image_size: int | None = None
     weights: str | None = None
-    val_accuracy: float | None = None
-    feature_seconds: float | None = None   # the one forward pass over train + val photos
+    test_accuracy: float | None = None
+    feature_seconds: float | None = None   # the one forward pass over train + val photos (0 when cached)
     train_seconds: float | None = None     # head training on the stored features
     inference_ms: float | None = None      # whole model, per image, batch of photos
     parameters: int | None = None
@@ -63,19 +66,19 @@ def _skip_reason(exc: WeightsUnavailableError) -> str:
             f"or pass weights=PATH").strip()
 
 
-def train_head_cached(model: keras.Model, x: np.ndarray, y: np.ndarray,
-                      val: tuple[np.ndarray, np.ndarray] | None, epochs: int, seed: int,
-                      batch_size: int = 32) -> tuple[float, float, float]:
-    """Train ``model``'s head on its bottleneck features; return (accuracy, feature s, train s).
+def train_head_cached(model: keras.Model, parts: dict[str, data_mod.Split],
+                      recipe: train.Recipe) -> tuple[float, float, float]:
+    """Train ``model``'s head on cached features; return (test accuracy, feature s, train s).
 
-    This is :func:`helpers.train.train_head` with the cache (notebooks 03 and 05): the base
-    runs once over the photos, then the head trains on the pooled features. Accuracy is the
-    final model's on ``val`` (on the training photos when there is no ``val``).
+    :func:`helpers.train.train_phase` cut at ``"pool"`` (notebooks 03 and 05): the base runs
+    once over the photos (or not at all, when the cache has them), the head trains on the
+    pooled features, the validation photos choose the epoch. Accuracy is on the test
+    photos, scored from their cached features.
     """
-    train.set_seed(seed)
-    result = train.train_head(model, x, y, val if val is not None else (x, y), epochs=epochs,
-                              batch_size=batch_size, seed=seed)
-    return (result.history["val_accuracy"][-1], result.extra["activation_seconds"],
+    train.freeze_for(model, None)
+    result = train.train_phase(model, parts["train"], parts["val"], recipe, cuts.POOL)
+    test = parts["test"] if len(parts["test"]) else parts["val"]
+    return (train.accuracy(model, test, recipe, cuts.POOL), result.extra["forward_seconds"],
             result.extra["fit_seconds"])
 
 
@@ -93,8 +96,8 @@ def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int 
 
 def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "imagenet",
                 image_size: int | None = None, epochs: int = 10, seed: int = 0,
-                inference_images: int = 16, arrays_at: Callable[[int], dict] | None = None,
-                allow_download: bool = True) -> BackboneResult:
+                inference_images: int = 16, allow_download: bool = True,
+                cache_dir: str | os.PathLike | None = None) -> BackboneResult:
     """Measure one backbone (see the module docstring); skipped if its weights can't be had.
 
     ``allow_download=False`` skips a backbone at once when its ImageNet file is not local
@@ -107,16 +110,16 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
         return BackboneResult(spec.name, "skipped", f"no local ImageNet weights ({expected} is not in "
                               f"${WEIGHTS_ENV} or the Keras cache) and downloads are off", size, str(weights))
     try:
-        base = build_backbone(spec.name, weights=weights, image_size=size)
+        model = train.build_classifier(photos.class_names, spec.name, weights, size)
     except WeightsUnavailableError as exc:
         return BackboneResult(spec.name, "skipped", _skip_reason(exc), size, str(weights))
     except (FileNotFoundError, ValueError) as exc:
         return BackboneResult(spec.name, "skipped", _first_line(exc), size, str(weights))
-    arrays = arrays_at(size) if arrays_at is not None else train.load_arrays(photos, size)
-    (x, y), val = arrays["train"], arrays.get("val")
-    model = surgery.add_head(base, photos.class_names)
-    accuracy, feature_seconds, train_seconds = train_head_cached(model, x, y, val, epochs, seed)
-    sample = (val[0] if val is not None else x)[:inference_images]
+    parts = splits(photos, seed)
+    recipe = train.Recipe(epochs=epochs, seed=seed, cache=BottleneckCache(cache_dir, progress=False))
+    accuracy, feature_seconds, train_seconds = train_head_cached(model, parts, recipe)
+    shown = parts["val"] if len(parts["val"]) else parts["train"]
+    sample = data_mod.load_images(shown.paths[:inference_images], size)
     with tempfile.TemporaryDirectory() as tmp:
         size_bytes = files.save_model(model, Path(tmp) / "model.keras").stat().st_size
     return BackboneResult(spec.name, "ok", "", size, str(weights), accuracy, feature_seconds, train_seconds,
@@ -127,19 +130,15 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
 def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weights: str | None = "imagenet",
                       image_size: int | None = None, per_class: int | None = None, epochs: int = 10,
                       seed: int = 0, out: str | os.PathLike | None = None,
-                      progress: bool = True, allow_download: bool = True) -> list[BackboneResult]:
+                      progress: bool = True, allow_download: bool = True,
+                      cache_dir: str | os.PathLike | None = None) -> list[BackboneResult]:
     """Compare backbones (default: all of :data:`helpers.backbones.BACKBONES`) on one photo folder.
 
-    ``image_size=None`` uses each backbone's own default size. Photos are decoded once
-    per image size. With ``out``, the rows are written to ``out/comparison.json``.
+    ``image_size=None`` uses each backbone's own default size. Features go to the activation
+    cache (``cache_dir``, default ``$WORKBOOK_CACHE``), so a second run computes none. With
+    ``out``, the rows are written to ``out/comparison.json``.
     """
     photos = data_mod.load_folder(data_dir, per_class=per_class, seed=seed)
-    decoded: dict[int, dict] = {}
-
-    def arrays_at(size: int) -> dict:  # decode the photos once per image size, only if needed
-        if size not in decoded:
-            decoded[size] = train.load_arrays(photos, size)
-        return decoded[size]
 
     results = []
     for name in names or list(BACKBONES):
@@ -148,8 +147,8 @@ def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weig
         except ValueError as exc:
             results.append(BackboneResult(name, "skipped", str(exc)))
             continue
-        result = compare_one(name, photos, weights, image_size, epochs, seed, arrays_at=arrays_at,
-                             allow_download=allow_download)
+        result = compare_one(name, photos, weights, image_size, epochs, seed,
+                             allow_download=allow_download, cache_dir=cache_dir)
         results.append(result)
         if progress:
             print(describe(result), flush=True)
@@ -162,13 +161,13 @@ def describe(result: BackboneResult) -> str:
     """One line for a progress log."""
     if not result.ok:
         return f"{result.backbone:18s} skipped: {result.reason}"
-    return (f"{result.backbone:18s} {result.val_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
+    return (f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
             f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "
             f"{result.parameters:>11,} params  {result.file_mb:6.1f} MB")
 
 
 COLUMNS = [("backbone", "backbone"), ("status", "status"), ("image_size", "px"),
-           ("val_accuracy", "val acc"), ("train_seconds", "train s"), ("feature_seconds", "features s"),
+           ("test_accuracy", "test acc"), ("train_seconds", "train s"), ("feature_seconds", "features s"),
            ("inference_ms", "ms/image"), ("parameters", "parameters"), ("file_mb", "file MB"),
            ("reason", "reason")]
 
@@ -178,7 +177,7 @@ def results_table(results: list[BackboneResult]) -> str:
     def cell(key: str, value) -> str:
         if value is None or value == "":
             return "–"
-        if key == "val_accuracy":
+        if key == "test_accuracy":
             return f"{value:.1%}"
         if key in ("train_seconds", "feature_seconds", "inference_ms", "file_mb"):
             return f"{value:.2f}"
@@ -199,7 +198,7 @@ def plot_comparison(results: list[BackboneResult]):
 
     ok = [r for r in results if r.ok]
     skipped = [r.backbone for r in results if not r.ok]
-    panels = [("val_accuracy", "val accuracy", 1.0), ("train_seconds", "head training (s)", 1.0),
+    panels = [("test_accuracy", "test accuracy", 1.0), ("train_seconds", "head training (s)", 1.0),
               ("inference_ms", "inference (ms / image)", 1.0), ("parameters", "parameters (M)", 1e-6),
               ("file_mb", ".keras file (MB)", 1.0)]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
@@ -208,7 +207,7 @@ def plot_comparison(results: list[BackboneResult]):
         ax.bar(range(len(ok)), [getattr(r, key) * scale for r in ok], color="tab:blue")
         ax.set_xticks(range(len(ok)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
-        if key == "val_accuracy":
+        if key == "test_accuracy":
             ax.set_ylim(0, 1.05)
     if skipped:
         fig.text(0.5, -0.02, "skipped (no weights): " + ", ".join(skipped), ha="center", fontsize=8)

@@ -2,71 +2,159 @@
 
 Grad-CAM (Selvaraju et al., 2017) weighs the feature maps of a late convolutional block
 by how much each map raises the class score, and keeps the positive part: a coarse
-heatmap of the evidence for that class. The models of :mod:`helpers.backbones` are flat,
-so the last *cut point* (e.g. ``mixed10``, ``out_relu``, ``conv_pw_13_relu``) splits them
-into a *bottom* (pixels → feature maps) and a *top* (feature maps → class scores); the
-gradient is taken through the top only. The same code explains the ImageNet model with
-its top and our transferred Lion/Tiger/Bear model.
+heatmap of the evidence for that class. Notebook 06 writes the core lines itself::
 
-Everything is ``keras.ops`` except the one gradient call, which each backend spells its
-own way (:func:`_gradient`).
+    grad_model = keras.Model(model.input, [model.get_layer("pool").input, model.output])
+    maps, grads = explain.gradients(grad_model, images)          # d class score / d maps
+    weights = keras.ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per map
+    heatmaps = keras.ops.relu(keras.ops.sum(weights * maps, axis=-1))
+
+This module is the machinery around them: :func:`gradients` (the one call each backend
+spells its own way, with the class score taken *before* the softmax), :func:`grad_model`
+for any model of the workbook (the transferred model, whose feature maps are the input
+of its ``pool`` layer, the ImageNet classifier of :func:`helpers.backbones.build_backbone`
+whose feature maps are inside the nested Keras application, or a plain functional
+model), and the pictures. Public Keras API only.
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import numpy as np
 from keras import ops
 
-from .backbones import cut_points
+from . import cuts
+
+
+def _nested_base(model: keras.Model) -> keras.Model | None:
+    try:
+        return cuts.base_of(model)
+    except ValueError:
+        return None
 
 
 def last_conv_layer(model: keras.Model) -> str:
-    """The name of the highest cut point whose output is a 4-D feature map."""
-    names = [n for n in cut_points(model) if len(model.get_layer(n).output.shape) == 4]
+    """The name of the highest cut point whose output is a 4-D feature map.
+
+    For a model with a nested base (the workbook's models), the cut point is the base's:
+    ``out_relu`` for MobileNetV2, ``mixed10`` for InceptionV3, ``conv_pw_13_relu`` for
+    MobileNet with its ImageNet top.
+    """
+    where = _nested_base(model) or model
+    names = [n for n in cuts.cut_points(where) if len(where.get_layer(n).output.shape) == 4]
     if not names:
         raise ValueError(f"{model.name} has no convolutional cut point to explain")
     return names[-1]
 
 
-def _split(model: keras.Model, layer_name: str) -> tuple[keras.Model, keras.Model, keras.layers.Layer]:
-    """(pixels → feature maps, feature maps → input of the last layer, the last layer)."""
-    feature_maps = model.get_layer(layer_name).output
+def grad_model(model: keras.Model, layer_name: str | None = None) -> keras.Model:
+    """``pixels → [feature maps at layer_name, model output]``: what Grad-CAM differentiates.
+
+    For the transferred model and the default layer this is
+    ``keras.Model(model.input, [model.get_layer("pool").input, model.output])``.
+    """
+    layer_name = layer_name or last_conv_layer(model)
+    if layer_name in {layer.name for layer in model.layers}:  # a plain functional model
+        return keras.Model(model.input, [model.get_layer(layer_name).output, model.output])
+    base = cuts.base_of(model)
+    if layer_name == base.layers[-1].name and POOL in {layer.name for layer in model.layers}:
+        return keras.Model(model.input, [model.get_layer(POOL).input, model.output])
+    # the maps are inside the nested base: re-run the outer layers around a base with two outputs
+    inner = keras.Model(base.input, [base.get_layer(layer_name).output, base.output], name=f"{base.name}_maps")
+    outer = model.layers
+    at = outer.index(base)
+    x = model.input
+    for layer in outer[1:at]:
+        x = layer(x)
+    maps, y = inner(x, training=False)
+    for layer in outer[at + 1:]:
+        y = layer(y)
+    return keras.Model(model.input, [maps, y], name=f"{model.name}_grad_cam")
+
+
+POOL = cuts.POOL
+
+
+def _softmax_layer(model: keras.Model) -> keras.layers.Layer | None:
+    """The last layer if it applies a softmax (looking inside a nested last model)."""
     last = model.layers[-1]
-    bottom = keras.Model(model.inputs, feature_maps)
-    top = keras.Model(feature_maps, last.input)
-    return bottom, top, last
+    while isinstance(last, keras.Model):
+        last = last.layers[-1]
+    return last if getattr(last, "activation", None) is keras.activations.softmax else None
 
 
-def _logits(last: keras.layers.Layer, x):
-    """Class scores *before* the softmax: Grad-CAM wants logits, not saturated probabilities."""
-    if isinstance(last, keras.layers.Dense):
-        return ops.matmul(x, last.kernel) + last.bias
-    if isinstance(last, keras.layers.Activation):  # ImageNet tops end in Activation("softmax")
-        return x
-    return ops.log(last(x) + 1e-12)  # unknown layer: fall back to log-probabilities
+@contextlib.contextmanager
+def _scores_before_softmax(model: keras.Model):
+    """Grad-CAM wants the class *score* (logit), not the saturated probability.
+
+    As in Keras' own Grad-CAM example, the last layer's softmax is switched off for the
+    duration (and always put back).
+    """
+    layer = _softmax_layer(model)
+    if layer is None:
+        yield
+        return
+    layer.activation = keras.activations.linear
+    try:
+        yield
+    finally:
+        layer.activation = keras.activations.softmax
 
 
-def _gradient(fn, x):
-    """``(value, d sum(fn(x)) / dx)`` with the current backend's autodiff."""
+def gradients(grad_model: keras.Model, images, class_index: int | list[int] | None = None,
+              return_classes: bool = False):
+    """``(maps, d score / d maps)`` for a batch of raw 0–255 images, by the backend's autodiff.
+
+    ``grad_model`` maps pixels to ``[feature maps, class scores]`` (:func:`grad_model`);
+    the score is that of ``class_index`` (one for all images, one per image) or, with None,
+    of each image's top class. With ``return_classes`` also returns the classes explained.
+    """
+    x = np.asarray(images, np.float32)
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
 
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        return y, tape.gradient(y, x)
-    if backend == "jax":
-        import jax
+    def chosen_of(scores):
+        if class_index is None:
+            return ops.convert_to_numpy(ops.argmax(scores, axis=-1)).astype("int32")
+        return np.broadcast_to(np.asarray(class_index, dtype="int32"), (len(x),)).copy()
 
-        return jax.value_and_grad(lambda v: ops.sum(fn(v)))(x)
-    if backend == "torch":
-        x = ops.convert_to_tensor(x).detach().requires_grad_(True)
-        y = fn(x)
-        ops.sum(y).backward()
-        return y, x.grad
-    raise NotImplementedError(f"Grad-CAM needs gradients; backend {backend!r} is not supported")
+    with _scores_before_softmax(grad_model):
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            inputs = tf.convert_to_tensor(x)
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                maps, scores = grad_model(inputs, training=False)
+                chosen = chosen_of(scores)
+                score = tf.reduce_sum(scores * tf.one_hot(chosen, int(scores.shape[-1]), dtype=scores.dtype))
+            grads = tape.gradient(score, maps)
+        elif backend == "torch":
+            import torch
+
+            maps, scores = grad_model(ops.convert_to_tensor(x), training=False)
+            chosen = chosen_of(scores)
+            score = ops.sum(scores * ops.one_hot(ops.convert_to_tensor(chosen), int(scores.shape[-1])))
+            grads = torch.autograd.grad(score, maps)[0]
+        else:
+            raise NotImplementedError(f"Grad-CAM here needs TensorFlow or PyTorch; backend {backend!r} "
+                                      "cannot take a gradient with respect to an intermediate output")
+    maps, grads = ops.convert_to_numpy(maps), ops.convert_to_numpy(grads)
+    return (maps, grads, chosen) if return_classes else (maps, grads)
+
+
+def heatmaps_from(maps, grads) -> np.ndarray:
+    """Grad-CAM from feature maps and their gradients: N × h × w, scaled to [0, 1] per image."""
+    weights = ops.mean(grads, axis=(1, 2), keepdims=True)            # one weight per channel
+    cam = ops.relu(ops.sum(weights * maps, axis=-1))                 # N × h × w
+    return normalise(cam)
+
+
+def normalise(heatmaps) -> np.ndarray:
+    """Each heatmap divided by its peak (an all-zero map stays zero)."""
+    cam = ops.convert_to_numpy(heatmaps).astype("float32")
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0).astype("float32")
 
 
 def grad_cam(model: keras.Model, images, class_index: int | list[int] | None = None,
@@ -77,27 +165,8 @@ def grad_cam(model: keras.Model, images, class_index: int | list[int] | None = N
     predicted class). Returns ``(heatmaps, class_indices)``: heatmaps are N × h × w in
     [0, 1] at the feature-map resolution (use :func:`overlay` to put them on the photo).
     """
-    layer_name = layer_name or last_conv_layer(model)
-    bottom, top, last = _split(model, layer_name)
-    x = ops.convert_to_tensor(np.asarray(images, np.float32))
-    maps = bottom(x, training=False)
-    logits = _logits(last, top(maps, training=False))
-    n = int(maps.shape[0])
-    if class_index is None:
-        chosen = ops.convert_to_numpy(ops.argmax(logits, axis=-1))
-    else:
-        chosen = np.broadcast_to(np.asarray(class_index, dtype=int), (n,))
-    mask = ops.one_hot(ops.convert_to_tensor(chosen.astype("int32")), int(logits.shape[-1]))
-
-    def class_score(feature_maps):
-        return ops.sum(_logits(last, top(feature_maps, training=False)) * mask, axis=-1)
-
-    _, grads = _gradient(class_score, maps)
-    weights = ops.mean(grads, axis=(1, 2), keepdims=True)            # one weight per channel
-    cam = ops.relu(ops.sum(weights * maps, axis=-1))                 # N × h × w
-    peak = ops.max(cam, axis=(1, 2), keepdims=True)
-    cam = ops.where(peak > 0, cam / ops.maximum(peak, 1e-12), ops.zeros_like(cam))
-    return ops.convert_to_numpy(cam), chosen.copy()
+    maps, grads, chosen = gradients(grad_model(model, layer_name), images, class_index, return_classes=True)
+    return heatmaps_from(maps, grads), chosen
 
 
 def upsample(heatmap: np.ndarray, size: int) -> np.ndarray:
@@ -116,22 +185,29 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
     return np.clip(mixed, 0, 255).astype(np.uint8)
 
 
-def plot_grad_cam(model: keras.Model, images: np.ndarray, class_names: list[str] | None = None,
-                  class_index=None, layer_name: str | None = None, title: str = ""):
-    """A row per photo: the photo and its Grad-CAM overlay, titled with the class explained."""
+def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None, title: str = ""):
+    """A column per photo: the photo above, its heatmap laid over it below."""
     import matplotlib.pyplot as plt
 
-    heatmaps, chosen = grad_cam(model, images, class_index, layer_name)
-    probs = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
+    heatmaps = normalise(heatmaps)
     fig, axes = plt.subplots(2, len(images), figsize=(2.6 * len(images), 5.4), squeeze=False)
-    for j, (image, heat, c) in enumerate(zip(images, heatmaps, chosen)):
-        name = class_names[c] if class_names is not None else str(c)
-        axes[0, j].imshow(image.astype(np.uint8))
-        axes[0, j].set_title(f"{name} {probs[j, c]:.0%}", fontsize=9)
-        axes[1, j].imshow(overlay(image, heat))
+    for j, (image, heat) in enumerate(zip(images, heatmaps)):
+        axes[0, j].imshow(np.asarray(image).astype(np.uint8))
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=9)
+        axes[1, j].imshow(overlay(np.asarray(image), heat))
         for ax in axes[:, j]:
             ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_grad_cam(model: keras.Model, images: np.ndarray, class_names: list[str] | None = None,
+                  class_index=None, layer_name: str | None = None, title: str = ""):
+    """A column per photo: the photo and its Grad-CAM overlay, titled with the class explained."""
+    heatmaps, chosen = grad_cam(model, images, class_index, layer_name)
+    probs = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
+    titles = [f"{class_names[c] if class_names is not None else c} {probs[j, c]:.0%}" for j, c in enumerate(chosen)]
+    return plot_heatmaps(images, heatmaps, titles, title)

@@ -6,8 +6,10 @@ Loading a ``.keras`` file always uses Keras' *safe mode*: a ``.keras`` file can 
 code. Safe mode refuses such layers, so opening a model someone sent you cannot run
 their code. Our models need no ``Lambda``: the preprocessing is an ordinary layer.
 
-SavedModel and TFLite are TensorFlow formats, so this module (and only this module)
-talks to ``tensorflow`` directly.
+SavedModel and TFLite are TensorFlow formats, so this module (and notebook 08, which writes
+``model.export(path)`` and ``tf.lite.TFLiteConverter.from_saved_model(path)`` in its cells)
+talks to ``tensorflow`` directly. The checks (:func:`check_exports`: every format reloaded and
+compared with the Keras model) are here.
 """
 from __future__ import annotations
 

@@ -34,13 +34,13 @@ KERNEL_NAME = "python3"
 QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     "*": {
         "QUICK": True,
-        "BACKBONE": "mobilenet_v2",
+        "BACKBONE": "MobileNetV2",
         "WEIGHTS": "imagenet",  # found in $WORKBOOK_WEIGHTS_DIR (the 1.0_224 no-top file)
         "IMAGE_SIZE": 96,
         "PER_CLASS": 5,
         "EPOCHS": 3,
     },
-    "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},
+    "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},  # MobileNet, alpha 0.25
     "02_pop_and_add_head": {"BACKBONE": "MobileNetV2"},
     "03_train_the_head": {"BACKBONE": "MobileNetV2", "EPOCHS": 20},
     "04_fine_tune": {"BACKBONE": "MobileNetV2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
@@ -48,7 +48,8 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
                                  "SEEDS": [0, 1], "SCRATCH_IMAGE_SIZE": 64, "SCRATCH_EPOCHS": 5,
                                  "SCRATCH_SECONDS": 10},
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},
-    "07_compare_architectures": {"ALLOW_DOWNLOAD": False, "EPOCHS": 20},
+    "07_compare_architectures": {"BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
+                                 "ALLOW_DOWNLOAD": False, "EPOCHS": 20},
     "08_export_and_predict": {"EPOCHS": 20},
 }
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import backbones, explain, export
+from helpers import backbones, cuts, explain, export
 
 
 def red_detector() -> keras.Model:
@@ -31,12 +31,17 @@ def test_the_heatmap_lights_up_where_the_red_square_is():
 
 def test_transferred_model_is_explained_at_its_last_cut_point(tiny_trained_run):
     model = export.load_model(tiny_trained_run / "model.keras")
-    assert explain.last_conv_layer(model) == backbones.cut_points(model)[-1] == "out_relu"
+    assert explain.last_conv_layer(model) == cuts.cut_points(cuts.base_of(model))[-1] == "out_relu"
     images = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
     heatmaps, classes = explain.grad_cam(model, images)
     assert heatmaps.shape == (3, 2, 2) and heatmaps.max() == pytest.approx(1.0)
     assert ((0 <= heatmaps) & (heatmaps <= 1)).all()
     np.testing.assert_array_equal(classes, model.predict(images, verbose=0).argmax(1))
+    np.testing.assert_allclose(model.predict(images, verbose=0).sum(1), 1.0, rtol=1e-5)  # softmax put back
+    grad_model = keras.Model(model.input, [model.get_layer("pool").input, model.output])  # notebook 06's lines
+    maps, grads = explain.gradients(grad_model, images)
+    cam = keras.ops.relu(keras.ops.sum(keras.ops.mean(grads, axis=(1, 2), keepdims=True) * maps, axis=-1))
+    np.testing.assert_allclose(explain.normalise(cam), heatmaps, atol=1e-6)
     picture = explain.overlay(images[0].astype("uint8"), heatmaps[0])
     assert picture.shape == (48, 48, 3) and picture.dtype == np.uint8
 

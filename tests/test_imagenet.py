@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import backbones, imagenet
+from helpers import backbones, imagenet, settings
 
 
 def test_class_names_put_our_animals_where_keras_does(shared_weights_dir, monkeypatch):
@@ -23,31 +23,51 @@ def test_is_related_counts_the_family_only():
     assert not imagenet.is_related("bear", "Border_terrier")
 
 
-def _unavailable_for(monkeypatch, *missing: str):
-    """Make ``build_backbone`` fail as it does offline for the ``missing`` backbones only."""
-    real = backbones.build_backbone
+def _offline(monkeypatch):
+    """Make Keras' download fail as it does offline (no network touched)."""
+    def fail(spec, file_name):
+        raise Exception(f"URL fetch failure on https://example.invalid/{file_name}: None -- offline")
 
-    def build(name, weights="imagenet", image_size=None, include_top=False):
-        if name in missing and weights == "imagenet":
-            raise backbones.WeightsUnavailableError(f"Could not download the ImageNet weights for {name}")
-        return real(name, weights=weights, image_size=image_size, include_top=include_top)
-
-    monkeypatch.setattr(backbones, "build_backbone", build)
+    monkeypatch.setattr(imagenet, "_download", fail)
 
 
-def test_pretrained_classifier_falls_back_and_says_why(shared_weights_dir, monkeypatch, capsys):
+def test_classifier_weights_fall_back_and_say_why_in_one_line(shared_weights_dir, monkeypatch, capsys, tmp_path):
+    import keras
+
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
-    _unavailable_for(monkeypatch, "inception_v3")
-    model = imagenet.pretrained_classifier("inception_v3", fallback="mobilenet_0.25")
-    assert model.name == "mobilenet_0.25" and model.output_shape == (None, 1000)
+    monkeypatch.setattr(settings, "keras_cache_dir", lambda: tmp_path)
+    _offline(monkeypatch)
+    name, weights, options = imagenet.classifier_weights("InceptionV3")
+    assert (name, options) == ("MobileNet", {"alpha": 0.25}) and weights.endswith("mobilenet_2_5_224_tf.h5")
+    model = getattr(keras.applications, name)(weights=weights, **options)
+    assert model.output_shape == (None, 1000)
     said = capsys.readouterr().out
-    assert "inception_v3: its ImageNet weights are not available here" in said
-    assert "uses mobilenet_0.25 instead" in said
+    assert said.count("\n") == 1, said
+    assert "InceptionV3: no ImageNet weights here" in said and "uses MobileNet(alpha=0.25)" in said
 
 
-def test_pretrained_classifier_raises_the_original_error_when_no_fallback_works(monkeypatch):
-    _unavailable_for(monkeypatch, "inception_v3", "mobilenet_0.25")
+def test_a_local_full_top_file_is_used_without_a_notice(shared_weights_dir, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    _offline(monkeypatch)
+    name, weights, options = imagenet.classifier_weights("MobileNet", options={"alpha": 0.25})
+    assert name == "MobileNet" and weights == str(shared_weights_dir / "mobilenet_2_5_224_tf.h5")
+    assert capsys.readouterr().out == ""
+    assert imagenet.classifier_weights("mobilenet_0.25") == ("MobileNet", weights, {"alpha": 0.25})
+
+
+def test_classifier_weights_raise_the_original_error_when_no_fallback_works(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(settings, "keras_cache_dir", lambda: tmp_path)
+    _offline(monkeypatch)
     with pytest.raises(backbones.WeightsUnavailableError, match="for inception_v3"):
-        imagenet.pretrained_classifier("inception_v3", fallback="mobilenet_0.25")
-    with pytest.raises(backbones.WeightsUnavailableError, match="for inception_v3"):
-        imagenet.pretrained_classifier("inception_v3", fallback=None)
+        imagenet.classifier_weights("InceptionV3")
+    with pytest.raises(backbones.WeightsUnavailableError, match="mobilenet_2_5_224_tf.h5"):
+        imagenet.classifier_weights("MobileNet", options={"alpha": 0.25})
+
+
+def test_the_class_index_is_put_where_keras_decode_predictions_reads_it(shared_weights_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    monkeypatch.setattr(settings, "keras_cache_dir", lambda: tmp_path / "models")
+    target = imagenet.provide_class_index()
+    assert target == tmp_path / "models" / "imagenet_class_index.json"
+    assert target.read_bytes() == (shared_weights_dir / "imagenet_class_index.json").read_bytes()
