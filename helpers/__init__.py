@@ -8,8 +8,8 @@ One module per idea; dependencies point one way (bottom to top):
 - ``backbones``, ``imagenet``: pretrained networks by name, weights, preprocessing, cut points;
   what ImageNet already knows about our classes.
 - ``device``, ``pipeline``: CPU/GPU, mixed precision, tf.distribute; the tf.data input pipeline.
-- ``surgery``: pop the top, add a head, freeze below a block, count trainable weights.
-- ``cache``, ``train``, ``curves``, ``small_data``: the bottleneck cache at any cut point;
+- ``lesson`` (generated from the notebooks' ``#@save`` cells by ``lesson_export``), ``cuts``: the head, compile, fit keeping the best epoch, unfreezing, splitting; cut points and blocks on public API.
+- ``photos``, ``cache``, ``train``, ``runs``, ``curves``, ``small_data``: photos as arrays; the activation cache;
   head training and fine-tuning with Keras callbacks; live training curves; small-data runs.
 - ``evaluate``, ``explain``, ``compare``, ``export``: metrics and galleries, Grad-CAM, the
   architecture comparison, SavedModel/TFLite export.

@@ -55,7 +55,7 @@ def test_notebook_shape(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_parameter_defaults_are_the_real_thing(path):
     declared = notebooks.declared_parameters(path)
-    real = {"BACKBONE": '"inception_v3"', "CLASSIFIER": '"inception_v3"', "WEIGHTS": '"imagenet"',
+    real = {"BACKBONE": '"InceptionV3"', "CLASSIFIER": '"InceptionV3"', "WEIGHTS": '"imagenet"',
             "DATA_DIR": "None", "IMAGE_SIZE": "None", "SEED": "0", "QUICK": "False"}
     for name, default in real.items():
         if name in declared:
