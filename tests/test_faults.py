@@ -99,11 +99,13 @@ def tmpfs(tmp_path):
 
 @pytest.fixture(scope="module")
 def lively_bottom(random_backbone_weights):
-    from helpers import cache, surgery, train
+    import keras
 
-    train.set_seed(0)
-    model = surgery.build_classifier(CLASSES, BACKBONE, str(random_backbone_weights), SIZE)
-    return cache.split_at(model, "head_pool").bottom
+    from helpers import lesson, train
+
+    keras.utils.set_random_seed(0)
+    model = train.build_classifier(CLASSES, BACKBONE, str(random_backbone_weights), SIZE)
+    return lesson.split_at(model, "pool")[0]
 
 
 def _damage(path: Path, how: str, shape, dtype) -> None:
@@ -152,12 +154,13 @@ def test_two_processes_filling_one_cache_folder_both_succeed(random_backbone_wei
     script.write_text(f"""
 import sys, numpy as np
 from pathlib import Path
-from helpers import cache, surgery, train
-train.set_seed(0)
-model = surgery.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
+from helpers import cache, lesson, train
+import keras
+keras.utils.set_random_seed(0)
+model = train.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
 paths = sorted(Path({str(tiny_photos)!r}).rglob("*.jpg"))
 out = cache.BottleneckCache(sys.argv[1], progress=False).activations(
-    cache.split_at(model, "head_pool").bottom, paths, augment_copies=1, batch_size=2)
+    lesson.split_at(model, "pool")[0], paths, augment_copies=1, batch_size=2)
 np.save(sys.argv[2], out)
 """)
     shared = tmp_path / "cache"
@@ -180,11 +183,12 @@ def test_kill_9_while_the_cache_is_written_then_a_rerun_equals_an_uninterrupted_
     script.write_text(f"""
 import sys
 from pathlib import Path
-from helpers import cache, surgery, train
-train.set_seed(0)
-model = surgery.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
+from helpers import cache, lesson, train
+import keras
+keras.utils.set_random_seed(0)
+model = train.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
 paths = sorted(Path({str(tiny_photos)!r}).rglob("*.jpg"))
-cache.BottleneckCache(sys.argv[1], progress=False).activations(cache.split_at(model, "head_pool").bottom,
+cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(model, "pool")[0],
                                                                 paths, augment_copies=2, batch_size=1)
 """)
     shared = tmp_path / "cache"
