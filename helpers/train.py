@@ -77,6 +77,8 @@ class PhaseResult:
 def build_classifier(class_names: list[str], backbone: str = "inception_v3", weights="imagenet",
                      image_size: int | None = None, dropout: float = 0.2) -> keras.Model:
     """Notebook 02's model by name: the pretrained base, frozen, with ``add_head`` on top."""
+    if len(class_names) < 2:  # a one-way softmax is always 1.0: nothing to learn
+        raise ValueError(f"a classifier needs at least two classes, got {list(class_names)}")
     base = build_base(backbone, weights, image_size)
     base.trainable = False
     return add_head(base, class_names, preprocess_layer(backbone), dropout)
