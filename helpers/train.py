@@ -77,6 +77,8 @@ class PhaseResult:
 def build_classifier(class_names: list[str], backbone: str = "inception_v3", weights="imagenet",
                      image_size: int | None = None, dropout: float = 0.2) -> keras.Model:
     """Notebook 02's model by name: the pretrained base, frozen, with ``add_head`` on top."""
+    if len(class_names) < 2:  # a one-way softmax is always 1.0: nothing to learn
+        raise ValueError(f"a classifier needs at least two classes, got {list(class_names)}")
     base = build_base(backbone, weights, image_size)
     base.trainable = False
     return add_head(base, class_names, preprocess_layer(backbone), dropout)
@@ -176,7 +178,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
                      image_size: int | None = None, epochs: int = HEAD_EPOCHS, fine_tune_from: str | int | None = None,
                      fine_tune_epochs: int = FINE_TUNE_EPOCHS, seed: int = 0, batch_size: int = BATCH_SIZE,
                      cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                     augment_copies: int = 0, live_plot: bool = False) -> dict:
+                     augment_copies: int = 0, live_plot: bool = False, verbose: int = 0) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
     Head training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from
@@ -184,7 +186,8 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
     part's activations in the disk cache (``cache_dir``, default ``$WORKBOOK_CACHE`` or
     ``~/.cache/transfer-workbook``) so a second run with the same photos, backbone and
     weights computes nothing; ``cache=False`` is the plain recipe. Writes
-    ``out/model.keras`` and ``out/metrics.json`` (atomically).
+    ``out/model.keras`` and ``out/metrics.json`` (atomically). ``verbose`` (the CLI's
+    ``--verbose``) is accepted for the command line; training runs quietly.
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)

@@ -39,7 +39,7 @@ class FreezeChooser(W.VBox):
         self.base = cuts.base_of(model)
         self._cuts = cuts.cut_points(self.base)
         options = self._cuts[1:] + [HEAD_ONLY]
-        below = cuts.resolve_block(self.base, initial)
+        below = cuts.resolve_block(self.base, None if initial == HEAD_ONLY else initial)
         start = cuts.block_above(self.base, below) if below else HEAD_ONLY
         self.slider = W.SelectionSlider(options=options, value=start, description="fine-tune from",
                                         continuous_update=True, readout=True,

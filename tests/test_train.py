@@ -1,4 +1,4 @@
-"""Training: the ``train`` recipe writes a model and metrics, repeats exactly, and resumes."""
+"""Training: the ``train`` recipe writes a model and metrics, repeats exactly, and uses its cache."""
 from __future__ import annotations
 
 import json
@@ -10,70 +10,114 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import surgery, train
+from helpers import cache, cuts, train
+from helpers.data import load_folder, load_images
+from helpers.lesson import compile_model
 
 ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["bear", "lion", "tiger"]
 TINY = dict(backbone="mobilenet_v2_0.35", weights=None, image_size=48, epochs=3, fine_tune_epochs=1)
 
 
 def test_train_classifier_writes_model_and_metrics(tiny_photos, tmp_path):
-    metrics = train.train_classifier(tiny_photos, tmp_path / "run", fine_tune_from="block_16_project_BN", **TINY)
+    kw = dict(TINY, fine_tune_from="block_16_project_BN", cache_dir=tmp_path / "cache")
+    metrics = train.train_classifier(tiny_photos, tmp_path / "run", **kw)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val_accuracy"] == pytest.approx(metrics["val_accuracy"])
-    assert {"val_accuracy", "train_seconds", "class_names", "n_train"} <= saved.keys()
+    assert saved["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert {"val_accuracy", "test_accuracy", "train_seconds", "class_names", "n_train"} <= saved.keys()
+    assert 0.0 <= saved["val_accuracy"] <= 1.0 and 0.0 <= saved["test_accuracy"] <= 1.0
     assert saved["class_names"] == ["bear", "lion", "tiger"]
-    assert saved["n_train"] == 24 and saved["n_val"] == 12
+    # the 12 val photos are split by file-name hash into val (chooses the epoch) and test (reported)
+    assert saved["n_train"] == 24 and saved["n_val"] + saved["n_test"] == 12
+    assert saved["n_val"] > 0 and saved["n_test"] > 0
     assert set(saved["phases"]) == {"head", "fine_tune"}
+    assert saved["phases"]["head"]["cut"] == "pool"
+    assert saved["phases"]["fine_tune"]["cut"] == "block_15_add"
+    for phase in saved["phases"].values():
+        assert 1 <= phase["best_epoch"] <= phase["epochs"]
+        assert phase["cache_computed"] == saved["n_train"] + saved["n_val"] and phase["cache_hits"] == 0
     model = keras.models.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
     assert model.output.shape == (None, 3)
 
 
-def test_the_same_seed_gives_the_same_model(tiny_photos, tmp_path):
-    runs = [train.train_classifier(tiny_photos, tmp_path / f"run{i}", seed=7, **TINY) for i in range(2)]
-    a, b = (keras.models.load_model(tmp_path / f"run{i}" / "model.keras") for i in range(2))
+def test_the_same_seed_gives_the_same_model(tiny_photos, tmp_path, random_backbone_weights):
+    kw = dict(TINY, weights=str(random_backbone_weights), fine_tune_epochs=0)
+    runs = [train.train_classifier(tiny_photos, tmp_path / f"run{i}", seed=seed, cache_dir=tmp_path / f"cache{i}", **kw)
+            for i, seed in enumerate((7, 7, 8))]
+    a, b, c = (keras.models.load_model(tmp_path / f"run{i}" / "model.keras") for i in range(3))
     assert runs[0]["val_accuracy"] == runs[1]["val_accuracy"]
-    np.testing.assert_array_equal(a.get_layer("head_predictions").get_weights()[0],
-                                  b.get_layer("head_predictions").get_weights()[0])
+    assert runs[0]["phases"]["head"]["history"] == runs[1]["phases"]["head"]["history"]
+    np.testing.assert_array_equal(a.get_layer("predictions").get_weights()[0],
+                                  b.get_layer("predictions").get_weights()[0])
+    assert not np.array_equal(a.get_layer("predictions").get_weights()[0],
+                              c.get_layer("predictions").get_weights()[0])  # the seed matters
 
 
-class Interrupt(keras.callbacks.Callback):
-    """Simulates Ctrl-C after a given epoch."""
+def test_a_model_cut_in_two_computes_the_same_function(tiny_photos, random_backbone_weights):
+    folder = load_folder(tiny_photos)
+    x = load_images(folder.train.paths, 48)
+    model = train.build_classifier(CLASSES, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    whole = model.predict(x, verbose=0)
+    assert np.ptp(whole, axis=0).max() > 1e-3  # the output depends on the photo: numbers worth comparing
+    for cut in ["block_5_add", "block_15_add", cuts.POOL]:
+        part = cuts.split_at(model, cut)
+        acts = part.bottom.predict(x, verbose=0)
+        assert np.abs(acts).mean() > 1e-3, cut
+        np.testing.assert_allclose(part.top.predict(acts, verbose=0), whole, atol=1e-5)
+    assert cuts.resolve_block(cuts.base_of(model), "block_16_project_BN") == "block_15_add"
+    with pytest.raises(ValueError, match="cut points"):
+        cuts.split_at(model, "block_5_expand")  # inside a residual block: not a cut
 
-    def __init__(self, after_epoch: int):
-        super().__init__()
-        self.after_epoch = after_epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.after_epoch:
-            raise KeyboardInterrupt
-
-
-def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
-    rng = np.random.default_rng(0)
-    x, y = rng.uniform(0, 255, (12, 48, 48, 3)).astype("float32"), np.arange(12) % 3
-    model = surgery.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=48)
-    train.compile_model(model, 1e-3)
-    cbs = train.callbacks_for(tmp_path / "ckpt")
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, validation_data=(x, y), epochs=4, callbacks=cbs + [Interrupt(1)], verbose=0)
-    assert (tmp_path / "ckpt" / "backup").exists()
-    seen = []
-    resumed = train.callbacks_for(tmp_path / "ckpt")
-    resumed.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)))
-    model.fit(x, y, validation_data=(x, y), epochs=4, callbacks=resumed, verbose=0)
-    assert seen == [2, 3]  # epochs 0 and 1 were not repeated
-    assert (tmp_path / "ckpt" / "best.weights.h5").exists()
+def test_training_above_a_cut_on_cached_activations_equals_training_the_full_model(tiny_photos):
+    """Same start, same data, no dropout: the fine-tuned block + head end up with the same weights."""
+    folder = load_folder(tiny_photos)
+    x, y = load_images(folder.train.paths, 32), np.asarray(folder.train.labels)
+    keras.utils.set_random_seed(0)
+    # a random ResNet50 keeps its activations O(1) even untrained, so the numbers mean something
+    full = train.build_classifier(CLASSES, "resnet50", weights=None, image_size=32, dropout=0.0)
+    cached = train.build_classifier(CLASSES, "resnet50", weights=None, image_size=32, dropout=0.0)
+    cached.set_weights(full.get_weights())
+    base = cuts.base_of(full)
+    before = base.get_layer("conv5_block3_3_conv").get_weights()[0].copy()
+    cut = train.freeze_for(full, "conv5_block3_out")  # the last residual block + head learn
+    assert train.freeze_for(cached, "conv5_block3_out") == cut == "conv5_block2_out"
+    part = cuts.split_at(cached, cut)
+    acts = cache.activations(part.bottom, x, dtype="float32")
+    assert np.abs(acts).mean() > 0.1  # real numbers flow through the cut
+    # one batch per epoch, so the order of the photos cannot make a difference
+    compile_model(full, 1e-4)
+    full.fit(x, y, epochs=3, batch_size=len(x), verbose=0)
+    compile_model(part.top, 1e-4)
+    part.top.fit(acts, y, epochs=3, batch_size=len(x), verbose=0)
+    assert not np.allclose(base.get_layer("conv5_block3_3_conv").get_weights()[0], before), "the block did not train"
+    for a, b in zip(full.get_weights(), cached.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(full.predict(x, verbose=0), cached.predict(x, verbose=0), atol=1e-4)
 
 
 def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):
     out = tmp_path / "cli"
-    result = subprocess.run(
-        [sys.executable, "-m", "helpers", "train", "--data", str(tiny_photos), "--backbone", "mobilenet_v2_0.35",
-         "--weights", "none", "--image-size", "48", "--epochs", "2", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    def command(to):
+        return [sys.executable, "-m", "helpers", "train", "--data", str(tiny_photos), "--backbone",
+                "mobilenet_v2_0.35", "--weights", "none", "--image-size", "48", "--epochs", "2", "--out", str(to),
+                "--cache-dir", str(tmp_path / "cache")]
+
+    result = subprocess.run(command(out), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_accuracy" in result.stdout
-    assert (out / "model.keras").is_file() and json.loads((out / "metrics.json").read_text())["n_train"] == 24
+    first = json.loads((out / "metrics.json").read_text())
+    assert (out / "model.keras").is_file() and first["n_train"] == 24
+    assert first["phases"]["head"]["cache_computed"] == first["n_train"] + first["n_val"]
+    # a second run with the same photos, backbone, weights and cache computes nothing
+    again = subprocess.run(command(tmp_path / "cli2"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((tmp_path / "cli2" / "metrics.json").read_text())
+    assert second["phases"]["head"]["cache_computed"] == 0
+    assert second["phases"]["head"]["cache_hits"] == first["n_train"] + first["n_val"]
+    assert second["test_accuracy"] == first["test_accuracy"]
 
 
 def test_cli_train_explains_a_missing_folder(tmp_path):
@@ -94,8 +138,9 @@ def test_ten_photos_per_class_reach_97_percent(shared_photos, shared_weights_dir
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "real" / "metrics.json").read_text())
-    assert metrics["n_train"] == 30 and metrics["n_val"] == 180
-    assert metrics["val_accuracy"] >= 0.97, metrics
+    assert metrics["n_train"] == 30 and metrics["n_val"] + metrics["n_test"] == 180
+    assert metrics["n_test"] >= 60  # about half of val/, photos that chose nothing
+    assert metrics["test_accuracy"] >= 0.97, metrics
 
 
 def test_cli_without_photos_says_how_to_give_them(tmp_path):
