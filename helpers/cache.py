@@ -93,15 +93,25 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+def _layers_flat(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model`` in graph order, nested models expanded into their own layers."""
+    out = []
+    for layer in model.layers:
+        out.extend(_layers_flat(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
 def model_fingerprint(bottom: keras.Model) -> str:
     """A hash of ``bottom``'s architecture (every layer's class and config) and weight values.
 
     Covers the backbone, the preprocessing layer, the image size, the cut point and the
     weights (whichever file they came from, and whether anything changed them since).
+    Nested models (the lesson's base) are hashed layer by layer, and names are left out:
+    Keras numbers unnamed layers per process (``conv2d_94`` in a second InceptionV3).
     """
     h = hashlib.blake2b(digest_size=20)
     h.update(json.dumps([list(t.shape) for t in bottom.inputs] + [list(bottom.output.shape)]).encode())
-    for layer in bottom.layers:  # in graph order; names left out (Keras numbers unnamed layers per process)
+    for layer in _layers_flat(bottom):
         config = {k: v for k, v in layer.get_config().items() if k != "name"}
         h.update(f"{type(layer).__name__}:{json.dumps(config, sort_keys=True, default=str)}".encode())
         for variable in layer.weights:

@@ -178,7 +178,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
                      image_size: int | None = None, epochs: int = HEAD_EPOCHS, fine_tune_from: str | int | None = None,
                      fine_tune_epochs: int = FINE_TUNE_EPOCHS, seed: int = 0, batch_size: int = BATCH_SIZE,
                      cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                     augment_copies: int = 0, live_plot: bool = False, verbose: int = 0) -> dict:
+                     augment_copies: int = 0, live_plot: bool = False) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
     Head training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from
@@ -186,8 +186,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
     part's activations in the disk cache (``cache_dir``, default ``$WORKBOOK_CACHE`` or
     ``~/.cache/transfer-workbook``) so a second run with the same photos, backbone and
     weights computes nothing; ``cache=False`` is the plain recipe. Writes
-    ``out/model.keras`` and ``out/metrics.json`` (atomically). ``verbose`` (the CLI's
-    ``--verbose``) is accepted for the command line; training runs quietly.
+    ``out/model.keras`` and ``out/metrics.json`` (atomically).
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)
