@@ -160,14 +160,15 @@ def configure(mixed_precision: str | None = "auto", strategy: str = "auto") -> S
     return Setup("GPU" if found else "CPU", found, policy, jit_compile(), chosen, replicas(chosen))
 
 
-def describe() -> str:
+def describe(strategy=None) -> str:
     """A plain report: versions, devices, precision policy, XLA, distribution strategy.
 
-    Notebook 00 prints this so a learner knows what runs where.
+    Notebook 00 prints this so a learner knows what runs where. ``strategy``: the one in use
+    (default: what :func:`choose_strategy` picks for this machine).
     """
     tf = _tf()
     found = gpus()
-    strategy = choose_strategy("auto")
+    strategy = strategy or choose_strategy("auto")
     lines = [
         f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPU cores",

@@ -178,7 +178,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
                      image_size: int | None = None, epochs: int = HEAD_EPOCHS, fine_tune_from: str | int | None = None,
                      fine_tune_epochs: int = FINE_TUNE_EPOCHS, seed: int = 0, batch_size: int = BATCH_SIZE,
                      cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                     augment_copies: int = 0, live_plot: bool = False) -> dict:
+                     augment_copies: int = 0, live_plot: bool = False, strategy=None) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
     Head training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from
@@ -186,14 +186,15 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
     part's activations in the disk cache (``cache_dir``, default ``$WORKBOOK_CACHE`` or
     ``~/.cache/transfer-workbook``) so a second run with the same photos, backbone and
     weights computes nothing; ``cache=False`` is the plain recipe. Writes
-    ``out/model.keras`` and ``out/metrics.json`` (atomically).
+    ``out/model.keras`` and ``out/metrics.json`` (atomically). ``strategy``: a
+    ``tf.distribute`` strategy (default: :func:`helpers.device.choose_strategy` for this machine).
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)
     size = image_size or get_spec(backbone).default_size
     folder = data_mod.load_folder(data, per_class=per_class, seed=seed)
     parts = splits(folder, seed)
-    strategy = device.choose_strategy()
+    strategy = strategy or device.choose_strategy()
     with device.strategy_scope(strategy):
         model = build_classifier(folder.class_names, backbone, weights, size)
     store = BottleneckCache(cache_dir) if cache else None

@@ -1,4 +1,4 @@
-"""Backbones by name: raw-pixel input, correct preprocessing, cut points, weights resolution."""
+"""Backbones by name: the Keras class, preprocessing that matches Keras, cut points, weights resolution."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import backbones
+from helpers import backbones, cuts
 
 SMALL = {"inception_v3": 75, "xception": 71}
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,35 +22,50 @@ def small_size(name: str) -> int:
 
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
-def test_every_backbone_builds_flat_with_cut_points(name):
-    model = backbones.build_backbone(name, weights=None, image_size=small_size(name))
-    cuts = backbones.cut_points(model)
-    assert model.name == name
-    assert len(cuts) >= 4, cuts
-    assert cuts[-1] == model.layers[-1].name  # the whole base is the last cut
+def test_every_backbone_builds_with_cut_points(name):
+    base = backbones.build_base(name, weights=None, image_size=small_size(name))
+    points = cuts.cut_points(base)
+    assert len(points) >= 4, points
+    assert points[-1] == base.layers[-1].name  # the whole base is the last cut
     # cutting at a middle block and stacking the halves gives the same function
-    middle = model.get_layer(cuts[len(cuts) // 2])
-    bottom = keras.Model(model.inputs, middle.output)
-    top = keras.Model(middle.output, model.output)
-    x = np.random.default_rng(0).uniform(0, 255, (2, small_size(name), small_size(name), 3)).astype("float32")
+    middle = base.get_layer(points[len(points) // 2])
+    bottom = keras.Model(base.inputs, middle.output)
+    top = keras.Model(middle.output, base.output)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, small_size(name), small_size(name), 3)).astype("float32")
     np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0),
-                               model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+                               base.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_keras_class_names_and_ours_name_the_same_backbone():
+    assert backbones.get_spec("InceptionV3") is backbones.get_spec("inception_v3")
+    assert backbones.get_spec("MobileNetV2").kwargs == {"alpha": 1.0}
+    assert backbones.default_size("InceptionV3") == 299
+    assert backbones.get_spec("mobilenet_v2_0.35").keras_name == "MobileNetV2"
 
 
 def test_inception_v3_cut_points_are_the_mixed_blocks():
-    model = backbones.build_backbone("inception_v3", weights=None, image_size=75)
-    assert backbones.cut_points(model) == [f"mixed{i}" for i in range(11)]
+    base = backbones.build_base("inception_v3", weights=None, image_size=75)
+    assert cuts.cut_points(base) == [f"mixed{i}" for i in range(11)]
 
 
 @pytest.mark.parametrize("name,module", [("inception_v3", keras.applications.inception_v3),
                                          ("resnet50", keras.applications.resnet50),
                                          ("mobilenet_v2", keras.applications.mobilenet_v2)])
 def test_preprocessing_inside_the_model_matches_keras(name, module):
-    model = backbones.build_backbone(name, weights=None, image_size=small_size(name))
-    pre = model.get_layer("preprocess")
+    pre = backbones.preprocess_layer(name)
     x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(pre(x)), module.preprocess_input(x.copy()),
                                rtol=1e-5, atol=1e-4)
+    backbones.check_preprocessing(name, pre)  # the notebooks' check agrees
+    with pytest.raises(ValueError, match="differs"):
+        backbones.check_preprocessing(name, keras.layers.Rescaling(1 / 255.0))
+
+
+def test_the_whole_classifier_takes_raw_pixels():
+    model = backbones.build_backbone("mobilenet_0.25", weights=None)
+    assert model.get_layer("preprocess") is not None and model.output.shape[-1] == 1000
+    with pytest.raises(ValueError, match="image_size=224"):
+        backbones.build_backbone("mobilenet_0.25", weights=None, image_size=128)
 
 
 def test_unknown_backbone_lists_the_choices():
@@ -60,7 +75,7 @@ def test_unknown_backbone_lists_the_choices():
 
 def test_missing_weights_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist.*imagenet"):
-        backbones.build_backbone("mobilenet_v2", weights=tmp_path / "nope.h5", image_size=64)
+        backbones.build_base("mobilenet_v2", weights=tmp_path / "nope.h5", image_size=64)
 
 
 def test_imagenet_weights_are_found_in_the_weights_dir_first(tmp_path, monkeypatch):
@@ -85,9 +100,9 @@ def _run_keras_download(tmp_path: Path, base_url: str, weights_dir: str = "") ->
     script = textwrap.dedent(f"""
         import keras.src.applications.mobilenet_v2 as mv2
         mv2.BASE_WEIGHT_PATH = {base_url!r}
-        from helpers import backbones
+        from helpers import backbones, cuts
         try:
-            m = backbones.build_backbone("mobilenet_v2", weights="imagenet", image_size=224)
+            m = backbones.build_base("mobilenet_v2", weights="imagenet", image_size=224)
         except backbones.WeightsUnavailableError as e:
             print("UNAVAILABLE"); print(e)
         else:
@@ -131,7 +146,7 @@ def test_imagenet_weights_download_over_http(tmp_path, shared_weights_dir):
     cached = tmp_path / "keras_home" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     assert cached.read_bytes() == (shared_weights_dir / cached.name).read_bytes()
     # the same weights as loading the file by path
-    model = backbones.build_backbone("mobilenet_v2", weights=shared_weights_dir / cached.name, image_size=224)
+    model = backbones.build_base("mobilenet_v2", weights=shared_weights_dir / cached.name, image_size=224)
     expected = float(np.abs(model.get_layer("Conv1").get_weights()[0]).sum())
     assert float(result.stdout.split("LOADED")[1]) == pytest.approx(expected, rel=1e-6)
 

@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import device, surgery, train
+from helpers import cuts, device, train
+from helpers.lesson import compile_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,16 +34,18 @@ def restore_policy():
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_the_softmax_in_float32(policy, restore_policy):
     assert device.use_mixed_precision(policy) == policy
-    model = surgery.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32)
-    assert model.get_layer("Conv1").compute_dtype == policy.split("_")[1]
-    assert model.get_layer("Conv1").variable_dtype == "float32"  # weights stay float32
-    assert model.get_layer("head_predictions").compute_dtype == "float32"
+    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32)
+    conv = cuts.base_of(model).get_layer("Conv1")
+    assert conv.compute_dtype == policy.split("_")[1]
+    assert conv.variable_dtype == "float32"  # weights stay float32
+    assert model.get_layer("predictions").compute_dtype == "float32"
     probs = model.predict(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)), verbose=0)
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     if policy == "mixed_bfloat16":  # and it trains (bfloat16 maths is native on this CPU)
-        result = train.fit(model, np.zeros((6, 32, 32, 3), "float32"), np.arange(6) % 3, epochs=1)
-        assert np.isfinite(result.history["loss"][0])
+        compile_model(model, 1e-3)
+        history = model.fit(np.zeros((6, 32, 32, 3), "float32"), np.arange(6) % 3, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
 
 
 def test_auto_policy_is_float32_on_a_cpu(restore_policy):
@@ -70,13 +73,14 @@ MIRRORED = textwrap.dedent("""
     from helpers import device, train
     cpus = device.split_cpu(2)           # before TensorFlow touches a device
     strategy = device.choose_strategy("auto" if len(device.gpus()) > 1 else "mirrored")
-    results = {"cpus": len(cpus), "replicas": device.replicas(), "strategy": type(strategy).__name__,
-               "describe": device.describe()}
+    results = {"cpus": len(cpus), "replicas": device.replicas(strategy), "strategy": type(strategy).__name__,
+               "describe": device.describe(strategy)}
     for cache in (True, False):
         # a random ResNet50 keeps its activations O(1) even untrained, so the head really learns
         m = train.train_classifier(sys.argv[1], sys.argv[2] + f"/run{cache}", backbone="resnet50",
                                    weights=None, image_size=32, epochs=4, cache=cache,
-                                   fine_tune_from="conv5_block3_out" if cache else None, fine_tune_epochs=1)
+                                   fine_tune_from="conv5_block3_out" if cache else None, fine_tune_epochs=1,
+                                   strategy=strategy, cache_dir=sys.argv[2] + "/cache")
         results[f"cache={cache}"] = {"val_accuracy": m["val_accuracy"], "loss": m["phases"]["head"]["history"]["loss"]}
     print("RESULT " + json.dumps(results))
 """)

@@ -5,11 +5,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from helpers import backbones, plots, surgery
+from helpers import backbones, cuts, plots
+from helpers.lesson import add_head, unfreeze_above
 
 CLASSES = ["bear", "lion", "tiger"]
 
@@ -17,49 +19,61 @@ CLASSES = ["bear", "lion", "tiger"]
 @pytest.fixture(scope="module")
 def full():
     """A small MobileNetV2 with its 1000-class top (random weights: the picture needs no weights)."""
-    return backbones.build_backbone("mobilenet_v2_0.35", weights=None, include_top=True)
+    return keras.applications.MobileNetV2(alpha=0.35, weights=None)
 
 
 @pytest.fixture(scope="module")
 def transferred(full):
-    base = surgery.pop(surgery.pop(full))
-    return surgery.freeze(surgery.add_head(surgery.pop(base, to="block_14_add"), CLASSES))
+    base = keras.Model(full.input, full.get_layer("block_14_add").output, name="popped")  # popped to block_14_add
+    base.trainable = False
+    return add_head(base, CLASSES, backbones.preprocess_layer("mobilenet_v2"))
+
+
+def _all_layers(model):
+    return [name for layer in model.layers
+            for name in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer.name])]
 
 
 def test_every_layer_is_in_exactly_one_box(full, transferred):
     for model in (full, transferred):
         boxes = plots.network_boxes(model)
         names = [name for box in boxes for name in box.layer_names]
-        assert sorted(names) == sorted(layer.name for layer in model.layers)
+        wanted = _all_layers(model)
+        if model is transferred:  # the nested base's own input layer is drawn as the outer input
+            wanted = [n for n in wanted if n != cuts.base_of(model).layers[0].name]
+        assert sorted(names) == sorted(wanted)
 
 
 def test_boxes_run_from_input_to_head(transferred):
     labels = [box.label for box in plots.network_boxes(transferred)]
     assert labels[:3] == ["input (image)", "preprocess", "stem … block_1_project_BN"]
-    assert labels[-4:] == ["block_14_add", "head_pool", "head_dropout", "head_predictions"]
+    assert labels[-4:] == ["block_14_add", "pool", "dropout", "predictions"]
 
 
 def test_before_marks_popped_blocks_after_marks_new_head(full, transferred):
     before = plots.network_boxes(full, transferred, popped=True, show_training=False)
     popped = [box.label for box in before if box.state == "popped"]
     # Keras numbers auto-named layers per session ("global_average_pooling2d_4"): match the stem
-    assert popped[:3] + popped[4:] == ["block_15_add", "block_16_project_BN", "out_relu", "predictions"]
+    assert popped[:3] == ["block_15_add", "block_16_project_BN", "out_relu"]
     assert popped[3].startswith("global_average_pooling2d")
+    assert "predictions" not in popped  # the new head reuses the name: drawn as kept, not popped
     assert {box.state for box in before} == {"pretrained", "popped"}
     after = plots.network_boxes(transferred, full)
-    assert [box.label for box in after if box.state == "new"] == ["head_pool", "head_dropout", "head_predictions"]
-    assert {box.state for box in after if box.state != "new"} == {"frozen"}
+    assert [box.label for box in after if box.state == "new"] == ["input (image)", "preprocess", "pool", "dropout"]
+    assert [box.label for box in after if box.state == "trainable"] == ["predictions"]  # only the head learns
+    assert {box.state for box in after if box.state not in ("new", "trainable")} == {"frozen"}
 
 
 def test_fine_tuned_blocks_are_drawn_trainable(transferred):
-    surgery.freeze(transferred, fine_tune_from="block_13_project_BN")
+    base = cuts.base_of(transferred)
+    unfreeze_above(base, "block_12_add")
     try:
         states = {box.label: box.state for box in plots.network_boxes(transferred)}
     finally:
-        surgery.freeze(transferred)
+        base.trainable = False
     assert states["block_12_add"] == "frozen"
     assert states["block_13_project_BN"] == states["block_14_add"] == "trainable"
-    assert states["head_predictions"] == "trainable"
+    assert states["predictions"] == "trainable"
 
 
 def test_box_weights_add_up_to_the_model(transferred):
@@ -71,7 +85,7 @@ def test_box_weights_add_up_to_the_model(transferred):
 def test_draw_surgery_writes_a_readable_png(full, transferred, tmp_path):
     fig = plots.draw_surgery(full, transferred)
     texts = {t.get_text() for ax in fig.axes for t in ax.texts}
-    assert {"head_predictions", "predictions", "block_14_add"} <= texts
+    assert {"pool", "predictions", "block_14_add", "block_15_add"} <= texts
     assert len(fig.axes) == 2
     path = tmp_path / "surgery.png"
     fig.savefig(path, dpi=60)
