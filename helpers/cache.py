@@ -207,7 +207,7 @@ def _read_header(stream, version):
 
 @dataclass
 class CacheStats:
-    """What the last :meth:`BottleneckCache.activations` call did.
+    """What one :meth:`BottleneckCache.fetch` call did.
 
     ``hits`` entries were read back, ``computed`` were computed (among them ``bad``
     entries that were found damaged and recomputed), in ``seconds``, in ``folder``.
@@ -254,7 +254,6 @@ class BottleneckCache:
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.dtype = np.dtype(dtype).name
         self.progress = progress
-        self.last = CacheStats()
 
     # -- what is there ------------------------------------------------------------------
 
@@ -325,12 +324,19 @@ class BottleneckCache:
 
     def activations(self, bottom: keras.Model, paths: Sequence[str | os.PathLike], augment_copies: int = 0,
                     seed: int = 0, batch_size: int = 32, weights_source: str | None = None) -> np.ndarray:
-        """``bottom``'s output for every photo in ``paths`` (and K augmented copies of each).
+        """``bottom``'s output for every photo in ``paths``: :meth:`fetch` without its stats."""
+        return self.fetch(bottom, paths, augment_copies, seed, batch_size, weights_source)[0]
 
-        Returns an array of ``len(paths) * (1 + augment_copies)`` rows: all originals first,
-        then copy 1 of every photo, and so on. Stored entries are read back and checked;
-        missing or damaged ones (each damaged one named in one line) are computed — with a
-        progress bar, after a size estimate — and stored.
+    def fetch(self, bottom: keras.Model, paths: Sequence[str | os.PathLike], augment_copies: int = 0,
+              seed: int = 0, batch_size: int = 32,
+              weights_source: str | None = None) -> tuple[np.ndarray, CacheStats]:
+        """``bottom``'s output for every photo in ``paths`` (and K augmented copies of each), and what it took.
+
+        Returns an array of ``len(paths) * (1 + augment_copies)`` rows — all originals first,
+        then copy 1 of every photo, and so on — and the :class:`CacheStats` of this call
+        (read back, computed, damaged, seconds, folder). Stored entries are read back and
+        checked; missing or damaged ones (each damaged one named in one line) are computed —
+        with a progress bar, after a size estimate — and stored.
         """
         start = time.perf_counter()
         paths = [Path(p) for p in paths]
@@ -356,8 +362,7 @@ class BottleneckCache:
         if missing:
             rows.update(self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size))
         out = np.stack([rows[ic] for ic in wanted]) if wanted else np.zeros((0, *shape), self.dtype)
-        self.last = CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
-        return out
+        return out, CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
 
     def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size) -> dict:
         from tqdm.auto import tqdm

@@ -129,11 +129,10 @@ def train_phase(model: keras.Model, train: data_mod.Split, val: data_mod.Split, 
         if recipe.cache is not None and cut is not None:
             part = cuts.split_at(model, cut)
             store = recipe.cache
-            x = store.activations(part.bottom, train.paths, recipe.augment_copies, recipe.seed, recipe.batch_size)
-            hits, computed = store.last.hits, store.last.computed
-            x_val = store.activations(part.bottom, val.paths, 0, recipe.seed, recipe.batch_size)
-            extra.update(cache_hits=hits + store.last.hits, cache_computed=computed + store.last.computed,
-                         cache_folder=str(store.last.folder), augment_copies=recipe.augment_copies)
+            x, seen = store.fetch(part.bottom, train.paths, recipe.augment_copies, recipe.seed, recipe.batch_size)
+            x_val, seen_val = store.fetch(part.bottom, val.paths, 0, recipe.seed, recipe.batch_size)
+            extra.update(cache_hits=seen.hits + seen_val.hits, cache_computed=seen.computed + seen_val.computed,
+                         cache_folder=str(seen.folder), augment_copies=recipe.augment_copies)
             y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
             extra["forward_seconds"] = time.perf_counter() - start
             fit_model, args = part.top, (x, y, (x_val, np.asarray(val.labels, np.int32)))

@@ -74,20 +74,20 @@ def test_the_disk_cache_computes_once_then_reads_back(photos, tmp_path, capsys):
     model = tiny_model()
     bottom = pooled(model)
     store = cache.BottleneckCache(tmp_path / "cache", progress=False)
-    first = store.activations(bottom, folder.train.paths)
-    assert (store.last.computed, store.last.hits) == (len(x), 0)
+    first, stats = store.fetch(bottom, folder.train.paths)
+    assert (stats.computed, stats.hits) == (len(x), 0)
     printed = capsys.readouterr().out
     assert "computing 24 activations at pool" in printed and "KB" in printed  # size estimate first
-    second = store.activations(bottom, folder.train.paths)
-    assert (store.last.computed, store.last.hits) == (0, len(x))
+    second, again = store.fetch(bottom, folder.train.paths)
+    assert (again.computed, again.hits) == (0, len(x))
     assert first.dtype == np.float16 and first.shape == (len(x), *bottom.output.shape[1:])
     np.testing.assert_array_equal(first, second)
-    meta = json.loads((store.last.folder / "meta.json").read_text())
+    meta = json.loads((stats.folder / "meta.json").read_text())
     assert meta["cut"] == "pool" and meta["image_size"] == SIZE and meta["dtype"] == "float16"
-    stored = sorted(p.name for p in store.last.folder.iterdir())
+    stored = sorted(p.name for p in stats.folder.iterdir())
     assert len([n for n in stored if n.endswith(".npy")]) == len(x)
     assert not [n for n in stored if n.startswith(".")], "temporary files left behind"
-    np.load(next(store.last.folder.glob("*.npy")), allow_pickle=False)  # plain arrays, no pickle
+    np.load(next(stats.folder.glob("*.npy")), allow_pickle=False)  # plain arrays, no pickle
     lively = pooled(tiny_model(**LIVELY))  # numbers worth comparing
     from_disk = store.activations(lively, folder.train.paths)
     exact = cache.activations(lively, load_images(folder.train.paths, LIVELY["size"]), dtype="float32")
@@ -102,8 +102,7 @@ def test_every_key_component_invalidates_the_cache(photos, tmp_path):
     store = cache.BottleneckCache(tmp_path / "cache", progress=False)
 
     def computed(bottom, store=store, paths=paths, **kw) -> int:
-        store.activations(bottom, paths, **kw)
-        return store.last.computed
+        return store.fetch(bottom, paths, **kw)[1].computed
 
     model = tiny_model()
     base = pooled(model)

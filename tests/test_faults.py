@@ -140,13 +140,13 @@ def test_a_damaged_cache_entry_is_named_recomputed_and_the_run_goes_on(lively_bo
     victim = store.folder_for(lively_bottom) / f"{cache.file_digest(paths[2])}.npy"
     _damage(victim, how, clean.shape[1:], clean.dtype)
     capsys.readouterr()
-    again = store.activations(lively_bottom, paths)
+    again, stats = store.fetch(lively_bottom, paths)
     np.testing.assert_array_equal(again, clean)
-    assert (store.last.bad, store.last.computed, store.last.hits) == (1, 1, 5)
+    assert (stats.bad, stats.computed, stats.hits) == (1, 1, 5)
     named = [line for line in capsys.readouterr().err.splitlines() if victim.name in line]
     assert len(named) == 1 and "recomputing" in named[0] and str(paths[2]) in named[0]
-    store.activations(lively_bottom, paths)  # the entry was rewritten whole
-    assert (store.last.bad, store.last.hits) == (0, 6)
+    stats = store.fetch(lively_bottom, paths)[1]  # the entry was rewritten whole
+    assert (stats.bad, stats.hits) == (0, 6)
 
 
 def test_two_processes_filling_one_cache_folder_both_succeed(random_backbone_weights, tiny_photos, tmp_path):
@@ -204,8 +204,8 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(m
     assert 0 < written < 108, f"killed after {written} entries: not in the middle"
     paths = sorted(tiny_photos.rglob("*.jpg"))
     store = cache.BottleneckCache(shared, progress=False)
-    resumed = store.activations(lively_bottom, paths, augment_copies=2)
-    assert store.last.hits >= written - 1 and store.last.bad == 0
+    resumed, stats = store.fetch(lively_bottom, paths, augment_copies=2)
+    assert stats.hits >= written - 1 and stats.bad == 0
     fresh = cache.BottleneckCache(tmp_path / "fresh", progress=False).activations(lively_bottom, paths,
                                                                                   augment_copies=2)
     np.testing.assert_array_equal(resumed, fresh)
