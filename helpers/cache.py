@@ -347,11 +347,12 @@ class BottleneckCache:
         wanted = [(i, copy) for copy in range(augment_copies + 1) for i in range(len(paths))]
         tag = AUGMENT.replace("/", "")
         names = {(i, c): digests[i] + ("" if c == 0 else f"-{tag}-s{seed}-c{c}") + ".npy" for i, c in wanted}
-        rows: dict[tuple[int, int], np.ndarray] = {}
+        out = np.empty((len(wanted), *shape), self.dtype)  # filled row by row: one copy in memory
+        position = {ic: row for row, ic in enumerate(wanted)}
         missing, bad = [], 0
         for ic in wanted:
             try:
-                rows[ic] = read_entry(folder / names[ic], shape, self.dtype)
+                out[position[ic]] = read_entry(folder / names[ic], shape, self.dtype)
             except FileNotFoundError:
                 missing.append(ic)
             except (BadEntry, OSError) as exc:
@@ -360,11 +361,12 @@ class BottleneckCache:
                 print(f"bottleneck cache: {folder / names[ic]} (photo {paths[ic[0]]}) is damaged: {exc}; "
                       "recomputing it", file=sys.stderr, flush=True)
         if missing:
-            rows.update(self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size))
-        out = np.stack([rows[ic] for ic in wanted]) if wanted else np.zeros((0, *shape), self.dtype)
+            self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position)
         return out, CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
 
-    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size) -> dict:
+    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out,
+                 position) -> None:
+        """Run ``bottom`` over the ``missing`` photos in batches; store each entry and put it in ``out``."""
         from tqdm.auto import tqdm
 
         per_item = math.prod(int(d) for d in bottom.output.shape[1:]) * np.dtype(self.dtype).itemsize
@@ -372,7 +374,6 @@ class BottleneckCache:
               f"({tuple(bottom.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
               f"≈ {_human(per_item * len(missing))} in {folder}", flush=True)
         bar = tqdm(total=len(missing), desc="bottleneck", unit="img", disable=not self.progress)
-        computed = {}
         try:
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start:start + batch_size]
@@ -380,18 +381,17 @@ class BottleneckCache:
                 pixels = np.stack([
                     pix if c == 0 else augment_pixels(pix, np.random.default_rng(_rng_seed(digests[i], seed, c)))
                     for pix, (i, c) in zip(originals, chunk)])
-                out = np.asarray(bottom.predict_on_batch(pixels)).astype(self.dtype)
-                for row, ic in zip(out, chunk):
+                rows = np.asarray(bottom.predict_on_batch(pixels)).astype(self.dtype)
+                for row, ic in zip(rows, chunk):
                     if not np.isfinite(row).all():
                         raise ValueError(f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
                                          f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
                                          "values overflow float16 (use dtype='float32')")
                     write_entry(folder / names[ic], row)
-                    computed[ic] = row
+                    out[position[ic]] = row
                 bar.update(len(chunk))
         finally:
             bar.close()
-        return computed
 
     def clear(self) -> int:
         """Delete every cache folder under :attr:`root`; return the bytes freed.
