@@ -1,0 +1,261 @@
+"""Few-shot head recipes on MobileNetV2 pooled features: mean / worst / best val accuracy per N.
+
+    python benchmarks/few_shot.py --data ../shared/data/lion-tiger-bear \\
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \\
+        --seeds 10 --n 1,2,5,10 --features-cache /tmp/few_shot_features.npz
+
+The backbone runs ONCE per photo and view (224×224 centre crop as ``load_images`` gives it,
+its mirror image, and the four corner + centre 224 crops of a 256 resize with their
+mirrors); the pooled features of the last block (``out_relu``, 1280) and of two earlier
+cut points are stored in ``--features-cache``. Every recipe then trains on stored
+features only, so a whole table costs minutes, not hours.
+
+For each seed, N photos per class are a random sample of train/ drawn with
+``numpy.random.default_rng(seed)``; every head is scored on all of val/ (centre crops, the
+view the exported model sees). ``s/fit`` is the wall time of one fit (build + compile +
+fit + predict), on this machine's CPU. ``--draw workbook`` draws instead what
+``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``);
+``--only 'default: ;RECOMMENDED'`` runs only the recipes whose names contain those words;
+``--cut-points`` adds the recommended head on two cut points' features side by side.
+The recommended recipe is ``helpers.few_shot`` (its docstring has the measured table).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SIZE = 224
+BIG = 256  # corner/centre crops of 224 are taken from this resize
+VIEWS = ["centre", "centre_flip"] + [f"{c}{f}" for c in ("c256", "tl", "tr", "bl", "br") for f in ("", "_flip")]
+LAYERS = {"top": "out_relu", "b16": "block_16_project_BN", "b13": "block_13_expand_relu"}
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+def list_split(root: Path, split: str, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        found = sorted(p for p in (root / split / name).iterdir() if p.suffix.lower() in EXTENSIONS)
+        paths += found
+        labels += [label] * len(found)
+    return paths, np.asarray(labels, np.int32)
+
+
+def views_of(paths: list[Path]) -> dict[str, np.ndarray]:
+    """Every view in ``VIEWS`` of these photos, as uint8 arrays."""
+    from helpers.data import load_images
+
+    centre = load_images(paths, SIZE)
+    big = load_images(paths, BIG)
+    m = BIG - SIZE
+    crops = {"c256": big[:, m // 2:m // 2 + SIZE, m // 2:m // 2 + SIZE], "tl": big[:, :SIZE, :SIZE],
+             "tr": big[:, :SIZE, m:], "bl": big[:, m:, :SIZE], "br": big[:, m:, m:]}
+    out = {"centre": centre, "centre_flip": centre[:, :, ::-1]}
+    for name, crop in crops.items():
+        out[name] = crop
+        out[name + "_flip"] = crop[:, :, ::-1]
+    return out
+
+
+def extractor(weights: str):
+    """MobileNetV2 (ImageNet weights, no top) -> pooled features at each cut point in LAYERS."""
+    import keras
+
+    base = keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=(SIZE, SIZE, 3))
+    pooled = [keras.layers.GlobalAveragePooling2D()(base.get_layer(name).output) for name in LAYERS.values()]
+    return keras.Model(base.input, pooled)
+
+
+def compute_features(data: Path, weights: str, views: list[str] = VIEWS, batch: int = 64) -> dict:
+    """Pooled features of every photo of train/ and val/ (train: all views; val: centre views)."""
+    class_names = sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
+    model = extractor(weights)
+    out: dict = {"class_names": np.asarray(class_names), "views": np.asarray(views)}
+    for split, split_views in (("train", views), ("val", [v for v in views if v.startswith("centre")])):
+        paths, labels = list_split(data, split, class_names)
+        out[f"{split}_labels"] = labels
+        out[f"{split}_names"] = np.asarray([p.name for p in paths])
+        imgs = views_of(paths)
+        for key in LAYERS:
+            out[f"{split}_{key}"] = np.zeros((len(views), len(paths), model.output[list(LAYERS).index(key)].shape[-1]),
+                                             np.float32)
+        for v in split_views:
+            x = imgs[v].astype(np.float32) / 127.5 - 1.0
+            feats = model.predict(x, batch_size=batch, verbose=0)
+            for key, f in zip(LAYERS, feats):
+                out[f"{split}_{key}"][views.index(v)] = f
+            print(f"  features: {split} {v} done", flush=True)
+    return out
+
+
+def load_or_compute(cache: Path | None, data: Path | None, weights: str | None) -> dict:
+    """The stored features if ``cache`` holds them for these photos, else computed (and stored)."""
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            feats = {k: z[k] for k in z.files}
+        if data is None or [p.name for p in list_split(data, "train", list(feats["class_names"]))[0]] \
+                == list(feats["train_names"]):
+            return feats
+        print(f"{cache} was computed for other photos: computing again", flush=True)
+    if data is None or weights is None:
+        raise SystemExit("no stored features: pass --data and --weights")
+    start = time.perf_counter()
+    feats = compute_features(data, weights)
+    print(f"features computed in {time.perf_counter() - start:.0f} s", flush=True)
+    if cache is not None:
+        np.savez(cache, **feats)
+    return feats
+
+
+# ---------------------------------------------------------------- head recipes
+# Each recipe: (train features by view (V, n, d), labels (n,), val features by view, per_class, seed)
+# -> val probabilities (m, n_classes). Views: 0 = centre, 1 = its mirror, 2.. = crops (VIEWS).
+
+
+def _default_head(n_features: int, n_classes: int):
+    import keras
+
+    inputs = keras.Input((n_features,))
+    x = keras.layers.Dropout(0.2)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(x))
+
+
+def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
+    return model
+
+
+def _stack(train, views):
+    """Rows of several views, one after the other (labels repeat with ``np.tile``)."""
+    return train[views].reshape(-1, train.shape[-1])
+
+
+def recipe_default(train, y, val, n, seed, views=(0,), epochs=30, lr=1e-3, batch=32):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = _fit(_default_head(train.shape[-1], N_CLASSES), _stack(train, list(views)), np.tile(y, len(views)),
+                 epochs, lr, batch, seed)
+    return model.predict(val[0], verbose=0)
+
+
+def recipe_unit_dense(train, y, val, n, seed, epochs=100, lr=1e-2):
+    """UnitNormalization -> Dropout -> Dense, random start, trained longer and faster."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((train.shape[-1],))
+    x = keras.layers.Dropout(0.2)(keras.layers.UnitNormalization()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(N_CLASSES, activation="softmax")(x))
+    return _fit(model, train[0], y, epochs, lr, 32, seed).predict(val[0], verbose=0)
+
+
+def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=None, tta=False):
+    """helpers.few_shot: prototype start + fit (epochs=0: the class means alone)."""
+    from helpers import few_shot
+
+    head = few_shot.build_head(train.shape[-1], N_CLASSES, n)
+    x, yy = _stack(train, list(views)), np.tile(y, len(views))
+    if epochs == 0:
+        few_shot.init_from_class_means(head, x, yy)
+    else:
+        few_shot.fit_head(head, x, yy, n, seed, **({} if epochs is None else {"epochs": epochs}))
+    p = head.predict(val[0], verbose=0)
+    return (p + head.predict(val[1], verbose=0)) / 2 if tta else p
+
+
+N_CLASSES = 3
+RECIPES = {
+    "default: Dropout+Dense, Adam 1e-3, 30 ep": lambda *a: recipe_default(*a),
+    "default, 12 crop/flip views": lambda *a: recipe_default(*a, views=range(len(VIEWS))),
+    "default, 100 ep, lr 1e-2": lambda *a: recipe_default(*a, epochs=100, lr=1e-2),
+    "UnitNorm+Dense random init, lr 1e-2, 100 ep": lambda *a: recipe_unit_dense(*a),
+    "class means only (no fit)": lambda *a: recipe_few_shot(*a, epochs=0),
+    "RECOMMENDED: class means + fit 30 ep": lambda *a: recipe_few_shot(*a),
+    "class means + fit, centre+flip views": lambda *a: recipe_few_shot(*a, views=(0, 1)),
+    "class means + fit, flip TTA at val": lambda *a: recipe_few_shot(*a, tta=True),
+}
+
+
+def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None) -> np.ndarray:
+    """N random train rows per class for this seed (numpy default_rng(seed)).
+
+    With ``names`` (``--draw workbook``): the photos ``helpers.data.sample_per_class`` picks,
+    i.e. what ``python -m helpers train --per-class N --seed S`` trains on.
+    """
+    if names is not None:
+        from helpers.data import Split, sample_per_class
+
+        split = Split([Path(str(v)) for v in names], [int(v) for v in labels])
+        row = {str(v): i for i, v in enumerate(names)}
+        return np.asarray([row[p.name] for p in sample_per_class(split, n, seed).paths])
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False)
+                           for c in range(int(labels.max()) + 1)])
+
+
+def concat_layers(feats: dict, split: str, keys: list[str]) -> np.ndarray:
+    """Features of several cut points side by side, each L2-normalised first."""
+    parts = [feats[f"{split}_{k}"] / np.maximum(np.linalg.norm(feats[f"{split}_{k}"], axis=-1, keepdims=True), 1e-12)
+             for k in keys]
+    return np.concatenate(parts, axis=-1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=os.environ.get("WORKBOOK_DATA"))
+    p.add_argument("--weights", help="MobileNetV2 1.0 no-top .h5 file (not needed once features are stored)")
+    p.add_argument("--seeds", type=int, default=10, help="random draws per N (seeds 0..S-1)")
+    p.add_argument("--n", default="1,2,5,10", help="photos per class, comma-separated")
+    p.add_argument("--features-cache", type=Path, help="npz of stored features (computed if missing)")
+    p.add_argument("--draw", choices=["rng", "workbook"], default="rng",
+                   help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)")
+    p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
+    p.add_argument("--cut-points", action="store_true",
+                   help="also: the recommended head on block_16_project_BN + out_relu features side by side")
+    args = p.parse_args()
+    feats = load_or_compute(args.features_cache, Path(args.data) if args.data else None, args.weights)
+    global N_CLASSES
+    N_CLASSES = len(feats["class_names"])
+    ytr, yva = feats["train_labels"], feats["val_labels"]
+    inputs = {"top": (feats["train_top"], feats["val_top"])}
+    if args.cut_points:
+        keys = ["b16", "top"]
+        inputs["b16+top"] = (concat_layers(feats, "train", keys), concat_layers(feats, "val", keys))
+    ns = [int(v) for v in args.n.split(",")]
+    names = [r for r in RECIPES if not args.only or any(o in r for o in args.only.split(";"))]
+    print(f"{len(ytr)} train / {len(yva)} val photos, {N_CLASSES} classes; seeds 0..{args.seeds - 1} "
+          f"({args.draw} draw); val accuracy over all val photos\n")
+    header = f"{'recipe':48s} {'N':>4s} {'mean':>7s} {'worst':>7s} {'best':>7s} {'s/fit':>6s}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    for feature_name, (train, val) in inputs.items():
+        for name in names:
+            if feature_name != "top" and "RECOMMENDED" not in name and "means only" not in name:
+                continue
+            label = name if feature_name == "top" else f"{name} [{feature_name}]"
+            for n in ns:
+                accs, secs = [], []
+                for seed in range(args.seeds):
+                    rows = draw(ytr, n, seed, feats["train_names"] if args.draw == "workbook" else None)
+                    start = time.perf_counter()
+                    probs = RECIPES[name](train[:, rows], ytr[rows], val, n, seed)
+                    secs.append(time.perf_counter() - start)
+                    accs.append(float(np.mean(np.argmax(probs, -1) == yva)))
+                print(f"{label[:48]:48s} {n:4d} {np.mean(accs):7.1%} {np.min(accs):7.1%} {np.max(accs):7.1%} "
+                      f"{np.mean(secs):6.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
