@@ -17,7 +17,8 @@ fit + predict), on this machine's CPU. ``--draw workbook`` draws instead what
 ``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``);
 ``--only 'default: ;RECOMMENDED'`` runs only the recipes whose names contain those words;
 ``--cut-points`` adds the recommended head on two cut points' features side by side.
-The recommended recipe is ``helpers.few_shot`` (its docstring has the measured table).
+The recommended recipe is notebook 05's ``start_at_class_means`` on the normalised head, which
+``python -m helpers train`` uses by default; ``--train`` measures that command itself.
 """
 from __future__ import annotations
 
@@ -161,18 +162,53 @@ def recipe_unit_dense(train, y, val, n, seed, epochs=100, lr=1e-2):
     return _fit(model, train[0], y, epochs, lr, 32, seed).predict(val[0], verbose=0)
 
 
-def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=None, tta=False):
-    """helpers.few_shot: prototype start + fit (epochs=0: the class means alone)."""
-    from helpers import few_shot
+def _normalised_head(n_features: int):
+    """The top of ``add_head(..., normalize=True)`` (notebooks 02 and 05) on pooled features."""
+    import keras
 
-    head = few_shot.build_head(train.shape[-1], N_CLASSES, n)
+    inputs = keras.Input((n_features,))
+    x = keras.layers.Dropout(0.2)(keras.layers.UnitNormalization(name="l2")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(N_CLASSES, activation="softmax", name="predictions")(x))
+
+
+def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False):
+    """Notebook 05's ``start_at_class_means`` then ``fit`` (epochs=0: the class means alone)."""
+    import keras
+
+    from helpers.lesson import start_at_class_means
+
+    keras.utils.set_random_seed(seed)
+    head = _normalised_head(train.shape[-1])
     x, yy = _stack(train, list(views)), np.tile(y, len(views))
-    if epochs == 0:
-        few_shot.init_from_class_means(head, x, yy)
-    else:
-        few_shot.fit_head(head, x, yy, n, seed, **({} if epochs is None else {"epochs": epochs}))
+    start_at_class_means(head, x, yy)
+    if epochs:
+        _fit(head, x, yy, epochs, 1e-3, 32, seed)
     p = head.predict(val[0], verbose=0)
     return (p + head.predict(val[1], verbose=0)) / 2 if tta else p
+
+
+def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_size: int = 224) -> list[str]:
+    """The real default ``python -m helpers train`` (MobileNetV2, head only) for each N and seed.
+
+    It draws its own N photos per class (``--per-class N --seed S``), chooses the epoch on its
+    validation half and reports val and test halves: both are scored here, together.
+    """
+    import tempfile
+
+    from helpers import train
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in ns:
+            accs = []
+            for seed in range(seeds):
+                m = train.train_classifier(data, Path(tmp) / f"n{n}s{seed}", backbone="mobilenet_v2", weights=weights,
+                                           per_class=n, image_size=image_size, seed=seed, cache_dir=Path(tmp) / "cache")
+                accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"]))
+            lines.append(f"helpers train (default head)  N={n:3d}  mean {np.mean(accs):6.1%}  worst {min(accs):6.1%}  "
+                         f"best {max(accs):6.1%}  ({seeds} seeds)")
+            print(lines[-1], flush=True)
+    return lines
 
 
 N_CLASSES = 3
@@ -222,9 +258,14 @@ def main() -> int:
     p.add_argument("--draw", choices=["rng", "workbook"], default="rng",
                    help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)")
     p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
+    p.add_argument("--train", action="store_true",
+                   help="measure the real default `python -m helpers train` for each N and seed (needs --weights)")
     p.add_argument("--cut-points", action="store_true",
                    help="also: the recommended head on block_16_project_BN + out_relu features side by side")
     args = p.parse_args()
+    if args.train:
+        default_train(Path(args.data), args.weights, [int(v) for v in args.n.split(",")], args.seeds)
+        return 0
     feats = load_or_compute(args.features_cache, Path(args.data) if args.data else None, args.weights)
     global N_CLASSES
     N_CLASSES = len(feats["class_names"])

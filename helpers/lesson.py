@@ -5,15 +5,18 @@ function; ``python -m helpers sync-lesson --check`` fails when this file and the
 differ. The package (``python -m helpers train``, later notebooks) runs exactly this code.
 """
 import keras
+import numpy as np
 
 
 # Defined in notebooks/02_pop_and_add_head.ipynb
-def add_head(base, class_names, preprocess, dropout=0.2):
+def add_head(base, class_names, preprocess, dropout=0.2, normalize=False):
     """A new classifier on a pretrained ``base``: raw 0–255 pixels in, one probability per class out."""
     inputs = keras.Input(shape=base.input.shape[1:], name="image")
     x = preprocess(inputs)
     x = base(x, training=False)  # run the base in inference mode (notebook 04 shows the catch)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if normalize:  # features of length 1: the softmax compares directions (notebook 05, for tiny data)
+        x = keras.layers.UnitNormalization(name="l2")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(len(class_names), activation="softmax", dtype="float32",
                                  name="predictions")(x)
@@ -56,3 +59,13 @@ def split_at(model, cut):
     bottom = keras.Model(model.input, model.get_layer(cut).output)
     top = keras.Model(model.get_layer(cut).output, model.output)
     return bottom, top
+
+
+# Defined in notebooks/05_small_data_short_time.ipynb
+def start_at_class_means(model, features, labels, scale=30.0):
+    """Set the ``predictions`` layer so that class c's logit is ``scale`` × cosine(photo, mean of class c)."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    means = np.stack([unit[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    model.get_layer("predictions").set_weights([scale * means.T, np.zeros(len(means))])
+    return model

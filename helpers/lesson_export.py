@@ -27,6 +27,7 @@ function; ``python -m helpers sync-lesson --check`` fails when this file and the
 differ. The package (``python -m helpers train``, later notebooks) runs exactly this code.
 """
 import keras
+import numpy as np
 '''
 
 

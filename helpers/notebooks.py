@@ -44,7 +44,7 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     "02_pop_and_add_head": {"BACKBONE": "MobileNetV2"},
     "03_train_the_head": {"BACKBONE": "MobileNetV2", "EPOCHS": 20},
     "04_fine_tune": {"BACKBONE": "MobileNetV2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
-    "05_small_data_short_time": {"BACKBONE": "MobileNetV2", "PER_CLASS": 5, "EPOCHS": 10, "PER_CLASS_LIST": [2, 10],
+    "05_small_data_short_time": {"BACKBONE": "MobileNetV2", "PER_CLASS": 5, "EPOCHS": 10, "PER_CLASS_LIST": [1, 10],
                                  "SEEDS": [0, 1], "SCRATCH_IMAGE_SIZE": 64, "SCRATCH_EPOCHS": 5,
                                  "SCRATCH_SECONDS": 10},
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},

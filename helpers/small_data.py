@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from .lesson import compile_model, fit_keep_best, split_at
+from .lesson import compile_model, fit_keep_best, split_at, start_at_class_means
 from .photos import Photos
 
 
@@ -86,20 +86,59 @@ def _draw(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n] for c in np.unique(y)]))
 
 
-def accuracy_vs_photos(photos: Photos, store, model: keras.Model, initial_weights, per_class_list, seeds,
-                       epochs: int = 20, scratch_size: int = 128, scratch_epochs: int = 60,
-                       scratch_seconds: float = 60.0, progress: bool = True) -> list[PhotosResult]:
+def _features(photos: Photos, store, bottom: keras.Model) -> dict[str, np.ndarray]:
+    """The features of every photo of each split, from the activation cache (computed at most once)."""
+    return {name: store.activations(bottom, getattr(photos, f"{name}_paths")).astype("float32")
+            for name in ("train", "val", "test")}
+
+
+def _fit_head(top: keras.Model, model: keras.Model, feats: dict, photos: Photos, rows_of: np.ndarray, seed: int,
+              epochs: int, start: str = "class means") -> float:
+    """Notebook 05's head recipe on one draw: a start, ``compile_model`` + ``fit_keep_best``; test accuracy."""
+    keras.utils.set_random_seed(seed)
+    y = photos.y_train[rows_of]
+    if start == "class means":
+        start_at_class_means(model, feats["train"][rows_of], y)
+    else:
+        dense = model.get_layer("predictions")
+        kernel = keras.initializers.GlorotUniform(seed)(dense.kernel.shape)
+        dense.set_weights([keras.ops.convert_to_numpy(kernel), np.zeros(dense.units, "float32")])
+    compile_model(top, 1e-3)
+    fit_keep_best(top, feats["train"][rows_of], y, (feats["val"], photos.y_val), epochs)
+    return _accuracy(top, feats["test"], photos.y_test)
+
+
+def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, seeds, epochs: int = 20) -> str:
+    """Random start vs class-means start of ``model``'s head (it must be normalised), same draws: a table."""
+    bottom, top = split_at(model, "pool")
+    feats = _features(photos, store, bottom)
+    results: dict[str, list[float]] = {"random start, then fit": [], "class means, before fit": [],
+                                       "class means, then fit": []}
+    for seed in seeds:
+        rows_of = _draw(photos.y_train, per_class, seed)
+        results["random start, then fit"].append(_fit_head(top, model, feats, photos, rows_of, seed, epochs, "random"))
+        start_at_class_means(model, feats["train"][rows_of], photos.y_train[rows_of])
+        results["class means, before fit"].append(_accuracy(top, feats["test"], photos.y_test))
+        results["class means, then fit"].append(_fit_head(top, model, feats, photos, rows_of, seed, epochs))
+    lines = [f"{per_class} photo(s) per class, {len(seeds)} draws, test accuracy: mean (worst)"]
+    lines += [f"  {name:26s} {np.mean(v):6.1%} ({min(v):.1%})" for name, v in results.items()]
+    return "\n".join(lines)
+
+
+def accuracy_vs_photos(photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20,
+                       scratch_size: int = 128, scratch_epochs: int = 60, scratch_seconds: float = 60.0,
+                       progress: bool = True) -> list[PhotosResult]:
     """For each N in ``per_class_list`` (None = all) and seed: transfer head vs CNN from scratch.
 
     The transfer side is notebook 05's lesson: ``split_at(model, "pool")``, the features of
     every photo from the activation cache ``store`` (each photo through the frozen base at
-    most once), then ``compile_model`` + ``fit_keep_best`` on the top, from
-    ``initial_weights`` each time. The scratch CNN trains on the same photos at
-    ``scratch_size`` px, at most ``scratch_epochs`` epochs or ``scratch_seconds`` seconds.
-    Both are scored on the test photos; the validation photos choose the epoch.
+    most once), the head started at the class means (``model`` has normalised features),
+    then ``compile_model`` + ``fit_keep_best`` on the top. The scratch CNN trains on the same
+    photos at ``scratch_size`` px, at most ``scratch_epochs`` epochs or ``scratch_seconds``
+    seconds. Both are scored on the test photos; the validation photos choose the epoch.
     """
     bottom, top = split_at(model, "pool")
-    feats = {name: store.activations(bottom, getattr(photos, f"{name}_paths")) for name in ("train", "val", "test")}
+    feats = _features(photos, store, bottom)
     probe = photos.x_train[:32]
     start = time.perf_counter()
     bottom.predict(probe, verbose=0)
@@ -112,13 +151,9 @@ def accuracy_vs_photos(photos: Photos, store, model: keras.Model, initial_weight
             rows_of = _draw(photos.y_train, n, seed)
             y = photos.y_train[rows_of]
             row = row or PhotosResult(n, len(rows_of))
-            model.set_weights(initial_weights)
-            keras.utils.set_random_seed(seed)
-            compile_model(top, 1e-3)
             start = time.perf_counter()
-            fit_keep_best(top, feats["train"][rows_of], y, (feats["val"], photos.y_val), epochs)
+            row.transfer_accuracy.append(_fit_head(top, model, feats, photos, rows_of, seed, epochs))
             row.transfer_seconds.append(time.perf_counter() - start + forward_per_photo * len(rows_of))
-            row.transfer_accuracy.append(_accuracy(top, feats["test"], photos.y_test))
             keras.utils.set_random_seed(seed)
             scratch = compile_model(scratch_cnn(scratch_size, len(photos.class_names)), 1e-3)
             budget = TimeBudget(scratch_seconds)
@@ -132,7 +167,6 @@ def accuracy_vs_photos(photos: Photos, store, model: keras.Model, initial_weight
         rows.append(row)
         if progress:
             print(describe(row), flush=True)
-    model.set_weights(initial_weights)
     return rows
 
 
@@ -205,5 +239,5 @@ def timing_table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "describe", "estimate_seconds",
+__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "compare_starts", "describe", "estimate_seconds",
            "plot_accuracy_vs_photos", "scratch_cnn", "time_to_accuracy", "timing_table"]

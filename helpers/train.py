@@ -32,7 +32,7 @@ from . import cuts, device, files
 from . import data as data_mod
 from .backbones import build_base, get_spec, preprocess_layer
 from .cache import BottleneckCache
-from .lesson import add_head, compile_model, fit_keep_best, unfreeze_above
+from .lesson import add_head, compile_model, fit_keep_best, start_at_class_means, unfreeze_above
 from .photos import splits
 
 HEAD_LEARNING_RATE = 1e-3
@@ -56,6 +56,7 @@ class Recipe:
     cache: BottleneckCache | None = None
     augment_copies: int = 0  # with a cache: K fixed random views of each training photo, computed once
     strategy: object = None  # a tf.distribute strategy (helpers.device.choose_strategy); None: one device
+    class_means_start: bool = True  # a normalised head on cached features starts at the class means (notebook 05)
 
 
 @dataclass
@@ -75,13 +76,17 @@ class PhaseResult:
 
 
 def build_classifier(class_names: list[str], backbone: str = "inception_v3", weights="imagenet",
-                     image_size: int | None = None, dropout: float = 0.2) -> keras.Model:
-    """Notebook 02's model by name: the pretrained base, frozen, with ``add_head`` on top."""
+                     image_size: int | None = None, dropout: float = 0.2, normalize: bool = True) -> keras.Model:
+    """Notebook 02's model by name: the pretrained base, frozen, with ``add_head`` on top.
+
+    ``normalize=True`` (the default) gives the head notebook 05's normalised features, so
+    that training on cached features can start it at the class means.
+    """
     if len(class_names) < 2:  # a one-way softmax is always 1.0: nothing to learn
         raise ValueError(f"a classifier needs at least two classes, got {list(class_names)}")
     base = build_base(backbone, weights, image_size)
     base.trainable = False
-    return add_head(base, class_names, preprocess_layer(backbone), dropout)
+    return add_head(base, class_names, preprocess_layer(backbone), dropout, normalize)
 
 
 def freeze_for(model: keras.Model, fine_tune_from: str | int | None) -> str | None:
@@ -135,6 +140,9 @@ def train_phase(model: keras.Model, train: data_mod.Split, val: data_mod.Split, 
                          cache_folder=str(seen.folder), augment_copies=recipe.augment_copies)
             y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
             extra["forward_seconds"] = time.perf_counter() - start
+            if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
+                start_at_class_means(model, x.astype("float32"), y)
+                extra["start"] = "class means"
             fit_model, args = part.top, (x, y, (x_val, np.asarray(val.labels, np.int32)))
             batch_size = recipe.batch_size
         else:
@@ -194,8 +202,8 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
     folder = data_mod.load_folder(data, per_class=per_class, seed=seed)
     parts = splits(folder, seed)
     strategy = strategy or device.choose_strategy()
-    with device.strategy_scope(strategy):
-        model = build_classifier(folder.class_names, backbone, weights, size)
+    with device.strategy_scope(strategy):  # the plain recipe keeps the classic head (no features to start from)
+        model = build_classifier(folder.class_names, backbone, weights, size, normalize=cache)
     store = BottleneckCache(cache_dir) if cache else None
     if augment_copies and store is None:
         raise ValueError("augment_copies needs the activation cache (leave cache on)")
