@@ -252,6 +252,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from .gpu_check import main as gpu_check
+
+    return gpu_check(allow_cpu=args.allow_cpu, image_size=args.image_size, images=args.images,
+                     batch_size=args.batch_size, epochs=args.epochs, precision=args.precision, blocks=args.blocks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line. Defaults are None here and come from the helper functions' own defaults
     (``helpers.train.train_classifier``, ``helpers.bench.run``, ``helpers.data.check_data``), so
@@ -340,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("images", nargs="+", type=Path)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("gpu-check", help="find the backend's GPU and measure InceptionV3 on it (one JSON line)")
+    p.add_argument("--allow-cpu", action="store_true", help="no GPU: measure on the CPU (small) instead of failing")
+    p.add_argument("--image-size", type=int, help="photo side (GPU default 299, CPU 75)")
+    p.add_argument("--images", type=int, help="synthetic photos (GPU default 512, CPU 16)")
+    p.add_argument("--batch-size", type=int, help="GPU default 64, CPU 8")
+    p.add_argument("--epochs", type=int, help="head epochs, cached and plain (GPU default 3, CPU 2)")
+    p.add_argument("--precision", help="Keras dtype policy (default: mixed_bfloat16 on JAX, mixed_float16 on "
+                                       "other GPUs, float32 on the CPU)")
+    p.add_argument("--blocks", type=int, default=2, help="top blocks to fine-tune (default 2)")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("cache", help="list or clear the bottleneck cache (where it lives, how big it is)")
     p.add_argument("--cache-dir", type=Path, help=f"the cache root (default: ${CACHE_ENV}, else ~/.cache/…)")

@@ -37,22 +37,70 @@ def _tf():
     return tf
 
 
+def backend() -> str:
+    """Keras' backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
+    return keras.backend.backend()
+
+
+def has_tensorflow() -> bool:
+    """Whether TensorFlow is installed (``tf.distribute`` and ``tf.config`` exist only then)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _uses_tensorflow() -> bool:
+    """``tf.config``/``tf.distribute`` apply: the backend is TensorFlow (so it is installed)."""
+    return backend() == "tensorflow"
+
+
+def _jax_devices(kind: str) -> list:
+    import jax
+
+    try:
+        return list(jax.devices(kind.lower()))
+    except RuntimeError:  # "Unknown backend gpu": no GPU plugin or no GPU
+        return []
+
+
 def gpus() -> list[str]:
-    """Names of the visible GPUs (empty on a CPU-only machine)."""
-    return [d.name for d in _tf().config.list_physical_devices("GPU")]
+    """Names of the GPUs the Keras backend sees (empty on a CPU-only machine).
+
+    TensorFlow: ``tf.config.list_physical_devices("GPU")``; JAX: ``jax.devices("gpu")``;
+    PyTorch: ``torch.cuda`` (and Apple's ``mps``).
+    """
+    name = backend()
+    if name == "tensorflow":
+        return [d.name for d in _tf().config.list_physical_devices("GPU")]
+    if name == "jax":
+        return [f"{d.platform}:{d.id} {getattr(d, 'device_kind', '')}".strip() for d in _jax_devices("gpu")]
+    if name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        return ["mps:0"] if mps is not None and mps.is_available() else []
+    return []
 
 
 def logical_devices(kind: str = "GPU") -> list[str]:
-    """Names of the logical devices of ``kind`` ("GPU" or "CPU") TensorFlow will use."""
-    return [d.name for d in _tf().config.list_logical_devices(kind)]
+    """Names of the logical devices of ``kind`` ("GPU" or "CPU") the backend will use."""
+    if _uses_tensorflow():
+        return [d.name for d in _tf().config.list_logical_devices(kind)]
+    if backend() == "jax":
+        return [str(d) for d in _jax_devices(kind)]
+    return gpus() if kind == "GPU" else ["cpu:0"]
 
 
 def split_cpu(n: int = 2) -> list[str]:
     """Split the CPU into ``n`` logical devices (to test multi-device code without GPUs).
 
     Must run before TensorFlow initialises its devices (first op / first model), so tests
-    call it at the top of a fresh process.
+    call it at the top of a fresh process. TensorFlow backend only.
     """
+    if not _uses_tensorflow():
+        raise RuntimeError(f"split_cpu needs the TensorFlow backend (tf.config); this is {backend()!r}")
     tf = _tf()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
@@ -78,7 +126,18 @@ def choose_strategy(kind: str = "auto"):
     MirroredStrategy when more than one GPU is visible, else the default (one device).
     ``"mirrored"`` with no GPUs mirrors over the logical CPUs (see :func:`split_cpu`).
     Nothing is remembered: pass the strategy on (``helpers.train.Recipe(strategy=...)``).
+
+    With another Keras backend (JAX, PyTorch) there is no ``tf.distribute``: ``"auto"`` and
+    ``"default"`` give None (one device; :func:`strategy_scope` does nothing), the others
+    raise with the reason. (Keras' own ``keras.distribution`` is JAX's way to several devices.)
     """
+    if kind not in ("auto", "default", "mirrored", "multi_worker"):
+        raise ValueError(f"unknown strategy {kind!r}; choose auto, default, mirrored or multi_worker")
+    if not _uses_tensorflow():
+        if kind in ("auto", "default"):
+            return None
+        raise RuntimeError(f"strategy {kind!r} is tf.distribute, which needs the TensorFlow backend; "
+                           f"this is {backend()!r} (use keras.distribution with JAX)")
     tf = _tf()
     if kind == "auto":
         if workers_in_tf_config() > 1:
@@ -119,13 +178,13 @@ def replicas(strategy=None) -> int:
 def use_mixed_precision(policy: str | None = "auto") -> str:
     """Set Keras' global dtype policy and return its name.
 
-    ``"auto"``: ``mixed_float16`` on a GPU, ``float32`` on a CPU (CPUs gain little, and
+    ``"auto"``: ``mixed_float16`` on a GPU (``mixed_bfloat16`` with JAX), ``float32`` on a CPU (CPUs gain little, and
     float16 maths is slow there). ``"mixed_float16"``/``"mixed_bfloat16"``/``"float32"``
     set that policy explicitly (``None`` leaves it unchanged). Layers built afterwards
     compute in the low precision and keep float32 weights; the head's softmax is float32.
     """
     if policy == "auto":
-        policy = "mixed_float16" if gpus() else "float32"
+        policy = ("mixed_bfloat16" if backend() == "jax" else "mixed_float16") if gpus() else "float32"
     if policy is not None:
         keras.mixed_precision.set_global_policy(policy)
     return keras.mixed_precision.global_policy().name
@@ -135,8 +194,13 @@ def jit_compile() -> bool:
     """Whether Keras' default ``jit_compile="auto"`` uses XLA here: on a GPU, not on a CPU.
 
     On CPU, XLA compiles each new batch shape for a few seconds and rarely pays back on
-    short runs (measured here); on a GPU it fuses the training step's kernels.
+    short runs (measured here); on a GPU it fuses the training step's kernels. With JAX,
+    Keras always compiles the step with XLA (``jax.jit``); with PyTorch, ``"auto"`` means no.
     """
+    if backend() == "jax":
+        return True
+    if backend() == "torch":
+        return False
     return bool(gpus())
 
 
@@ -160,26 +224,44 @@ def configure(mixed_precision: str | None = "auto", strategy: str = "auto") -> S
     return Setup("GPU" if found else "CPU", found, policy, jit_compile(), chosen, replicas(chosen))
 
 
+def _backend_version() -> str:
+    name = backend()
+    if name == "tensorflow":
+        return f"tensorflow {_tf().__version__}"
+    module = __import__(name)
+    return f"{name} {module.__version__}" + ("" if has_tensorflow() else " (TensorFlow not installed)")
+
+
+def _all_devices() -> list[str]:
+    if _uses_tensorflow():
+        return [d.name for d in _tf().config.list_logical_devices()]
+    if backend() == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    return ["cpu:0"] + gpus()
+
+
 def describe(strategy=None) -> str:
     """A plain report: versions, devices, precision policy, XLA, distribution strategy.
 
     Notebook 00 prints this so a learner knows what runs where. ``strategy``: the one in use
     (default: what :func:`choose_strategy` picks for this machine).
     """
-    tf = _tf()
     found = gpus()
     strategy = strategy or choose_strategy("auto")
     lines = [
         f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPU cores",
-        f"tensorflow {tf.__version__}, keras {keras.__version__} (backend: {keras.backend.backend()})",
-        f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}",
+        f"{_backend_version()}, keras {keras.__version__} (backend: {keras.backend.backend()})",
+        f"devices: {', '.join(_all_devices())}",
         f"GPUs: {', '.join(found) if found else 'none - everything runs on the CPU'}",
         f"precision policy: {keras.mixed_precision.global_policy().name}"
         + (" (float16 maths, float32 weights and softmax)" if "mixed" in keras.mixed_precision.global_policy().name
            else ""),
         f"XLA (jit_compile) for training: {jit_compile()}",
-        f"distribution: {type(strategy).__name__} with {getattr(strategy, 'num_replicas_in_sync', 1)} replica(s)",
+        f"distribution: {type(strategy).__name__ if strategy is not None else 'one device'} with "
+        f"{getattr(strategy, 'num_replicas_in_sync', 1)} replica(s)",
     ]
     if workers_in_tf_config():
         lines.append(f"TF_CONFIG: {workers_in_tf_config()} workers")

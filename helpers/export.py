@@ -10,13 +10,17 @@ SavedModel and TFLite are TensorFlow formats, so this module (and notebook 08, w
 ``model.export(path)`` and ``tf.lite.TFLiteConverter.from_saved_model(path)`` in its cells)
 talks to ``tensorflow`` directly. The checks (:func:`check_exports`: every format reloaded and
 compared with the Keras model) are here.
+
+Without TensorFlow installed (``requirements-jax.txt``), only the ``.keras`` file and the
+labels are written; :func:`export_all` records why SavedModel and TFLite were skipped
+(``Exported.skipped``), and :func:`check_exports` reports them as skipped.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -26,6 +30,22 @@ from . import backbones  # noqa: F401  (registers the custom preprocessing layer
 from . import files
 
 LABELS_FILE = "labels.txt"
+
+
+def tensorflow_missing() -> str | None:
+    """Why SavedModel/TFLite cannot be written here (None when TensorFlow is installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return None
+    return (f"TensorFlow is not installed (Keras backend {keras.backend.backend()!r}): SavedModel and TFLite "
+            "are TensorFlow formats; install tensorflow-cpu (requirements.txt) to export them")
+
+
+def _need_tensorflow(what: str) -> None:
+    reason = tensorflow_missing()
+    if reason:
+        raise RuntimeError(f"{what} skipped: {reason}")
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -79,6 +99,7 @@ def export_saved_model(model: keras.Model, target: str | os.PathLike) -> Path:
     The folder is written beside ``target`` under a temporary name and renamed into
     place, so a crash never leaves half an export; an old export is replaced whole.
     """
+    _need_tensorflow("SavedModel export")
     target = Path(target)
     with files.staging_dir(target, "export") as tmp:
         shutil.rmtree(tmp)  # model.export wants to create the folder itself
@@ -91,6 +112,7 @@ def export_saved_model(model: keras.Model, target: str | os.PathLike) -> Path:
 
 def export_tflite(saved_model_dir: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Convert a SavedModel to a float32 TFLite file (no quantisation), atomically."""
+    _need_tensorflow("TFLite export")
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
@@ -105,16 +127,18 @@ class Exported:
     """Where :func:`export_all` put each format."""
 
     keras_file: Path
-    saved_model: Path
-    tflite: Path
+    saved_model: Path | None
+    tflite: Path | None
     labels: Path
+    skipped: dict[str, str] = field(default_factory=dict)  # format -> why it was not written
 
     def sizes(self) -> dict[str, int]:
-        """Bytes on disk of each format."""
+        """Bytes on disk of each format written."""
         def size(p: Path) -> int:
             return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-        return {"keras": size(self.keras_file), "saved_model": size(self.saved_model),
-                "tflite": size(self.tflite), "labels": size(self.labels)}
+        found = {"keras": self.keras_file, "saved_model": self.saved_model, "tflite": self.tflite,
+                 "labels": self.labels}
+        return {name: size(p) for name, p in found.items() if p is not None}
 
 
 def export_all(model: keras.Model, class_names: list[str], out_dir: str | os.PathLike) -> Exported:
@@ -124,6 +148,9 @@ def export_all(model: keras.Model, class_names: list[str], out_dir: str | os.Pat
     if n_out != len(class_names):
         raise ValueError(f"the model has {n_out} outputs but {len(class_names)} class names were given")
     keras_file = save_keras(model, out / "model.keras", class_names)
+    reason = tensorflow_missing()
+    if reason:
+        return Exported(keras_file, None, None, out / LABELS_FILE, {"saved_model": reason, "tflite": reason})
     saved = export_saved_model(model, out / "saved_model")
     tflite = export_tflite(saved, out / "model.tflite")
     return Exported(keras_file, saved, tflite, out / LABELS_FILE)
@@ -184,14 +211,18 @@ def check_exports(exported: Exported, images: np.ndarray, model: keras.Model | N
     """Reload every exported format and compare its predictions with the Keras model's.
 
     The reference is ``model`` if given, else the ``.keras`` file reloaded in safe mode.
-    Returns ``{"keras_reloaded"|"saved_model"|"tflite": {"max_abs_diff", "top1_agreement"}}``.
+    Returns ``{"keras_reloaded"|"saved_model"|"tflite": {"max_abs_diff", "top1_agreement"}}``
+    (``{"skipped": reason}`` for a format that was not exported).
     """
     x = np.asarray(images, np.float32)
     reloaded = load_model(exported.keras_file)
     reference = model if model is not None else reloaded
     ref = np.asarray(reference.predict(x, verbose=0))
-    return {
-        "keras_reloaded": agreement(ref, np.asarray(reloaded.predict(x, verbose=0))),
-        "saved_model": agreement(ref, SavedModelPredictor(exported.saved_model).predict(x)),
-        "tflite": agreement(ref, TFLitePredictor(exported.tflite).predict(x)),
-    }
+    checks = {"keras_reloaded": agreement(ref, np.asarray(reloaded.predict(x, verbose=0)))}
+    for name, predictor, where in (("saved_model", SavedModelPredictor, exported.saved_model),
+                                   ("tflite", TFLitePredictor, exported.tflite)):
+        if where is None:
+            checks[name] = {"skipped": exported.skipped.get(name, "not exported")}
+        else:
+            checks[name] = agreement(ref, predictor(where).predict(x))
+    return checks

@@ -1,6 +1,12 @@
 """Grad-CAM (notebook 06): the heatmap points at the evidence for the class."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -27,6 +33,64 @@ def test_the_heatmap_lights_up_where_the_red_square_is():
     assert classes.tolist() == [1] and heat.shape == (32, 32)
     assert heat.max() == pytest.approx(1.0)
     assert heat[4:12, 20:28].min() > 0.99 and heat[16:, :16].max() == 0.0
+
+
+def test_the_gradient_is_the_exact_one():
+    """score of "red" = 5 × mean of conv channel 0, so d score / d maps is 5/1024 there and 0 on channel 1."""
+    model = red_detector()
+    grad_model = keras.Model(model.input, [model.get_layer("conv").output, model.output])
+    image = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    maps, grads = explain.gradients(grad_model, image, class_index=1)
+    assert maps.shape == grads.shape == (2, 32, 32, 2)
+    np.testing.assert_allclose(grads[..., 0], 5 / 1024, rtol=1e-5)
+    np.testing.assert_allclose(grads[..., 1], 0.0, atol=1e-8)
+    np.testing.assert_allclose(model.predict(image, verbose=0).sum(1), 1.0, rtol=1e-5)  # softmax put back
+
+
+ROOT = Path(__file__).resolve().parent.parent
+JAX_GRAD_CAM = textwrap.dedent("""
+    import keras, numpy as np
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    import jax
+    from tests.test_explain import red_detector, test_the_gradient_is_the_exact_one
+    from helpers import cuts, explain, train
+    test_the_gradient_is_the_exact_one()             # the red detector, by jax.vjp
+    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    # the maps are the nested base's output: score = W[:, c] . mean(maps), so d score / d maps = W[:, c] / (h w)
+    maps, grads, chosen = explain.gradients(explain.grad_model(model), images, return_classes=True)
+    w = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
+    h, wd = maps.shape[1:3]
+    for i, c in enumerate(chosen):
+        np.testing.assert_allclose(grads[i], np.broadcast_to(w[:, c] / (h * wd), grads[i].shape), rtol=1e-4, atol=1e-9)
+    # maps inside the nested base (a lower cut point): the gradient flows through the blocks above
+    lower = cuts.cut_points(cuts.base_of(model))[-3]
+    heat, _ = explain.grad_cam(model, images, layer_name=lower)
+    assert heat.shape[0] == 2 and np.isfinite(heat).all() and heat.max() > 0
+    print("jax", jax.__version__, "grad-cam ok")
+""")
+
+
+def _python_with_jax() -> str | None:
+    """This interpreter if it has JAX, else the project's ``.venv-jax`` if there is one."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is not None:
+        return sys.executable
+    venv = ROOT / ".venv-jax" / "bin" / "python"
+    return str(venv) if venv.is_file() else None
+
+
+@pytest.mark.slow
+def test_grad_cam_really_runs_under_jax():
+    python = _python_with_jax()
+    if python is None:
+        pytest.skip("JAX is not installed here and there is no .venv-jax (pip install -r requirements-jax.txt)")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([python, "-c", JAX_GRAD_CAM], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "grad-cam ok" in result.stdout
 
 
 def test_transferred_model_is_explained_at_its_last_cut_point(tiny_trained_run):

@@ -50,6 +50,10 @@ def test_labels_travel_with_their_photos_and_shuffling_is_seeded(tiny_photos):
 
 
 def test_the_tensorflow_decoder_is_close_but_not_identical(tiny_photos):
+    if not pipeline.has_tensorflow():
+        with pytest.raises(ValueError, match="needs TensorFlow"):
+            pipeline.photo_dataset(load_folder(tiny_photos).train.paths, 40, decoder="tf")
+        pytest.skip("TensorFlow is not installed: decoder='tf' says so (checked above)")
     paths = load_folder(tiny_photos).train.paths
     tf_pixels = np.concatenate(batches(pipeline.photo_dataset(paths, 40, decoder="tf")))
     pil_pixels = load_images(paths, 40)
