@@ -106,8 +106,8 @@ def gradients(grad_model: keras.Model, images, class_index: int | list[int] | No
               return_classes: bool = False):
     """``(maps, d score / d maps)`` for a batch of raw 0–255 images, by the backend's autodiff.
 
-    TensorFlow: ``GradientTape``; PyTorch: ``torch.autograd.grad``; JAX: ``jax.vjp`` with
-    respect to a zero added to the maps (:func:`_jax_gradients`).
+    TensorFlow: ``GradientTape``; PyTorch: ``torch.autograd.grad``; JAX: ``jax.vjp`` of the
+    part of the model above the maps (:func:`_jax_gradients`).
 
     ``grad_model`` maps pixels to ``[feature maps, class scores]`` (:func:`grad_model`);
     the score is that of ``class_index`` (one for all images, one per image) or, with None,
@@ -147,61 +147,22 @@ def gradients(grad_model: keras.Model, images, class_index: int | list[int] | No
     return (maps, grads, chosen) if return_classes else (maps, grads)
 
 
-def _producer(tensor) -> tuple[keras.layers.Layer, int]:
-    """The layer (inside nested models too) whose call gives ``tensor``, and which of its outputs.
-
-    Read from the symbolic tensor's history (``_keras_history``: the bookkeeping behind
-    Keras' functional API, the one non-public attribute this module reads, for JAX only).
-    """
-    op, _, index = tensor._keras_history
-    while isinstance(op, keras.Model):  # the maps come out of a nested model: look inside it
-        outputs = op.outputs if isinstance(op.outputs, (list, tuple)) else [op.outputs]
-        op, _, index = outputs[index]._keras_history
-    return op, index
-
-
-@contextlib.contextmanager
-def _shifted_output(layer: keras.layers.Layer, index: int, delta):
-    """While inside, ``layer`` returns its output ``index`` plus ``delta`` (then it is put back)."""
-    original = layer.call
-
-    def call(*args, **kwargs):
-        out = original(*args, **kwargs)
-        if isinstance(out, (list, tuple)):
-            out = type(out)(o + delta if i == index else o for i, o in enumerate(out))
-            return out
-        return out + delta
-
-    layer.call = call
-    try:
-        yield
-    finally:
-        del layer.call  # the instance attribute goes; the class's method is seen again
-
-
 def _jax_gradients(grad_model: keras.Model, x: np.ndarray, chosen_of):
-    """JAX has no tape: d score / d maps is the gradient with respect to a zero added to the maps.
+    """JAX has no tape: differentiate the part of the model *above* the maps, as a function of them.
 
-    The layer that makes the maps adds ``delta`` (zeros) to its output while ``jax.vjp``
-    traces the model; the pull-back of the one-hot class score gives d score / d delta,
-    which is d score / d maps, in one forward and one backward pass.
+    ``keras.Model(maps, scores)`` is that part (every path to the scores passes through the
+    maps, which is why they are a cut point); ``jax.vjp`` of it at the maps gives
+    d score / d maps in one forward and one backward pass.
     """
     import jax
     import jax.numpy as jnp
 
-    symbolic = grad_model.outputs[0]
-    layer, index = _producer(symbolic)
-    zeros = jnp.zeros((len(x),) + tuple(symbolic.shape[1:]), dtype=symbolic.dtype)
-
-    def forward(delta):
-        with _shifted_output(layer, index, delta):
-            maps, scores = grad_model(x, training=False)
-        return maps, scores
-
-    (maps, scores), pull_back = jax.vjp(forward, zeros)
+    symbolic_maps, symbolic_scores = grad_model.outputs
+    above = keras.Model(symbolic_maps, symbolic_scores)
+    maps, _ = grad_model(x, training=False)
+    scores, pull_back = jax.vjp(lambda m: above(m, training=False), jnp.asarray(maps))
     chosen = chosen_of(scores)
-    one_hot = jax.nn.one_hot(jnp.asarray(chosen), int(scores.shape[-1]), dtype=scores.dtype)
-    (grads,) = pull_back((jnp.zeros_like(maps), one_hot))
+    (grads,) = pull_back(jax.nn.one_hot(jnp.asarray(chosen), int(scores.shape[-1]), dtype=scores.dtype))
     return maps, scores, grads, chosen
 
 
