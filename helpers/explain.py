@@ -60,14 +60,17 @@ def grad_model(model: keras.Model, layer_name: str | None = None) -> keras.Model
     base = cuts.base_of(model)
     if layer_name == base.layers[-1].name and POOL in {layer.name for layer in model.layers}:
         return keras.Model(model.input, [model.get_layer(POOL).input, model.output])
-    # the maps are inside the nested base: re-run the outer layers around a base with two outputs
-    inner = keras.Model(base.input, [base.get_layer(layer_name).output, base.output], name=f"{base.name}_maps")
+    # the maps are inside the nested base: cut the base there, so that the class scores are
+    # computed *from* the maps (every path passes through a cut point)
+    below = keras.Model(base.input, base.get_layer(layer_name).output, name=f"{base.name}_to_{layer_name}")
+    above = keras.Model(base.get_layer(layer_name).output, base.output, name=f"{base.name}_from_{layer_name}")
     outer = model.layers
     at = outer.index(base)
     x = model.input
     for layer in outer[1:at]:
         x = layer(x)
-    maps, y = inner(x, training=False)
+    maps = below(x, training=False)
+    y = above(maps, training=False)
     for layer in outer[at + 1:]:
         y = layer(y)
     return keras.Model(model.input, [maps, y], name=f"{model.name}_grad_cam")

@@ -55,7 +55,8 @@ JAX_GRAD_CAM = textwrap.dedent("""
     from tests.test_explain import red_detector, test_the_gradient_is_the_exact_one
     from helpers import cuts, explain, train
     test_the_gradient_is_the_exact_one()             # the red detector, by jax.vjp
-    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32)
+    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32,
+                                 normalize=False)  # score = W . mean(maps): an exact gradient to check
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     # the maps are the nested base's output: score = W[:, c] . mean(maps), so d score / d maps = W[:, c] / (h w)
     maps, grads, chosen = explain.gradients(explain.grad_model(model), images, return_classes=True)
