@@ -54,17 +54,28 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
 
 @dataclass
 class NotebookRun:
-    """The outcome of executing one notebook."""
+    """The outcome of executing one notebook.
+
+    ``error`` says what went wrong and in which cell (None when all ran); ``timed_out`` is
+    True when a cell ran past the per-cell timeout; ``cell`` is the failing cell's execution
+    count (or, for a cell that never got one, its position among the code cells).
+    """
 
     name: str
     output: Path
     seconds: float
     parameters: dict
     error: str | None = None
+    timed_out: bool = False
+    cell: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "seconds": round(self.seconds, 2), "ok": self.ok, "error": self.error,
+                "timed_out": self.timed_out, "cell": self.cell, "parameters": self.parameters}
 
 
 def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
@@ -116,12 +127,23 @@ def parse_value(text: str) -> object:
 
 
 @contextlib.contextmanager
-def kernel_environment():
-    """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
+def kernel_environment(pass_log: str | os.PathLike | None = None, source: str | None = None):
+    """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet.
+
+    With ``pass_log``, kernels started inside append their forward-pass records there
+    (``$WORKBOOK_PASS_LOG``, :mod:`helpers.passes`), tagged with ``source``.
+    """
+    from . import passes
+
+    names = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", passes.LOG_ENV, passes.SOURCE_ENV)
+    saved = {k: os.environ.get(k) for k in names}
     paths = [str(PROJECT_ROOT)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if pass_log is not None:
+        os.environ[passes.LOG_ENV] = str(Path(pass_log).resolve())
+    if source is not None:
+        os.environ[passes.SOURCE_ENV] = source
     try:
         yield
     finally:
@@ -132,53 +154,124 @@ def kernel_environment():
                 os.environ[key] = value
 
 
+DEFAULT_TIMEOUT = 1800  # seconds per cell
+PASS_LOG = "passes.jsonl"
+SUMMARY = "notebooks.json"
+
+
 def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None,
-                 timeout: float = 1800) -> NotebookRun:
-    """Execute one notebook with papermill into ``out_dir`` (also its working directory)."""
+                 timeout: float = DEFAULT_TIMEOUT, pass_log: str | os.PathLike | None = None) -> NotebookRun:
+    """Execute one notebook with papermill into ``out_dir`` (also its working directory).
+
+    Never raises for what happens in the notebook: a failing cell, a cell running past
+    ``timeout`` seconds, a kernel that dies or never starts are all returned as the run's
+    ``error`` (with the cell), and whatever ran is saved in the output notebook.
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
     start = time.perf_counter()
-    error = None
-    with kernel_environment():
+    error, timed_out, cell = None, False, None
+    with kernel_environment(pass_log, source=path.stem):
         try:
             papermill.execute_notebook(str(path), str(output), parameters=parameters or {},
                                        kernel_name=KERNEL_NAME, cwd=str(out_dir), progress_bar=False,
                                        execution_timeout=timeout)
         except papermill.PapermillExecutionError as exc:
+            cell = exc.exec_count
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error)
+        except Exception as exc:  # a cell timeout, a dead kernel, a kernel that never started
+            timed_out = isinstance(exc, CellTimeoutError)
+            message = (str(exc).strip().splitlines() or [""])[0]
+            if timed_out:
+                message = f"ran past the {timeout:g} s cell timeout ({message})"
+            cell, where = _last_started_cell(output)
+            error = f"{where}: {type(exc).__name__}: {message}"
+    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error,
+                       timed_out, cell)
+
+
+def _last_started_cell(executed: Path) -> tuple[int | None, str]:
+    """The cell papermill started last in a partly executed notebook, and a phrase naming it."""
+    try:
+        nb = nbformat.read(str(executed), as_version=4)
+    except Exception:  # not written at all: the kernel never ran a cell
+        return None, "before any cell ran"
+    started = None
+    for position, c in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        if c.get("metadata", {}).get("papermill", {}).get("start_time"):
+            started = position, c
+    if started is None:
+        return None, "before any cell ran"
+    position, c = started
+    first_line = next((line.strip() for line in c.source.splitlines() if line.strip()), "")
+    shown = f" `{first_line[:60]}`" if first_line else ""
+    if c.get("execution_count"):
+        return c.execution_count, f"cell {c.execution_count}{shown}"
+    return position, f"code cell {position}{shown}"
+
+
+def write_summary(out_dir: str | os.PathLike, runs: list[NotebookRun], pending: Iterable[str] = (),
+                  pass_log: str | os.PathLike | None = None) -> Path:
+    """Write ``out_dir/notebooks.json`` (atomically): the runs so far, the forward-pass counts.
+
+    ``{"notebooks": [one NotebookRun.to_dict() each], "pending": [names still to run],
+    "complete": bool, "forward_passes": helpers.passes.summarise(pass_log)}``.
+    """
+    from . import passes
+    from .files import write_json
+
+    pending = list(pending)
+    summary = {"notebooks": [r.to_dict() for r in runs], "pending": pending, "complete": not pending,
+               "forward_passes": []}
+    if pass_log is not None:
+        try:
+            summary["forward_passes"] = passes.summarise(pass_log)
+        except ValueError as exc:  # a torn log must not cost the summary of the notebooks
+            summary["forward_passes_error"] = str(exc)
+    return write_json(Path(out_dir) / SUMMARY, summary)
 
 
 def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str | None = None,
                   parameters: dict | None = None, only: Iterable[str] | None = None,
                   notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
-                  log: Callable[[str], None] | None = print) -> list[NotebookRun]:
+                  log: Callable[[str], None] | None = print,
+                  timeout: float = DEFAULT_TIMEOUT) -> list[NotebookRun]:
     """Execute every notebook in order into ``out_dir``; report each one's wall time.
 
-    A failing notebook does not stop the others; check ``all(run.ok for run in runs)``.
-    A summary (name, seconds, ok, error, parameters of each) goes to ``out_dir/notebooks.json``.
+    A failing notebook -- an error, a cell past ``timeout`` seconds, a dead kernel -- does
+    not stop the others; check ``all(run.ok for run in runs)``. ``out_dir/notebooks.json``
+    (:func:`write_summary`) is rewritten after every notebook, so it is there even when the
+    run is cut short. The kernels' forward passes are counted in ``out_dir/passes.jsonl``,
+    emptied first, and summarised in ``notebooks.json`` under ``forward_passes``.
     """
-    from .files import write_json
-
-    runs = []
-    for path in notebook_paths(notebooks_dir, only):
-        params = parameters_for(path, quick, backbone, parameters)
-        if log:
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
-            log(f"{path.name}: running ({shown})")
-        run = run_notebook(path, out_dir, params)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pass_log = out_dir / PASS_LOG
+    pass_log.write_bytes(b"")
+    paths = notebook_paths(notebooks_dir, only)
+    runs: list[NotebookRun] = []
+    write_summary(out_dir, runs, [p.stem for p in paths], pass_log)
+    for index, path in enumerate(paths):
+        try:
+            params = parameters_for(path, quick, backbone, parameters)
+        except Exception as exc:  # an unreadable notebook: record it and go on
+            run = NotebookRun(path.stem, out_dir / path.name, 0.0, {}, f"not readable: {type(exc).__name__}: {exc}")
+        else:
+            if log:
+                shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
+                log(f"{path.name}: running ({shown})")
+            run = run_notebook(path, out_dir, params, timeout=timeout, pass_log=pass_log)
         runs.append(run)
+        write_summary(out_dir, runs, [p.stem for p in paths[index + 1:]], pass_log)
         if log:
             log(f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
                 + (f" — {run.error}" if run.error else ""))
-    write_json(Path(out_dir) / "notebooks.json",
-               [{"name": r.name, "seconds": round(r.seconds, 2), "ok": r.ok, "error": r.error,
-                 "parameters": r.parameters} for r in runs])
     if log:
-        failed = [r.name for r in runs if not r.ok]
+        failed = [r.name + (" (timed out)" if r.timed_out else "") for r in runs if not r.ok]
         total = sum(r.seconds for r in runs)
         log(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
             + (f"; FAILED: {', '.join(failed)}" if failed else ""))

@@ -127,8 +127,72 @@ def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
     assert executed.cells[-1].outputs[0].text == "42\n"
     assert any("FAILED: 01_broken" in line for line in lines)
     summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
-    assert [(r["name"], r["ok"], r["parameters"]) for r in summary] == [("00_ok", True, {"VALUE": 21}),
-                                                                        ("01_broken", False, {"VALUE": 21})]
+    assert [(r["name"], r["ok"], r["parameters"]) for r in summary["notebooks"]] == [
+        ("00_ok", True, {"VALUE": 21}), ("01_broken", False, {"VALUE": 21})]
+    assert summary["complete"] and summary["pending"] == [] and summary["forward_passes"] == []
+
+
+def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
+    """A cell past the timeout and a kernel that dies are recorded with their cell; the next notebook runs."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_slow.ipynb", "import time\ntime.sleep(60)")
+    _tiny_notebook(src / "01_dies.ipynb", "import os\nos._exit(1)")
+    _tiny_notebook(src / "02_ok.ipynb", "print(VALUE * 2)")
+    lines, summaries = [], []
+    out = tmp_path / "out"
+
+    def log(line):  # notebooks.json is already rewritten when a notebook's result is logged
+        lines.append(line)
+        if ": running" not in line:
+            summaries.append(json.loads((out / "notebooks.json").read_text()))
+
+    runs = notebooks.run_notebooks(out, parameters={"VALUE": 21}, notebooks_dir=src, log=log, timeout=2)
+    assert [(r.name, r.ok, r.timed_out) for r in runs] == [("00_slow", False, True), ("01_dies", False, False),
+                                                           ("02_ok", True, False)]
+    assert runs[0].seconds < 30, "the timeout must stop the sleeping cell"
+    # the third code cell: the parameters cell, papermill's injected one, then the body
+    assert runs[0].cell == 3 and "cell 3 `import time`" in runs[0].error and "CellTimeoutError" in runs[0].error
+    assert runs[1].cell == 3 and "cell 3 `import os`" in runs[1].error and "DeadKernelError" in runs[1].error
+    executed = nbformat.read(str(out / "02_ok.ipynb"), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "42\n"
+    assert any("FAILED: 00_slow (timed out), 01_dies" in line for line in lines)
+    # a summary after each notebook: what ran so far, and what is still to run
+    assert [([n["name"] for n in s["notebooks"]], s["pending"], s["complete"]) for s in summaries[:3]] == [
+        (["00_slow"], ["01_dies", "02_ok"], False), (["00_slow", "01_dies"], ["02_ok"], False),
+        (["00_slow", "01_dies", "02_ok"], [], True)]
+    final = json.loads((out / "notebooks.json").read_text())
+    assert final["complete"] and [n["name"] for n in final["notebooks"]] == ["00_slow", "01_dies", "02_ok"]
+    slow, dies, ok = final["notebooks"]
+    assert slow["timed_out"] and not slow["ok"] and slow["cell"] == 3 and "timeout" in slow["error"]
+    assert not dies["timed_out"] and "DeadKernelError" in dies["error"] and dies["parameters"] == {"VALUE": 21}
+    assert ok["ok"] and ok["error"] is None and ok["seconds"] > 0
+
+
+def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypatch):
+    """Kernels record passes into OUT/passes.jsonl (emptied first); notebooks.json sums them up."""
+    monkeypatch.delenv("WORKBOOK_PASS_LOG", raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    body = ("from helpers import passes\n"
+            "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
+            "passes.record(key, IDS, COMPUTED)")
+    _tiny_notebook(src / "00_first.ipynb", body.replace("IDS", "['p1', 'p2', 'p3']").replace("COMPUTED", "3"))
+    _tiny_notebook(src / "01_again.ipynb", body.replace("IDS", "['p2', 'p3', 'p4']").replace("COMPUTED", "1")
+                   + "\npasses.record(key, ['p1'], 1, kind='fine_tune')")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "passes.jsonl").write_text('{"key": {"stale": 1}, "kind": "frozen", "photo_ids": ["x"], "computed": 9}\n')
+    runs = notebooks.run_notebooks(out, notebooks_dir=src, log=None)
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    key = {"backbone": "mobilenet_v2", "image_size": 96, "weights": "imagenet"}
+    summary = json.loads((out / "notebooks.json").read_text())
+    assert summary["forward_passes"] == [
+        {"key": key, "kind": "frozen", "distinct": 4, "computed": 4, "ratio": 1.0},
+        {"key": key, "kind": "fine_tune", "distinct": 1, "computed": 1, "ratio": 1.0}]
+    sources = [json.loads(line)["source"] for line in (out / "passes.jsonl").read_text().splitlines()]
+    assert sources == ["00_first", "01_again", "01_again"]
+    assert "WORKBOOK_PASS_LOG" not in os.environ, "the runner's own environment is left as it was"
 
 
 def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
@@ -141,6 +205,22 @@ def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
     assert "00_broken.ipynb: FAILED" in capsys.readouterr().out
     _tiny_notebook(src / "00_broken.ipynb", "print(VALUE)")
     assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", "VALUE", "7", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp_path, capsys):
+    from helpers import cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_slow.ipynb", "import time\ntime.sleep(60)")
+    _tiny_notebook(src / "01_ok.ipynb", "print(VALUE)")
+    assert cli.main(["notebooks", "--notebooks-dir", str(src), "--timeout", "2", "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "01_ok.ipynb: ok" in captured.out
+    assert "FAILED 00_slow: cell 2" in captured.err and "timeout" in captured.err
+    summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
+    assert [(n["name"], n["ok"], n["timed_out"]) for n in summary["notebooks"]] == [("00_slow", False, True),
+                                                                                   ("01_ok", True, False)]
 
 
 def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
