@@ -278,6 +278,64 @@ def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str
     return runs
 
 
+# --- checking outputs with nbval without executing twice ----------------------------
+
+def nbval_replay(stored: str | os.PathLike, executed: str | os.PathLike, parameters: dict | None = None,
+                 edit: Callable[[nbformat.NotebookNode], None] | None = None) -> nbformat.NotebookNode:
+    """A notebook on which ``pytest --nbval-lax`` compares an executed run's outputs with the stored ones.
+
+    nbval always executes what it checks. To check a notebook papermill has already run
+    (``executed``) without running it again, this builds the notebook nbval would check --
+    ``stored`` with ``parameters`` injected as papermill does, its stored outputs as the
+    reference, ``edit`` applied to it -- and replaces the code of every cell nbval compares
+    (``# NBVAL_CHECK_OUTPUT``) by code that re-emits the outputs that cell produced in
+    ``executed``; other cells become empty (lax mode does not compare them, and the run
+    already reported their errors). nbval then compares, sanitizes and reports with all of
+    its own machinery, in a kernel that runs in a second.
+    """
+    import json
+
+    import papermill
+
+    nb = papermill.execute_notebook(str(stored), None, parameters=parameters or {}, prepare_only=True,
+                                    kernel_name=KERNEL_NAME, progress_bar=False)
+    ran = [c for c in nbformat.read(str(executed), as_version=4).cells if c.cell_type == "code"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if [c.source for c in ran] != [c.source for c in code]:
+        raise ValueError(f"{executed} is not a run of {stored} with these parameters: the code cells differ")
+    if edit is not None:
+        edit(nb)
+    for cell, run in zip(code, ran):
+        markers = [line for line in cell.source.splitlines() if line.strip().startswith("# NBVAL_")]
+        quoted = "\n".join("#   " + line for line in cell.source.splitlines())
+        body = ""
+        if is_checked(cell):
+            errors = [o for o in run.outputs if o.output_type == "error"]
+            if errors:
+                raise ValueError(f"{executed}: a checked cell failed: {errors[0].ename}: {errors[0].evalue}")
+            body = (f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
+                    f"from helpers.notebooks import replay_outputs\n"
+                    f"replay_outputs({json.dumps(run.outputs)!r})")
+        cell.source = "\n".join(markers + [body]).strip() or "pass"
+    return nb
+
+
+def replay_outputs(outputs_json: str) -> None:
+    """Emit a cell's recorded outputs again, in order, in a running kernel (see :func:`nbval_replay`)."""
+    import json
+    import sys
+
+    from IPython.display import publish_display_data
+
+    for output in json.loads(outputs_json):
+        if output["output_type"] == "stream":
+            stream = sys.stderr if output["name"] == "stderr" else sys.stdout
+            stream.write(output["text"])
+            stream.flush()
+        elif output["output_type"] in ("display_data", "execute_result"):
+            publish_display_data(output["data"], output.get("metadata", {}))
+
+
 # --- keeping stored notebooks clean -------------------------------------------------
 
 def is_checked(cell) -> bool:

@@ -1,9 +1,11 @@
 """The notebooks: stored clean, well-formed, and executed headless in quick mode.
 
-Every notebook is executed by papermill with the quick-mode parameters (any failing cell
-fails the test) and checked by nbval in lax mode: the cells marked ``# NBVAL_CHECK_OUTPUT``
-must print what is stored in the notebook. Both need the real photos and weights
-(``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip without them.
+Every notebook is executed once, by the runner (papermill) with the quick-mode parameters
+(any failing cell fails the test), and checked by nbval in lax mode: the cells marked
+``# NBVAL_CHECK_OUTPUT`` must print what is stored in the notebook; nbval compares that run's
+outputs (``notebooks.nbval_replay``) instead of executing the notebook a second time. Both
+need the real photos and weights (``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip
+without them.
 """
 from __future__ import annotations
 
@@ -255,13 +257,19 @@ def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
     assert notebooks.dirty_notebooks([stored]) == []
 
 
-# --- executing the real notebooks (quick mode) -----------------------------------------
+# --- executing the real notebooks (quick mode), once each -------------------------------
+#
+# The ``quick_workbook`` fixture (conftest.py) executes each notebook once, with the runner;
+# the tests below share that run: papermill's verdict, then nbval's comparison of the checked
+# cells' outputs against the stored ones (on an ``nbval_replay`` of the run: nbval compares
+# with all its own machinery without executing the notebook a second time).
 
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, shared_weights_dir):
-    run = notebooks.run_notebook(path, tmp_path, notebooks.parameters_for(path, quick=True))
+def test_notebook_runs_headless_in_quick_mode(path, quick_workbook):
+    run = quick_workbook["runs"][path.stem]
+    assert run.parameters == notebooks.parameters_for(path, quick=True)
     assert run.ok, f"{path.name} failed: {run.error} (see {run.output})"
     executed = nbformat.read(str(run.output), as_version=4)
     for cell in executed.cells:
@@ -270,43 +278,81 @@ def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, sha
     print(f"{path.name}: {run.seconds:.1f} s")
 
 
-def _nbval(path: Path, tmp_path: Path, edit=None) -> subprocess.CompletedProcess:
-    """Run nbval --nbval-lax on a quick-parameterised copy of ``path`` that keeps the stored outputs."""
-    import papermill
-
-    copy = tmp_path / path.name
-    nb = papermill.execute_notebook(str(path), None, parameters=notebooks.parameters_for(path, quick=True),
-                                    prepare_only=True, kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
-    if edit is not None:
-        edit(nb)
-    nbformat.write(nb, str(copy))
+def _nbval(stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None,
+           edit=None) -> subprocess.CompletedProcess:
+    """Run nbval --nbval-lax on the replay of ``executed`` against ``stored``'s outputs (see nbval_replay)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / stored.name
+    nbformat.write(notebooks.nbval_replay(stored, executed, parameters, edit=edit), str(copy))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
          "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _executed(quick_workbook, path: Path):
+    run = quick_workbook["runs"][path.stem]
+    if not run.ok:
+        pytest.fail(f"{path.name} did not run ({run.error}), so there is nothing to compare; "
+                    "see test_notebook_runs_headless_in_quick_mode")
+    return run
 
 
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_checked_outputs_match_under_nbval(path, tmp_path, shared_photos, shared_weights_dir):
-    result = _nbval(path, tmp_path)
+def test_notebook_checked_outputs_match_under_nbval(path, quick_workbook, tmp_path):
+    run = _executed(quick_workbook, path)
+    result = _nbval(path, run.output, tmp_path, run.parameters)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
 
 @pytest.mark.slow
 @pytest.mark.shared
-def test_nbval_fails_when_a_checked_output_changes(tmp_path, shared_photos, shared_weights_dir):
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("00")], ids=lambda p: p.stem)
+def test_nbval_fails_when_a_checked_output_changes(path, quick_workbook, tmp_path):
     """The comparison is real: a wrong stored class list makes nbval fail."""
-    path = next(p for p in NOTEBOOKS if p.stem.startswith("00"))
+    run = _executed(quick_workbook, path)
 
     def break_class_names(nb):
         cell = next(c for c in nb.cells if notebooks.is_checked(c) and "class_names" in c.source)
         cell.outputs[0].text = "['cat', 'dog']\n"
 
-    result = _nbval(path, tmp_path, edit=break_class_names)
+    result = _nbval(path, run.output, tmp_path, run.parameters, edit=break_class_names)
     assert result.returncode != 0
     assert "Cell outputs differ" in result.stdout and "['cat', 'dog']" in result.stdout
+
+
+def test_nbval_replay_compares_what_the_run_printed(tmp_path):
+    """The replay is faithful: a same (sanitized) output passes, a different or a missing one fails."""
+    stored = tmp_path / "00_tiny.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# tiny"),
+        nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE, '0xdeadbeef')", execution_count=2,
+                                  outputs=[nbformat.v4.new_output("stream", text="7 0x1234\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE + 1)", execution_count=3,
+                                  outputs=[nbformat.v4.new_output("stream", text="9\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('quiet')", execution_count=4,
+                                  outputs=[nbformat.v4.new_output("stream", text="quiet\n")]),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(stored))
+    run = notebooks.run_notebook(stored, tmp_path / "out", {"VALUE": 7})
+    assert run.ok, run.error
+    executed = nbformat.read(str(run.output), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "quiet\n"
+    executed.cells[-1].outputs = []  # as if the last cell had printed nothing
+    nbformat.write(executed, str(run.output))
+
+    result = _nbval(stored, run.output, tmp_path / "nbval", {"VALUE": 7})
+    # code cells 0-2 pass (parameters, papermill's injected cell, '7 0x...' sanitized); 3 and 4 fail
+    assert "2 failed, 3 passed" in result.stdout and result.returncode != 0, result.stdout[-3000:]
+    assert "Cell outputs differ" in result.stdout and "'9\\n' == '8\\n'" in result.stdout.replace('"', "'")
+    assert "Missing output fields" in result.stdout
+
+    with pytest.raises(ValueError, match="not a run of"):
+        notebooks.nbval_replay(stored, run.output, {"VALUE": 8})
