@@ -117,7 +117,8 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     Which notebooks: those named by the ``path`` parameter of the selected tests that use
     this fixture (``-k 03`` runs notebook 03 alone); all of them if a selected test asks
     without a ``path``. Returns ``{"out": folder, "runs": {name: NotebookRun}, "summary":
-    notebooks.json}``.
+    notebooks.json}``; with ``$WORKBOOK_ARTIFACTS`` set (CI), the executed notebooks,
+    ``notebooks.json`` and ``passes.jsonl`` are also copied to ``$WORKBOOK_ARTIFACTS/notebooks/``.
     """
     import json
 
@@ -135,6 +136,15 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     out = tmp_path_factory.mktemp("quick_workbook")
     runs = notebooks.run_notebooks(out, quick=True, only=sorted(wanted) or None, log=print,
                                    timeout=QUICK_CELL_TIMEOUT_S)
+    if os.environ.get("WORKBOOK_ARTIFACTS"):  # CI keeps the executed notebooks and notebooks.json
+        import shutil
+
+        kept = Path(os.environ["WORKBOOK_ARTIFACTS"]) / "notebooks"
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for name in [run.output.name for run in runs] + [notebooks.SUMMARY, notebooks.PASS_LOG]:
+            if (out / name).is_file():
+                shutil.copy2(out / name, kept / name)
     return {"out": out, "runs": {run.name: run for run in runs},
             "summary": json.loads((out / notebooks.SUMMARY).read_text())}
 

@@ -278,6 +278,20 @@ def test_notebook_runs_headless_in_quick_mode(path, quick_workbook):
     print(f"{path.name}: {run.seconds:.1f} s")
 
 
+@pytest.mark.slow
+@pytest.mark.shared
+def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
+    """The whole workbook in quick mode, as ``python -m helpers notebooks --quick`` writes it up."""
+    summary, runs = quick_workbook["summary"], quick_workbook["runs"]
+    assert summary["complete"] and summary["pending"] == []
+    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in NOTEBOOKS] == list(runs)
+    assert [n["ok"] for n in summary["notebooks"]] == [r.ok for r in runs.values()]
+    for entry in summary["forward_passes"]:  # one per (backbone, size, weights) and kind
+        assert set(entry) == {"key", "kind", "distinct", "computed", "ratio"}
+        assert entry["ratio"] == (entry["computed"] / entry["distinct"] if entry["distinct"] else None)
+    print(json.dumps(summary["forward_passes"], indent=1))
+
+
 def _nbval(stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None,
            edit=None) -> subprocess.CompletedProcess:
     """Run nbval --nbval-lax on the replay of ``executed`` against ``stored``'s outputs (see nbval_replay)."""
