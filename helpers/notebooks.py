@@ -6,8 +6,15 @@ photos and epochs, MobileNetV2) so that each notebook runs in well under a minut
 CPU cores. Photos and weights still come from ``$WORKBOOK_DATA`` and
 ``$WORKBOOK_WEIGHTS_DIR``, as in notebook 00.
 
+A failing cell, a cell running past ``--timeout`` seconds or a dead kernel fails that
+notebook only: the next one still runs, ``DIR/notebooks.json`` (rewritten after every
+notebook) says what failed and in which cell, and the command exits 1 at the end. The
+kernels count their forward passes into ``DIR/passes.jsonl`` (:mod:`helpers.passes`),
+summarised in ``notebooks.json`` under ``forward_passes``.
+
 Stored notebooks carry no outputs, except the cells marked ``# NBVAL_CHECK_OUTPUT``
-whose output nbval compares (``python -m helpers clean-notebooks``).
+whose output nbval compares (``python -m helpers clean-notebooks``); :func:`nbval_replay`
+lets nbval compare an existing run's outputs without executing the notebook again.
 """
 from __future__ import annotations
 
