@@ -188,8 +188,11 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
     parameters = {name: parse_value(value) for name, value in args.parameter or []}
     runs = run_notebooks(args.out, quick=args.quick, backbone=args.backbone, parameters=parameters,
-                         only=args.only, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR)
-    return 0 if all(run.ok for run in runs) else 1
+                         only=args.only, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR, timeout=args.timeout)
+    failed = [run for run in runs if not run.ok]
+    for run in failed:
+        print(f"FAILED {run.name}: {run.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_clean_notebooks(args: argparse.Namespace) -> int:
@@ -320,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a parameter (a Python literal or a string) where a notebook declares it")
     p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 03)")
     p.add_argument("--notebooks-dir", type=Path, help="where the notebooks are (default: notebooks/)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the executed notebooks and their files")
+    p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                   help="fail a notebook whose cell runs longer than this, then go on with the next (default 1800)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for the executed notebooks, notebooks.json and passes.jsonl")
     p.set_defaults(func=cmd_notebooks)
 
     p = sub.add_parser("clean-notebooks", help="strip outputs (except NBVAL_CHECK_OUTPUT cells) from notebooks")

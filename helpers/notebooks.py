@@ -6,8 +6,15 @@ photos and epochs, MobileNetV2) so that each notebook runs in well under a minut
 CPU cores. Photos and weights still come from ``$WORKBOOK_DATA`` and
 ``$WORKBOOK_WEIGHTS_DIR``, as in notebook 00.
 
+A failing cell, a cell running past ``--timeout`` seconds or a dead kernel fails that
+notebook only: the next one still runs, ``DIR/notebooks.json`` (rewritten after every
+notebook) says what failed and in which cell, and the command exits 1 at the end. The
+kernels count their forward passes into ``DIR/passes.jsonl`` (:mod:`helpers.passes`),
+summarised in ``notebooks.json`` under ``forward_passes``.
+
 Stored notebooks carry no outputs, except the cells marked ``# NBVAL_CHECK_OUTPUT``
-whose output nbval compares (``python -m helpers clean-notebooks``).
+whose output nbval compares (``python -m helpers clean-notebooks``); :func:`nbval_replay`
+lets nbval compare an existing run's outputs without executing the notebook again.
 """
 from __future__ import annotations
 
@@ -56,17 +63,28 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
 
 @dataclass
 class NotebookRun:
-    """The outcome of executing one notebook."""
+    """The outcome of executing one notebook.
+
+    ``error`` says what went wrong and in which cell (None when all ran); ``timed_out`` is
+    True when a cell ran past the per-cell timeout; ``cell`` is the failing cell's execution
+    count (or, for a cell that never got one, its position among the code cells).
+    """
 
     name: str
     output: Path
     seconds: float
     parameters: dict
     error: str | None = None
+    timed_out: bool = False
+    cell: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "seconds": round(self.seconds, 2), "ok": self.ok, "error": self.error,
+                "timed_out": self.timed_out, "cell": self.cell, "parameters": self.parameters}
 
 
 def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
@@ -118,12 +136,23 @@ def parse_value(text: str) -> object:
 
 
 @contextlib.contextmanager
-def kernel_environment():
-    """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
+def kernel_environment(pass_log: str | os.PathLike | None = None, source: str | None = None):
+    """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet.
+
+    With ``pass_log``, kernels started inside append their forward-pass records there
+    (``$WORKBOOK_PASS_LOG``, :mod:`helpers.passes`), tagged with ``source``.
+    """
+    from . import passes
+
+    names = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", passes.LOG_ENV, passes.SOURCE_ENV)
+    saved = {k: os.environ.get(k) for k in names}
     paths = [str(PROJECT_ROOT)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if pass_log is not None:
+        os.environ[passes.LOG_ENV] = str(Path(pass_log).resolve())
+    if source is not None:
+        os.environ[passes.SOURCE_ENV] = source
     try:
         yield
     finally:
@@ -134,57 +163,186 @@ def kernel_environment():
                 os.environ[key] = value
 
 
+DEFAULT_TIMEOUT = 1800  # seconds per cell
+PASS_LOG = "passes.jsonl"
+SUMMARY = "notebooks.json"
+
+
 def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None,
-                 timeout: float = 1800) -> NotebookRun:
-    """Execute one notebook with papermill into ``out_dir`` (also its working directory)."""
+                 timeout: float = DEFAULT_TIMEOUT, pass_log: str | os.PathLike | None = None) -> NotebookRun:
+    """Execute one notebook with papermill into ``out_dir`` (also its working directory).
+
+    Never raises for what happens in the notebook: a failing cell, a cell running past
+    ``timeout`` seconds, a kernel that dies or never starts are all returned as the run's
+    ``error`` (with the cell), and whatever ran is saved in the output notebook.
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
     start = time.perf_counter()
-    error = None
-    with kernel_environment():
+    error, timed_out, cell = None, False, None
+    with kernel_environment(pass_log, source=path.stem):
         try:
             papermill.execute_notebook(str(path), str(output), parameters=parameters or {},
                                        kernel_name=KERNEL_NAME, cwd=str(out_dir), progress_bar=False,
                                        execution_timeout=timeout)
         except papermill.PapermillExecutionError as exc:
+            cell = exc.exec_count
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error)
+        except Exception as exc:  # a cell timeout, a dead kernel, a kernel that never started
+            timed_out = isinstance(exc, CellTimeoutError)
+            message = (str(exc).strip().splitlines() or [""])[0]
+            if timed_out:
+                message = f"ran past the {timeout:g} s cell timeout ({message})"
+            cell, where = _last_started_cell(output)
+            error = f"{where}: {type(exc).__name__}: {message}"
+    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error,
+                       timed_out, cell)
+
+
+def _last_started_cell(executed: Path) -> tuple[int | None, str]:
+    """The cell papermill started last in a partly executed notebook, and a phrase naming it."""
+    try:
+        nb = nbformat.read(str(executed), as_version=4)
+    except Exception:  # not written at all: the kernel never ran a cell
+        return None, "before any cell ran"
+    started = None
+    for position, c in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        if c.get("metadata", {}).get("papermill", {}).get("start_time"):
+            started = position, c
+    if started is None:
+        return None, "before any cell ran"
+    position, c = started
+    first_line = next((line.strip() for line in c.source.splitlines() if line.strip()), "")
+    shown = f" `{first_line[:60]}`" if first_line else ""
+    if c.get("execution_count"):
+        return c.execution_count, f"cell {c.execution_count}{shown}"
+    return position, f"code cell {position}{shown}"
+
+
+def write_summary(out_dir: str | os.PathLike, runs: list[NotebookRun], pending: Iterable[str] = (),
+                  pass_log: str | os.PathLike | None = None) -> Path:
+    """Write ``out_dir/notebooks.json`` (atomically): the runs so far, the forward-pass counts.
+
+    ``{"notebooks": [one NotebookRun.to_dict() each], "pending": [names still to run],
+    "complete": bool, "forward_passes": helpers.passes.summarise(pass_log)}``.
+    """
+    from . import passes
+    from .files import write_json
+
+    pending = list(pending)
+    summary = {"notebooks": [r.to_dict() for r in runs], "pending": pending, "complete": not pending,
+               "forward_passes": []}
+    if pass_log is not None:
+        try:
+            summary["forward_passes"] = passes.summarise(pass_log)
+        except ValueError as exc:  # a torn log must not cost the summary of the notebooks
+            summary["forward_passes_error"] = str(exc)
+    return write_json(Path(out_dir) / SUMMARY, summary)
 
 
 def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str | None = None,
                   parameters: dict | None = None, only: Iterable[str] | None = None,
                   notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
-                  log: Callable[[str], None] | None = print) -> list[NotebookRun]:
+                  log: Callable[[str], None] | None = print,
+                  timeout: float = DEFAULT_TIMEOUT) -> list[NotebookRun]:
     """Execute every notebook in order into ``out_dir``; report each one's wall time.
 
-    A failing notebook does not stop the others; check ``all(run.ok for run in runs)``.
-    A summary (name, seconds, ok, error, parameters of each) goes to ``out_dir/notebooks.json``.
+    A failing notebook -- an error, a cell past ``timeout`` seconds, a dead kernel -- does
+    not stop the others; check ``all(run.ok for run in runs)``. ``out_dir/notebooks.json``
+    (:func:`write_summary`) is rewritten after every notebook, so it is there even when the
+    run is cut short. The kernels' forward passes are counted in ``out_dir/passes.jsonl``,
+    emptied first, and summarised in ``notebooks.json`` under ``forward_passes``.
     """
-    from .files import write_json
-
-    runs = []
-    for path in notebook_paths(notebooks_dir, only):
-        params = parameters_for(path, quick, backbone, parameters)
-        if log:
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
-            log(f"{path.name}: running ({shown})")
-        run = run_notebook(path, out_dir, params)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pass_log = out_dir / PASS_LOG
+    pass_log.write_bytes(b"")
+    paths = notebook_paths(notebooks_dir, only)
+    runs: list[NotebookRun] = []
+    write_summary(out_dir, runs, [p.stem for p in paths], pass_log)
+    for index, path in enumerate(paths):
+        try:
+            params = parameters_for(path, quick, backbone, parameters)
+        except Exception as exc:  # an unreadable notebook: record it and go on
+            run = NotebookRun(path.stem, out_dir / path.name, 0.0, {}, f"not readable: {type(exc).__name__}: {exc}")
+        else:
+            if log:
+                shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
+                log(f"{path.name}: running ({shown})")
+            run = run_notebook(path, out_dir, params, timeout=timeout, pass_log=pass_log)
         runs.append(run)
+        write_summary(out_dir, runs, [p.stem for p in paths[index + 1:]], pass_log)
         if log:
             log(f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
                 + (f" — {run.error}" if run.error else ""))
-    write_json(Path(out_dir) / "notebooks.json",
-               [{"name": r.name, "seconds": round(r.seconds, 2), "ok": r.ok, "error": r.error,
-                 "parameters": r.parameters} for r in runs])
     if log:
-        failed = [r.name for r in runs if not r.ok]
+        failed = [r.name + (" (timed out)" if r.timed_out else "") for r in runs if not r.ok]
         total = sum(r.seconds for r in runs)
         log(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
             + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return runs
+
+
+# --- checking outputs with nbval without executing twice ----------------------------
+
+def nbval_replay(stored: str | os.PathLike, executed: str | os.PathLike, parameters: dict | None = None,
+                 edit: Callable[[nbformat.NotebookNode], None] | None = None) -> nbformat.NotebookNode:
+    """A notebook on which ``pytest --nbval-lax`` compares an executed run's outputs with the stored ones.
+
+    nbval always executes what it checks. To check a notebook papermill has already run
+    (``executed``) without running it again, this builds the notebook nbval would check --
+    ``stored`` with ``parameters`` injected as papermill does, its stored outputs as the
+    reference, ``edit`` applied to it -- and replaces the code of every cell nbval compares
+    (``# NBVAL_CHECK_OUTPUT``) by code that re-emits the outputs that cell produced in
+    ``executed``; other cells become empty (lax mode does not compare them, and the run
+    already reported their errors). nbval then compares, sanitizes and reports with all of
+    its own machinery, in a kernel that runs in a second.
+    """
+    import json
+
+    import papermill
+
+    nb = papermill.execute_notebook(str(stored), None, parameters=parameters or {}, prepare_only=True,
+                                    kernel_name=KERNEL_NAME, progress_bar=False)
+    ran = [c for c in nbformat.read(str(executed), as_version=4).cells if c.cell_type == "code"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if [c.source for c in ran] != [c.source for c in code]:
+        raise ValueError(f"{executed} is not a run of {stored} with these parameters: the code cells differ")
+    if edit is not None:
+        edit(nb)
+    for cell, run in zip(code, ran):
+        markers = [line for line in cell.source.splitlines() if line.strip().startswith("# NBVAL_")]
+        quoted = "\n".join("#   " + line for line in cell.source.splitlines())
+        body = ""
+        if is_checked(cell):
+            errors = [o for o in run.outputs if o.output_type == "error"]
+            if errors:
+                raise ValueError(f"{executed}: a checked cell failed: {errors[0].ename}: {errors[0].evalue}")
+            body = (f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
+                    f"from helpers.notebooks import replay_outputs\n"
+                    f"replay_outputs({json.dumps(run.outputs)!r})")
+        cell.source = "\n".join(markers + [body]).strip() or "pass"
+    return nb
+
+
+def replay_outputs(outputs_json: str) -> None:
+    """Emit a cell's recorded outputs again, in order, in a running kernel (see :func:`nbval_replay`)."""
+    import json
+    import sys
+
+    from IPython.display import publish_display_data
+
+    for output in json.loads(outputs_json):
+        if output["output_type"] == "stream":
+            stream = sys.stderr if output["name"] == "stderr" else sys.stdout
+            stream.write(output["text"])
+            stream.flush()
+        elif output["output_type"] in ("display_data", "execute_result"):
+            publish_display_data(output["data"], output.get("metadata", {}))
 
 
 # --- keeping stored notebooks clean -------------------------------------------------

@@ -106,3 +106,47 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     train_classifier(run / "photos", run, backbone="mobilenet_v2_0.35", weights=str(random_backbone_weights),
                      image_size=48, epochs=30, seed=0)
     return run
+
+
+@pytest.fixture(scope="session")
+def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir) -> dict:
+    """The notebooks this session's tests need, each executed ONCE in quick mode, by the runner.
+
+    ``python -m helpers notebooks --quick`` (``run_notebooks``) runs them, in order, into one
+    folder, as the main job does; every test that needs an executed notebook shares it.
+    Which notebooks: those named by the ``path`` parameter of the selected tests that use
+    this fixture (``-k 03`` runs notebook 03 alone); all of them if a selected test asks
+    without a ``path``. Returns ``{"out": folder, "runs": {name: NotebookRun}, "summary":
+    notebooks.json}``; with ``$WORKBOOK_ARTIFACTS`` set (CI), the executed notebooks,
+    ``notebooks.json`` and ``passes.jsonl`` are also copied to ``$WORKBOOK_ARTIFACTS/notebooks/``.
+    """
+    import json
+
+    from helpers import notebooks
+
+    wanted: set[str] = set()
+    for item in request.session.items:
+        if "quick_workbook" not in getattr(item, "fixturenames", ()):
+            continue
+        path = getattr(item, "callspec", None) and item.callspec.params.get("path")
+        if path is None:
+            wanted = {p.stem for p in notebooks.notebook_paths()}
+            break
+        wanted.add(Path(path).stem)
+    out = tmp_path_factory.mktemp("quick_workbook")
+    runs = notebooks.run_notebooks(out, quick=True, only=sorted(wanted) or None, log=print,
+                                   timeout=QUICK_CELL_TIMEOUT_S)
+    if os.environ.get("WORKBOOK_ARTIFACTS"):  # CI keeps the executed notebooks and notebooks.json
+        import shutil
+
+        kept = Path(os.environ["WORKBOOK_ARTIFACTS"]) / "notebooks"
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for name in [run.output.name for run in runs] + [notebooks.SUMMARY, notebooks.PASS_LOG]:
+            if (out / name).is_file():
+                shutil.copy2(out / name, kept / name)
+    return {"out": out, "runs": {run.name: run for run in runs},
+            "summary": json.loads((out / notebooks.SUMMARY).read_text())}
+
+
+QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session

@@ -1,9 +1,11 @@
 """The notebooks: stored clean, well-formed, and executed headless in quick mode.
 
-Every notebook is executed by papermill with the quick-mode parameters (any failing cell
-fails the test) and checked by nbval in lax mode: the cells marked ``# NBVAL_CHECK_OUTPUT``
-must print what is stored in the notebook. Both need the real photos and weights
-(``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip without them.
+Every notebook is executed once, by the runner (papermill) with the quick-mode parameters
+(any failing cell fails the test), and checked by nbval in lax mode: the cells marked
+``# NBVAL_CHECK_OUTPUT`` must print what is stored in the notebook; nbval compares that run's
+outputs (``notebooks.nbval_replay``) instead of executing the notebook a second time. Both
+need the real photos and weights (``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip
+without them.
 """
 from __future__ import annotations
 
@@ -127,8 +129,72 @@ def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
     assert executed.cells[-1].outputs[0].text == "42\n"
     assert any("FAILED: 01_broken" in line for line in lines)
     summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
-    assert [(r["name"], r["ok"], r["parameters"]) for r in summary] == [("00_ok", True, {"VALUE": 21}),
-                                                                        ("01_broken", False, {"VALUE": 21})]
+    assert [(r["name"], r["ok"], r["parameters"]) for r in summary["notebooks"]] == [
+        ("00_ok", True, {"VALUE": 21}), ("01_broken", False, {"VALUE": 21})]
+    assert summary["complete"] and summary["pending"] == [] and summary["forward_passes"] == []
+
+
+def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
+    """A cell past the timeout and a kernel that dies are recorded with their cell; the next notebook runs."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_slow.ipynb", "import time\ntime.sleep(60)")
+    _tiny_notebook(src / "01_dies.ipynb", "import os\nos._exit(1)")
+    _tiny_notebook(src / "02_ok.ipynb", "print(VALUE * 2)")
+    lines, summaries = [], []
+    out = tmp_path / "out"
+
+    def log(line):  # notebooks.json is already rewritten when a notebook's result is logged
+        lines.append(line)
+        if ": running" not in line:
+            summaries.append(json.loads((out / "notebooks.json").read_text()))
+
+    runs = notebooks.run_notebooks(out, parameters={"VALUE": 21}, notebooks_dir=src, log=log, timeout=2)
+    assert [(r.name, r.ok, r.timed_out) for r in runs] == [("00_slow", False, True), ("01_dies", False, False),
+                                                           ("02_ok", True, False)]
+    assert runs[0].seconds < 30, "the timeout must stop the sleeping cell"
+    # the third code cell: the parameters cell, papermill's injected one, then the body
+    assert runs[0].cell == 3 and "cell 3 `import time`" in runs[0].error and "CellTimeoutError" in runs[0].error
+    assert runs[1].cell == 3 and "cell 3 `import os`" in runs[1].error and "DeadKernelError" in runs[1].error
+    executed = nbformat.read(str(out / "02_ok.ipynb"), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "42\n"
+    assert any("FAILED: 00_slow (timed out), 01_dies" in line for line in lines)
+    # a summary after each notebook: what ran so far, and what is still to run
+    assert [([n["name"] for n in s["notebooks"]], s["pending"], s["complete"]) for s in summaries[:3]] == [
+        (["00_slow"], ["01_dies", "02_ok"], False), (["00_slow", "01_dies"], ["02_ok"], False),
+        (["00_slow", "01_dies", "02_ok"], [], True)]
+    final = json.loads((out / "notebooks.json").read_text())
+    assert final["complete"] and [n["name"] for n in final["notebooks"]] == ["00_slow", "01_dies", "02_ok"]
+    slow, dies, ok = final["notebooks"]
+    assert slow["timed_out"] and not slow["ok"] and slow["cell"] == 3 and "timeout" in slow["error"]
+    assert not dies["timed_out"] and "DeadKernelError" in dies["error"] and dies["parameters"] == {"VALUE": 21}
+    assert ok["ok"] and ok["error"] is None and ok["seconds"] > 0
+
+
+def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypatch):
+    """Kernels record passes into OUT/passes.jsonl (emptied first); notebooks.json sums them up."""
+    monkeypatch.delenv("WORKBOOK_PASS_LOG", raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    body = ("from helpers import passes\n"
+            "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
+            "passes.record(key, IDS, COMPUTED)")
+    _tiny_notebook(src / "00_first.ipynb", body.replace("IDS", "['p1', 'p2', 'p3']").replace("COMPUTED", "3"))
+    _tiny_notebook(src / "01_again.ipynb", body.replace("IDS", "['p2', 'p3', 'p4']").replace("COMPUTED", "1")
+                   + "\npasses.record(key, ['p1'], 1, kind='fine_tune')")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "passes.jsonl").write_text('{"key": {"stale": 1}, "kind": "frozen", "photo_ids": ["x"], "computed": 9}\n')
+    runs = notebooks.run_notebooks(out, notebooks_dir=src, log=None)
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    key = {"backbone": "mobilenet_v2", "image_size": 96, "weights": "imagenet"}
+    summary = json.loads((out / "notebooks.json").read_text())
+    assert summary["forward_passes"] == [
+        {"key": key, "kind": "frozen", "distinct": 4, "computed": 4, "ratio": 1.0},
+        {"key": key, "kind": "fine_tune", "distinct": 1, "computed": 1, "ratio": 1.0}]
+    sources = [json.loads(line)["source"] for line in (out / "passes.jsonl").read_text().splitlines()]
+    assert sources == ["00_first", "01_again", "01_again"]
+    assert "WORKBOOK_PASS_LOG" not in os.environ, "the runner's own environment is left as it was"
 
 
 def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
@@ -141,6 +207,22 @@ def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
     assert "00_broken.ipynb: FAILED" in capsys.readouterr().out
     _tiny_notebook(src / "00_broken.ipynb", "print(VALUE)")
     assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", "VALUE", "7", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp_path, capsys):
+    from helpers import cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_slow.ipynb", "import time\ntime.sleep(60)")
+    _tiny_notebook(src / "01_ok.ipynb", "print(VALUE)")
+    assert cli.main(["notebooks", "--notebooks-dir", str(src), "--timeout", "2", "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "01_ok.ipynb: ok" in captured.out
+    assert "FAILED 00_slow: cell 2" in captured.err and "timeout" in captured.err
+    summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
+    assert [(n["name"], n["ok"], n["timed_out"]) for n in summary["notebooks"]] == [("00_slow", False, True),
+                                                                                   ("01_ok", True, False)]
 
 
 def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
@@ -175,13 +257,19 @@ def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
     assert notebooks.dirty_notebooks([stored]) == []
 
 
-# --- executing the real notebooks (quick mode) -----------------------------------------
+# --- executing the real notebooks (quick mode), once each -------------------------------
+#
+# The ``quick_workbook`` fixture (conftest.py) executes each notebook once, with the runner;
+# the tests below share that run: papermill's verdict, then nbval's comparison of the checked
+# cells' outputs against the stored ones (on an ``nbval_replay`` of the run: nbval compares
+# with all its own machinery without executing the notebook a second time).
 
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, shared_weights_dir):
-    run = notebooks.run_notebook(path, tmp_path, notebooks.parameters_for(path, quick=True))
+def test_notebook_runs_headless_in_quick_mode(path, quick_workbook):
+    run = quick_workbook["runs"][path.stem]
+    assert run.parameters == notebooks.parameters_for(path, quick=True)
     assert run.ok, f"{path.name} failed: {run.error} (see {run.output})"
     executed = nbformat.read(str(run.output), as_version=4)
     for cell in executed.cells:
@@ -190,43 +278,95 @@ def test_notebook_runs_headless_in_quick_mode(path, tmp_path, shared_photos, sha
     print(f"{path.name}: {run.seconds:.1f} s")
 
 
-def _nbval(path: Path, tmp_path: Path, edit=None) -> subprocess.CompletedProcess:
-    """Run nbval --nbval-lax on a quick-parameterised copy of ``path`` that keeps the stored outputs."""
-    import papermill
+@pytest.mark.slow
+@pytest.mark.shared
+def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
+    """The whole workbook in quick mode, as ``python -m helpers notebooks --quick`` writes it up."""
+    summary, runs = quick_workbook["summary"], quick_workbook["runs"]
+    assert summary["complete"] and summary["pending"] == []
+    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in NOTEBOOKS] == list(runs)
+    assert [n["ok"] for n in summary["notebooks"]] == [r.ok for r in runs.values()]
+    for entry in summary["forward_passes"]:  # one per (backbone, size, weights) and kind
+        assert set(entry) == {"key", "kind", "distinct", "computed", "ratio"}
+        assert entry["ratio"] == (entry["computed"] / entry["distinct"] if entry["distinct"] else None)
+    print(json.dumps(summary["forward_passes"], indent=1))
 
-    copy = tmp_path / path.name
-    nb = papermill.execute_notebook(str(path), None, parameters=notebooks.parameters_for(path, quick=True),
-                                    prepare_only=True, kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
-    if edit is not None:
-        edit(nb)
-    nbformat.write(nb, str(copy))
+
+def _nbval(stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None,
+           edit=None) -> subprocess.CompletedProcess:
+    """Run nbval --nbval-lax on the replay of ``executed`` against ``stored``'s outputs (see nbval_replay)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / stored.name
+    nbformat.write(notebooks.nbval_replay(stored, executed, parameters, edit=edit), str(copy))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
          "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _executed(quick_workbook, path: Path):
+    run = quick_workbook["runs"][path.stem]
+    if not run.ok:
+        pytest.fail(f"{path.name} did not run ({run.error}), so there is nothing to compare; "
+                    "see test_notebook_runs_headless_in_quick_mode")
+    return run
 
 
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_checked_outputs_match_under_nbval(path, tmp_path, shared_photos, shared_weights_dir):
-    result = _nbval(path, tmp_path)
+def test_notebook_checked_outputs_match_under_nbval(path, quick_workbook, tmp_path):
+    run = _executed(quick_workbook, path)
+    result = _nbval(path, run.output, tmp_path, run.parameters)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
 
 @pytest.mark.slow
 @pytest.mark.shared
-def test_nbval_fails_when_a_checked_output_changes(tmp_path, shared_photos, shared_weights_dir):
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("00")], ids=lambda p: p.stem)
+def test_nbval_fails_when_a_checked_output_changes(path, quick_workbook, tmp_path):
     """The comparison is real: a wrong stored class list makes nbval fail."""
-    path = next(p for p in NOTEBOOKS if p.stem.startswith("00"))
+    run = _executed(quick_workbook, path)
 
     def break_class_names(nb):
         cell = next(c for c in nb.cells if notebooks.is_checked(c) and "class_names" in c.source)
         cell.outputs[0].text = "['cat', 'dog']\n"
 
-    result = _nbval(path, tmp_path, edit=break_class_names)
+    result = _nbval(path, run.output, tmp_path, run.parameters, edit=break_class_names)
     assert result.returncode != 0
     assert "Cell outputs differ" in result.stdout and "['cat', 'dog']" in result.stdout
+
+
+def test_nbval_replay_compares_what_the_run_printed(tmp_path):
+    """The replay is faithful: a same (sanitized) output passes, a different or a missing one fails."""
+    stored = tmp_path / "00_tiny.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# tiny"),
+        nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE, '0xdeadbeef')", execution_count=2,
+                                  outputs=[nbformat.v4.new_output("stream", text="7 0x1234\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE + 1)", execution_count=3,
+                                  outputs=[nbformat.v4.new_output("stream", text="9\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('quiet')", execution_count=4,
+                                  outputs=[nbformat.v4.new_output("stream", text="quiet\n")]),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(stored))
+    run = notebooks.run_notebook(stored, tmp_path / "out", {"VALUE": 7})
+    assert run.ok, run.error
+    executed = nbformat.read(str(run.output), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "quiet\n"
+    executed.cells[-1].outputs = []  # as if the last cell had printed nothing
+    nbformat.write(executed, str(run.output))
+
+    result = _nbval(stored, run.output, tmp_path / "nbval", {"VALUE": 7})
+    # code cells 0-2 pass (parameters, papermill's injected cell, '7 0x...' sanitized); 3 and 4 fail
+    assert "2 failed, 3 passed" in result.stdout and result.returncode != 0, result.stdout[-3000:]
+    assert "Cell outputs differ" in result.stdout and "'9\\n' == '8\\n'" in result.stdout.replace('"', "'")
+    assert "Missing output fields" in result.stdout
+
+    with pytest.raises(ValueError, match="not a run of"):
+        notebooks.nbval_replay(stored, run.output, {"VALUE": 8})
