@@ -43,7 +43,7 @@ class CaffePreprocess(keras.layers.Layer):
 def _preprocess_layer(mode: str) -> keras.layers.Layer | None:
     """The layer that maps raw 0–255 pixels to what the backbone was trained on."""
     if mode == "tf":  # inception, mobilenet, xception: [-1, 1]
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
+        return keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")  # as the notebooks write it
     if mode == "caffe":
         return CaffePreprocess(name="preprocess")
     if mode == "none":  # efficientnet: rescaling is already inside the model

@@ -40,7 +40,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from . import files
+from . import files, passes
 from .data import load_images
 
 CACHE_ENV = "WORKBOOK_CACHE"
@@ -101,6 +101,17 @@ def _layers_flat(model: keras.Model) -> list[keras.layers.Layer]:
     return out
 
 
+def _canonical(value):
+    """A layer config with every number as a float: ``offset=-1`` and ``offset=-1.0`` are the same layer."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def model_fingerprint(bottom: keras.Model) -> str:
     """A hash of ``bottom``'s architecture (every layer's class and config) and weight values.
 
@@ -112,7 +123,7 @@ def model_fingerprint(bottom: keras.Model) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(json.dumps([list(t.shape) for t in bottom.inputs] + [list(bottom.output.shape)]).encode())
     for layer in _layers_flat(bottom):
-        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        config = _canonical({k: v for k, v in layer.get_config().items() if k != "name"})
         h.update(f"{type(layer).__name__}:{json.dumps(config, sort_keys=True, default=str)}".encode())
         for variable in layer.weights:
             h.update(f"{variable.shape}{variable.dtype}".encode())
@@ -362,6 +373,11 @@ class BottleneckCache:
                       "recomputing it", file=sys.stderr, flush=True)
         if missing:
             self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position)
+        passes.record(_pass_key(bottom, folder), digests, sum(1 for _, c in missing if c == 0),
+                      kind=f"frozen, up to {_cut_name(bottom)}")
+        if augment_copies:
+            passes.record(_pass_key(bottom, folder), [f"{d}-views-s{seed}" for d in digests],
+                          sum(1 for _, c in missing if c > 0), kind=f"augmented views, up to {_cut_name(bottom)}")
         return out, CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
 
     def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out,
@@ -421,6 +437,13 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _pass_key(bottom: keras.Model, folder: Path) -> dict:
+    """What :mod:`helpers.passes` counts photos per: the backbone, the image size, the weights (below the cut)."""
+    nested = [layer.name for layer in bottom.layers if isinstance(layer, keras.Model)]
+    return {"backbone": nested[0] if nested else bottom.name, "image_size": int(bottom.inputs[0].shape[1]),
+            "weights": folder.name.rsplit("-", 1)[-1]}
 
 
 def _cut_name(bottom: keras.Model) -> str:

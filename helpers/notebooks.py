@@ -112,8 +112,9 @@ def parameters_for(path: str | os.PathLike, quick: bool = False, backbone: str |
                    parameters: dict | None = None) -> dict[str, object]:
     """What to inject into one notebook: quick overrides < ``backbone`` < explicit ``parameters``.
 
-    Only parameters the notebook declares are injected, so ``--backbone`` touches the
-    notebooks that have a ``BACKBONE`` and leaves notebook 01's ``CLASSIFIER`` alone.
+    Only parameters the notebook declares are injected. ``--backbone`` sets ``BACKBONE`` (as
+    the Keras Applications class the lesson cells call, e.g. ``mobilenet_v2`` → ``MobileNetV2``)
+    and notebook 01's ``CLASSIFIER``, so one backbone runs through the whole workbook.
     """
     path = Path(path)
     declared = declared_parameters(path)
@@ -122,9 +123,25 @@ def parameters_for(path: str | os.PathLike, quick: bool = False, backbone: str |
         chosen.update(QUICK_PARAMETERS.get("*", {}))
         chosen.update(QUICK_PARAMETERS.get(path.stem, {}))
     if backbone is not None:
-        chosen["BACKBONE"] = backbone
+        chosen["BACKBONE"] = keras_class_name(backbone)
+        chosen["CLASSIFIER"] = backbone
     chosen.update(parameters or {})
     return {k: v for k, v in chosen.items() if k in declared}
+
+
+def keras_class_name(backbone: str) -> str:
+    """The Keras Applications class the notebooks' lesson cells build for ``backbone``.
+
+    The lesson calls ``getattr(keras.applications, BACKBONE)(...)`` with Keras' defaults, so
+    width variants (``mobilenet_v2_0.35``) cannot be run through the notebooks by name.
+    """
+    from .backbones import get_spec
+
+    spec = get_spec(backbone)
+    if spec.kwargs.get("alpha", 1.0) != 1.0:
+        raise ValueError(f"--backbone {backbone}: the notebooks build keras.applications.{spec.keras_name} with "
+                         "its default width; choose a backbone without a width suffix (e.g. mobilenet_v2)")
+    return spec.keras_name
 
 
 def parse_value(text: str) -> object:
