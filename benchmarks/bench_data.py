@@ -7,6 +7,7 @@ full check (``check_data``: header, reduced-scale decode, fingerprints, duplicat
 decoding every photo at training size (``load_images``), with the ratios between them.
 The target: the full check costs less than decoding the photos once for training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,10 @@ def main() -> int:
     paths = folder.train.paths + folder.val.paths + (folder.test.paths if folder.test else [])
     _, decode_s = timed(lambda: load_images(paths, args.size))
     n = len(report.valid)
-    print(f"{n} valid photos in {len(report.class_names)} classes, {len(report.skipped)} skipped, "
-          f"{len(report.fixed)} fixed ({args.data})")
+    print(
+        f"{n} valid photos in {len(report.class_names)} classes, {len(report.skipped)} skipped, "
+        f"{len(report.fixed)} fixed ({args.data})"
+    )
     print(f"names only (check=False)      {names_s:7.2f} s")
     print(f"full check (check_data)       {check_s:7.2f} s   {1000 * check_s / max(n, 1):.2f} ms/photo")
     print(f"decode all at {args.size:3d} px (train)  {decode_s:7.2f} s")

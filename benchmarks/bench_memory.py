@@ -18,6 +18,7 @@ child so far). Prints both peaks, the ratio large/small, the target (1.3), wall 
 and met / not met; the same again with ``--no-cache`` (the plain recipe) unless
 ``--skip-no-cache``. Exit code 1 if a target is not met.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def _real_photos(data: Path) -> dict[tuple[str, str], list[Path]]:
     if (data / "train").is_dir():
         for split in CLASSES_SPLITS:
             for class_dir in sorted(p for p in (data / split).iterdir() if p.is_dir()):
-                out[(split, class_dir.name)] = sorted(p for p in class_dir.iterdir()
-                                                      if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+                out[(split, class_dir.name)] = sorted(
+                    p for p in class_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                )
     else:
         for class_dir in sorted(p for p in data.iterdir() if p.is_dir()):
             photos = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -90,9 +92,24 @@ def build_folder(real: dict[tuple[str, str], list[Path]], total: int, dest: Path
 
 def run_train(data: Path, args, out: Path, cache_dir: Path | None, log: Path) -> dict:
     """One ``helpers train`` in a fresh child process: its peak RSS (MiB), wall seconds, exit code."""
-    command = [sys.executable, "-m", "helpers", "train", "--data", str(data), "--backbone", "mobilenet_v2",
-               "--weights", str(args.weights), "--image-size", str(args.image_size), "--epochs", str(args.epochs),
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "helpers",
+        "train",
+        "--data",
+        str(data),
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        str(args.weights),
+        "--image-size",
+        str(args.image_size),
+        "--epochs",
+        str(args.epochs),
+        "--out",
+        str(out),
+    ]
     command += ["--cache-dir", str(cache_dir)] if cache_dir is not None else ["--no-cache"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env.pop("WORKBOOK_CACHE", None)
@@ -105,17 +122,24 @@ def run_train(data: Path, args, out: Path, cache_dir: Path | None, log: Path) ->
     # ru_maxrss is in KiB on Linux, in bytes on macOS
     peak = usage.ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-    return {"peak_rss_mib": round(peak, 1), "seconds": round(seconds, 1), "exit_code": child.returncode,
-            "log": str(log), "last_lines": tail}
+    return {
+        "peak_rss_mib": round(peak, 1),
+        "seconds": round(seconds, 1),
+        "exit_code": child.returncode,
+        "log": str(log),
+        "last_lines": tail,
+    }
 
 
 def compare(name: str, small: dict, large: dict, args) -> dict:
     ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
     ok = ratio <= TARGET and small["exit_code"] == 0 and large["exit_code"] == 0
     print(f"\n{name}")
-    for label, n, r in (("small", args.small, small), ("large", args.large, large)):
-        print(f"  {n:6d} photos  peak RSS {r['peak_rss_mib']:8.1f} MiB   wall {r['seconds']:7.1f} s"
-              f"   exit {r['exit_code']}")
+    for n, r in ((args.small, small), (args.large, large)):
+        print(
+            f"  {n:6d} photos  peak RSS {r['peak_rss_mib']:8.1f} MiB   wall {r['seconds']:7.1f} s"
+            f"   exit {r['exit_code']}"
+        )
         if r["exit_code"] != 0:
             print("    " + "\n    ".join(r["last_lines"]) + f"\n    (full log: {r['log']})")
     print(f"  ratio large/small {ratio:.3f}   target <= {TARGET}   {'MET' if ok else 'NOT MET'}")
@@ -124,8 +148,12 @@ def compare(name: str, small: dict, large: dict, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=os.environ.get("WORKBOOK_DATA"),
-                        help="real photos: DIR/{train,val}/<class>/ or DIR/<class>/")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=os.environ.get("WORKBOOK_DATA"),
+        help="real photos: DIR/{train,val}/<class>/ or DIR/<class>/",
+    )
     parser.add_argument("--weights", type=Path, required=True, help="MobileNetV2 no-top .h5 weights")
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--large", type=int, default=3000)
@@ -138,8 +166,13 @@ def main() -> int:
     if not args.data or not Path(args.data).is_dir():
         parser.error("--data: pass the folder of real photos (or set WORKBOOK_DATA)")
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))
-    result = {"backbone": "mobilenet_v2", "image_size": args.image_size, "epochs": args.epochs,
-              "cpus": os.cpu_count(), "recipes": {}}
+    result = {
+        "backbone": "mobilenet_v2",
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "cpus": os.cpu_count(),
+        "recipes": {},
+    }
     try:
         real = _real_photos(Path(args.data))
         folders = {}
@@ -147,8 +180,11 @@ def main() -> int:
             start = time.perf_counter()
             folders[label] = work / f"photos_{n}"
             counts = build_folder(real, n, folders[label])
-            print(f"built {sum(counts.values())} photos in {folders[label]} ({time.perf_counter() - start:.1f} s): "
-                  + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
+            print(
+                f"built {sum(counts.values())} photos in {folders[label]} ({time.perf_counter() - start:.1f} s): "
+                + ", ".join(f"{k} {v}" for k, v in counts.items()),
+                flush=True,
+            )
         recipes = [("cached (default)", True)] + ([] if args.skip_no_cache else [("plain recipe (--no-cache)", False)])
         for name, cached in recipes:
             runs = {}
@@ -156,8 +192,10 @@ def main() -> int:
                 tag = f"{'cache' if cached else 'nocache'}_{label}"
                 cache_dir = work / f"cache_{tag}" if cached else None  # fresh: every activation is computed
                 runs[label] = run_train(folders[label], args, work / f"out_{tag}", cache_dir, work / f"{tag}.log")
-                print(f"  {name}, {label}: {runs[label]['peak_rss_mib']:.1f} MiB, {runs[label]['seconds']:.1f} s",
-                      flush=True)
+                print(
+                    f"  {name}, {label}: {runs[label]['peak_rss_mib']:.1f} MiB, {runs[label]['seconds']:.1f} s",
+                    flush=True,
+                )
             result["recipes"][name] = compare(name, runs["small"], runs["large"], args)
     finally:
         if not args.keep:

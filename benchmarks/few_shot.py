@@ -20,6 +20,7 @@ fit + predict), on this machine's CPU. ``--draw workbook`` draws instead what
 The recommended recipe is notebook 05's ``start_at_class_means`` on the normalised head, which
 ``python -m helpers train`` uses by default; ``--train`` measures that command itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,13 @@ def views_of(paths: list[Path]) -> dict[str, np.ndarray]:
     centre = load_images(paths, SIZE)
     big = load_images(paths, BIG)
     m = BIG - SIZE
-    crops = {"c256": big[:, m // 2:m // 2 + SIZE, m // 2:m // 2 + SIZE], "tl": big[:, :SIZE, :SIZE],
-             "tr": big[:, :SIZE, m:], "bl": big[:, m:, :SIZE], "br": big[:, m:, m:]}
+    crops = {
+        "c256": big[:, m // 2 : m // 2 + SIZE, m // 2 : m // 2 + SIZE],
+        "tl": big[:, :SIZE, :SIZE],
+        "tr": big[:, :SIZE, m:],
+        "bl": big[:, m:, :SIZE],
+        "br": big[:, m:, m:],
+    }
     out = {"centre": centre, "centre_flip": centre[:, :, ::-1]}
     for name, crop in crops.items():
         out[name] = crop
@@ -85,8 +91,9 @@ def compute_features(data: Path, weights: str, views: list[str] = VIEWS, batch: 
         out[f"{split}_names"] = np.asarray([p.name for p in paths])
         imgs = views_of(paths)
         for key in LAYERS:
-            out[f"{split}_{key}"] = np.zeros((len(views), len(paths), model.output[list(LAYERS).index(key)].shape[-1]),
-                                             np.float32)
+            out[f"{split}_{key}"] = np.zeros(
+                (len(views), len(paths), model.output[list(LAYERS).index(key)].shape[-1]), np.float32
+            )
         for v in split_views:
             x = imgs[v].astype(np.float32) / 127.5 - 1.0
             feats = model.predict(x, batch_size=batch, verbose=0)
@@ -101,8 +108,9 @@ def load_or_compute(cache: Path | None, data: Path | None, weights: str | None) 
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
             feats = {k: z[k] for k in z.files}
-        if data is None or [p.name for p in list_split(data, "train", list(feats["class_names"]))[0]] \
-                == list(feats["train_names"]):
+        if data is None or [p.name for p in list_split(data, "train", list(feats["class_names"]))[0]] == list(
+            feats["train_names"]
+        ):
             return feats
         print(f"{cache} was computed for other photos: computing again", flush=True)
     if data is None or weights is None:
@@ -146,8 +154,15 @@ def recipe_default(train, y, val, n, seed, views=(0,), epochs=30, lr=1e-3, batch
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = _fit(_default_head(train.shape[-1], N_CLASSES), _stack(train, list(views)), np.tile(y, len(views)),
-                 epochs, lr, batch, seed)
+    model = _fit(
+        _default_head(train.shape[-1], N_CLASSES),
+        _stack(train, list(views)),
+        np.tile(y, len(views)),
+        epochs,
+        lr,
+        batch,
+        seed,
+    )
     return model.predict(val[0], verbose=0)
 
 
@@ -202,11 +217,23 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
         for n in ns:
             accs = []
             for seed in range(seeds):
-                m = train.train_classifier(data, Path(tmp) / f"n{n}s{seed}", backbone="mobilenet_v2", weights=weights,
-                                           per_class=n, image_size=image_size, seed=seed, cache_dir=Path(tmp) / "cache")
-                accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"]))
-            lines.append(f"helpers train (default head)  N={n:3d}  mean {np.mean(accs):6.1%}  worst {min(accs):6.1%}  "
-                         f"best {max(accs):6.1%}  ({seeds} seeds)")
+                m = train.train_classifier(
+                    data,
+                    Path(tmp) / f"n{n}s{seed}",
+                    backbone="mobilenet_v2",
+                    weights=weights,
+                    per_class=n,
+                    image_size=image_size,
+                    seed=seed,
+                    cache_dir=Path(tmp) / "cache",
+                )
+                accs.append(
+                    (m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"])
+                )
+            lines.append(
+                f"helpers train (default head)  N={n:3d}  mean {np.mean(accs):6.1%}  worst {min(accs):6.1%}  "
+                f"best {max(accs):6.1%}  ({seeds} seeds)"
+            )
             print(lines[-1], flush=True)
     return lines
 
@@ -237,14 +264,17 @@ def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None)
         row = {str(v): i for i, v in enumerate(names)}
         return np.asarray([row[p.name] for p in sample_per_class(split, n, seed).paths])
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False)
-                           for c in range(int(labels.max()) + 1)])
+    return np.concatenate(
+        [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in range(int(labels.max()) + 1)]
+    )
 
 
 def concat_layers(feats: dict, split: str, keys: list[str]) -> np.ndarray:
     """Features of several cut points side by side, each L2-normalised first."""
-    parts = [feats[f"{split}_{k}"] / np.maximum(np.linalg.norm(feats[f"{split}_{k}"], axis=-1, keepdims=True), 1e-12)
-             for k in keys]
+    parts = [
+        feats[f"{split}_{k}"] / np.maximum(np.linalg.norm(feats[f"{split}_{k}"], axis=-1, keepdims=True), 1e-12)
+        for k in keys
+    ]
     return np.concatenate(parts, axis=-1)
 
 
@@ -255,13 +285,23 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=10, help="random draws per N (seeds 0..S-1)")
     p.add_argument("--n", default="1,2,5,10", help="photos per class, comma-separated")
     p.add_argument("--features-cache", type=Path, help="npz of stored features (computed if missing)")
-    p.add_argument("--draw", choices=["rng", "workbook"], default="rng",
-                   help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)")
+    p.add_argument(
+        "--draw",
+        choices=["rng", "workbook"],
+        default="rng",
+        help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)",
+    )
     p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
-    p.add_argument("--train", action="store_true",
-                   help="measure the real default `python -m helpers train` for each N and seed (needs --weights)")
-    p.add_argument("--cut-points", action="store_true",
-                   help="also: the recommended head on block_16_project_BN + out_relu features side by side")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="measure the real default `python -m helpers train` for each N and seed (needs --weights)",
+    )
+    p.add_argument(
+        "--cut-points",
+        action="store_true",
+        help="also: the recommended head on block_16_project_BN + out_relu features side by side",
+    )
     args = p.parse_args()
     if args.train:
         default_train(Path(args.data), args.weights, [int(v) for v in args.n.split(",")], args.seeds)
@@ -276,8 +316,10 @@ def main() -> int:
         inputs["b16+top"] = (concat_layers(feats, "train", keys), concat_layers(feats, "val", keys))
     ns = [int(v) for v in args.n.split(",")]
     names = [r for r in RECIPES if not args.only or any(o in r for o in args.only.split(";"))]
-    print(f"{len(ytr)} train / {len(yva)} val photos, {N_CLASSES} classes; seeds 0..{args.seeds - 1} "
-          f"({args.draw} draw); val accuracy over all val photos\n")
+    print(
+        f"{len(ytr)} train / {len(yva)} val photos, {N_CLASSES} classes; seeds 0..{args.seeds - 1} "
+        f"({args.draw} draw); val accuracy over all val photos\n"
+    )
     header = f"{'recipe':48s} {'N':>4s} {'mean':>7s} {'worst':>7s} {'best':>7s} {'s/fit':>6s}"
     print(header + "\n" + "-" * len(header), flush=True)
     for feature_name, (train, val) in inputs.items():
@@ -293,8 +335,11 @@ def main() -> int:
                     probs = RECIPES[name](train[:, rows], ytr[rows], val, n, seed)
                     secs.append(time.perf_counter() - start)
                     accs.append(float(np.mean(np.argmax(probs, -1) == yva)))
-                print(f"{label[:48]:48s} {n:4d} {np.mean(accs):7.1%} {np.min(accs):7.1%} {np.max(accs):7.1%} "
-                      f"{np.mean(secs):6.1f}", flush=True)
+                print(
+                    f"{label[:48]:48s} {n:4d} {np.mean(accs):7.1%} {np.min(accs):7.1%} {np.max(accs):7.1%} "
+                    f"{np.mean(secs):6.1f}",
+                    flush=True,
+                )
     return 0
 
 

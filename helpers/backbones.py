@@ -9,13 +9,14 @@ model (:func:`preprocess_layer`), so every model takes **raw 0–255 RGB pixels*
 Weights are ``"imagenet"`` (a local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache,
 else Keras' own download), a path to a weights file, or ``None`` (random init).
 """
+
 from __future__ import annotations
 
 import os
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 from keras import ops
@@ -85,37 +86,100 @@ _APPS = keras.applications
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
-        BackboneSpec("inception_v3", _APPS.InceptionV3, "tf", 299,
-                     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     "inception_v3_weights_tf_dim_ordering_tf_kernels.h5", min_size=75, module="inception_v3"),
-        BackboneSpec("mobilenet_v2", _APPS.MobileNetV2, "tf", 224,
-                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
-                     kwargs={"alpha": 1.0}, sizes_in_file_name=(96, 128, 160, 192, 224), module="mobilenet_v2"),
-        BackboneSpec("mobilenet_v2_0.35", _APPS.MobileNetV2, "tf", 224,
-                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
-                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
-                     kwargs={"alpha": 0.35}, sizes_in_file_name=(96, 128, 160, 192, 224), module="mobilenet_v2"),
-        BackboneSpec("mobilenet", _APPS.MobileNet, "tf", 224,
-                     "mobilenet_1_0_{rows}_tf_no_top.h5", "mobilenet_1_0_{rows}_tf.h5",
-                     kwargs={"alpha": 1.0}, sizes_in_file_name=(128, 160, 192, 224), module="mobilenet"),
-        BackboneSpec("mobilenet_0.25", _APPS.MobileNet, "tf", 224,
-                     "mobilenet_2_5_{rows}_tf_no_top.h5", "mobilenet_2_5_{rows}_tf.h5",
-                     kwargs={"alpha": 0.25}, sizes_in_file_name=(128, 160, 192, 224), module="mobilenet"),
-        BackboneSpec("resnet50", _APPS.ResNet50, "caffe", 224,
-                     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     "resnet50_weights_tf_dim_ordering_tf_kernels.h5", module="resnet50"),
-        BackboneSpec("efficientnet_b0", _APPS.EfficientNetB0, "none", 224,
-                     "efficientnetb0_notop.h5", "efficientnetb0.h5", module="efficientnet"),
-        BackboneSpec("xception", _APPS.Xception, "tf", 299,
-                     "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     "xception_weights_tf_dim_ordering_tf_kernels.h5", min_size=71, module="xception"),
+        BackboneSpec(
+            "inception_v3",
+            _APPS.InceptionV3,
+            "tf",
+            299,
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+            min_size=75,
+            module="inception_v3",
+        ),
+        BackboneSpec(
+            "mobilenet_v2",
+            _APPS.MobileNetV2,
+            "tf",
+            224,
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
+            kwargs={"alpha": 1.0},
+            sizes_in_file_name=(96, 128, 160, 192, 224),
+            module="mobilenet_v2",
+        ),
+        BackboneSpec(
+            "mobilenet_v2_0.35",
+            _APPS.MobileNetV2,
+            "tf",
+            224,
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
+            kwargs={"alpha": 0.35},
+            sizes_in_file_name=(96, 128, 160, 192, 224),
+            module="mobilenet_v2",
+        ),
+        BackboneSpec(
+            "mobilenet",
+            _APPS.MobileNet,
+            "tf",
+            224,
+            "mobilenet_1_0_{rows}_tf_no_top.h5",
+            "mobilenet_1_0_{rows}_tf.h5",
+            kwargs={"alpha": 1.0},
+            sizes_in_file_name=(128, 160, 192, 224),
+            module="mobilenet",
+        ),
+        BackboneSpec(
+            "mobilenet_0.25",
+            _APPS.MobileNet,
+            "tf",
+            224,
+            "mobilenet_2_5_{rows}_tf_no_top.h5",
+            "mobilenet_2_5_{rows}_tf.h5",
+            kwargs={"alpha": 0.25},
+            sizes_in_file_name=(128, 160, 192, 224),
+            module="mobilenet",
+        ),
+        BackboneSpec(
+            "resnet50",
+            _APPS.ResNet50,
+            "caffe",
+            224,
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            module="resnet50",
+        ),
+        BackboneSpec(
+            "efficientnet_b0",
+            _APPS.EfficientNetB0,
+            "none",
+            224,
+            "efficientnetb0_notop.h5",
+            "efficientnetb0.h5",
+            module="efficientnet",
+        ),
+        BackboneSpec(
+            "xception",
+            _APPS.Xception,
+            "tf",
+            299,
+            "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "xception_weights_tf_dim_ordering_tf_kernels.h5",
+            min_size=71,
+            module="xception",
+        ),
     ]
 }
 DEFAULT_BACKBONE = "inception_v3"
 #: Keras Applications class names (what the notebooks' ``BACKBONE`` holds) → our names.
-KERAS_NAMES = {"InceptionV3": "inception_v3", "MobileNetV2": "mobilenet_v2", "MobileNet": "mobilenet",
-               "ResNet50": "resnet50", "EfficientNetB0": "efficientnet_b0", "Xception": "xception"}
+KERAS_NAMES = {
+    "InceptionV3": "inception_v3",
+    "MobileNetV2": "mobilenet_v2",
+    "MobileNet": "mobilenet",
+    "ResNet50": "resnet50",
+    "EfficientNetB0": "efficientnet_b0",
+    "Xception": "xception",
+}
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -136,8 +200,9 @@ def _find_local_weights(names: list[str]) -> Path | None:
     return None
 
 
-def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike | None,
-                    include_top: bool = False, image_size: int | None = None) -> str | None:
+def resolve_weights(
+    spec: BackboneSpec, weights: str | os.PathLike | None, include_top: bool = False, image_size: int | None = None
+) -> str | None:
     """Turn ``"imagenet" | PATH | None`` into what the Keras constructor should get.
 
     ``"imagenet"`` becomes a local file path when ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache
@@ -174,18 +239,21 @@ def _unavailable_message(spec: BackboneSpec, include_top: bool, image_size: int,
 def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size: int, **kwargs) -> keras.Model:
     """Call the Keras Applications constructor, turning a failed download into one clear error."""
     try:
-        return spec.constructor(include_top=include_top, weights=resolved, input_shape=(size, size, 3),
-                                **spec.kwargs, **kwargs)
+        return spec.constructor(
+            include_top=include_top, weights=resolved, input_shape=(size, size, 3), **spec.kwargs, **kwargs
+        )
     except Exception as exc:  # Keras wraps URLError/HTTPError in a bare Exception
         text = str(exc)
-        if resolved == "imagenet" and (isinstance(exc, (OSError, urllib.error.URLError))
-                                        or "URL fetch failure" in text):
+        if resolved == "imagenet" and (
+            isinstance(exc, (OSError, urllib.error.URLError)) or "URL fetch failure" in text
+        ):
             raise WeightsUnavailableError(_unavailable_message(spec, include_top, size, text)) from None
         raise
 
 
-def build_base(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet",
-               image_size: int | None = None) -> keras.Model:
+def build_base(
+    name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet", image_size: int | None = None
+) -> keras.Model:
     """The pretrained base without its top: the call notebook 02 writes out, by name.
 
     ``keras.applications.InceptionV3(include_top=False, weights=..., input_shape=...)``, with
@@ -198,8 +266,12 @@ def build_base(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None =
     return _construct(spec, resolve_weights(spec, weights, False, size), False, size)
 
 
-def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = "imagenet",
-                   image_size: int | None = None, include_top: bool = True) -> keras.Model:
+def build_backbone(
+    name: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike | None = "imagenet",
+    image_size: int | None = None,
+    include_top: bool = True,
+) -> keras.Model:
     """The whole ImageNet classifier (notebooks 01 and 06), taking raw 0–255 pixels.
 
     The backbone's preprocessing is put in front of it, so the model can be given a photo's
@@ -250,8 +322,10 @@ def check_preprocessing(name: str, layer: keras.layers.Layer) -> None:
     difference = float(np.abs(theirs - ours).max())
     where = f"keras.applications.{spec.module}.preprocess_input"
     if difference > 1e-4:
-        raise ValueError(f"{layer.name} differs from {where} by up to {difference:.3g}: "
-                         f"use helpers.backbones.preprocess_layer({spec.name!r})")
+        raise ValueError(
+            f"{layer.name} differs from {where} by up to {difference:.3g}: "
+            f"use helpers.backbones.preprocess_layer({spec.name!r})"
+        )
     print(f"{layer.name} = {where} (largest difference {difference:.1e})")
 
 
@@ -267,7 +341,9 @@ def imagenet_class_names() -> list[str]:
     path = imagenet_class_index_file() or keras.utils.get_file(
         "imagenet_class_index.json",
         "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
-        cache_subdir="models", file_hash="c2c37ea517e94d9795004a39431a14cb")
+        cache_subdir="models",
+        file_hash="c2c37ea517e94d9795004a39431a14cb",
+    )
     index = json.loads(Path(path).read_text(encoding="utf-8"))
     return [index[str(i)][1] for i in range(len(index))]
 

@@ -13,15 +13,16 @@ machine, and printed as ratios (``RATIO name value (target …)``) — never ass
    the files) versus ``predict`` on photos already decoded in memory.
 5. **Peak memory** (resident set size) during each of the above.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -123,17 +124,30 @@ def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
     return data.sample_per_class(folder.train, per_class, seed)
 
 
-def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: str | None = "imagenet",
-        image_size: int | None = None, images: int = 480, epochs: Sequence[int] = (10, 20),
-        max_cached_epochs: int = 50, fine_tune_blocks: int = 2, val_images: int = 90, batch_size: int = 32,
-        seed: int = 0, print_fn=print) -> dict:
+def run(
+    data_dir: str | os.PathLike,
+    backbone: str = "mobilenet_v2",
+    weights: str | None = "imagenet",
+    image_size: int | None = None,
+    images: int = 480,
+    epochs: Sequence[int] = (10, 20),
+    max_cached_epochs: int = 50,
+    fine_tune_blocks: int = 2,
+    val_images: int = 90,
+    batch_size: int = 32,
+    seed: int = 0,
+    print_fn=print,
+) -> dict:
     """Run the whole benchmark once and print its ratios; returns every number as a dict."""
     keras.utils.set_random_seed(seed)
     size = image_size or get_spec(backbone).default_size
     folder = data.load_folder(data_dir, seed=seed)
     split = _pick(folder, images, seed)
-    val_split = data.sample_per_class(folder.val, max(1, val_images // len(folder.class_names)), seed) \
-        if len(folder.val) else split
+    val_split = (
+        data.sample_per_class(folder.val, max(1, val_images // len(folder.class_names)), seed)
+        if len(folder.val)
+        else split
+    )
     x, y = data.load_images(split.paths, size), np.asarray(split.labels, np.int32)
     xv, yv = data.load_images(val_split.paths, size), np.asarray(val_split.labels, np.int32)
     with device.strategy_scope():
@@ -144,11 +158,20 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
         model.set_weights(start_weights)
         keras.utils.set_random_seed(seed)
 
-    out: dict = {"backbone": backbone, "weights": str(weights), "image_size": size, "images": len(x),
-                 "val_images": len(xv), "batch_size": batch_size, "device": device.describe().splitlines()[3]}
+    out: dict = {
+        "backbone": backbone,
+        "weights": str(weights),
+        "image_size": size,
+        "images": len(x),
+        "val_images": len(xv),
+        "batch_size": batch_size,
+        "device": device.describe().splitlines()[3],
+    }
     p = print_fn
-    p(f"benchmark: {backbone} at {size}px, {len(x)} training photos ({len(xv)} to score), batch {batch_size}, "
-      f"weights {weights}")
+    p(
+        f"benchmark: {backbone} at {size}px, {len(x)} training photos ({len(xv)} to score), batch {batch_size}, "
+        f"weights {weights}"
+    )
     p(device.describe())
     bottom, top = split_at(model, cuts.POOL)  # the lesson's cut (notebook 05): pixels → pooled features → head
     bottom.predict(x, batch_size=batch_size, verbose=0)  # trace once: F is the steady-state forward pass
@@ -158,8 +181,10 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
         feats = cache.activations(bottom, x, batch_size, dtype="float32")
     F = f.seconds
     out["F"] = {"seconds": F, "images_per_second": len(x) / F, "peak_mb": f.peak_mb}
-    p(f"\n1. F = forward pass of the frozen base over {len(x)} photos: {F:.2f} s "
-      f"({len(x) / F:.1f} images/s), peak {f.peak_mb:.0f} MB")
+    p(
+        f"\n1. F = forward pass of the frozen base over {len(x)} photos: {F:.2f} s "
+        f"({len(x) / F:.1f} images/s), peak {f.peak_mb:.0f} MB"
+    )
 
     # 2. head training: Keras-guide recipe vs cached
     p("\n2. head training, same epochs, same batches:")
@@ -172,10 +197,16 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
             _fit(top, feats, y, e, batch_size, train.HEAD_LEARNING_RATE)
         acc = _accuracy(model, xv, yv, batch_size)
         total = F + m.seconds
-        out["cached_head"][e] = {"seconds": total, "fit_seconds": m.seconds, "val_accuracy": acc,
-                                 "peak_mb": max(m.peak_mb, f.peak_mb)}
-        p(f"   cached   E={e:3d}: {total:7.2f} s (F + fit {m.seconds:.2f} s)  val {acc:.1%}  "
-          f"peak {max(m.peak_mb, f.peak_mb):.0f} MB")
+        out["cached_head"][e] = {
+            "seconds": total,
+            "fit_seconds": m.seconds,
+            "val_accuracy": acc,
+            "peak_mb": max(m.peak_mb, f.peak_mb),
+        }
+        p(
+            f"   cached   E={e:3d}: {total:7.2f} s (F + fit {m.seconds:.2f} s)  val {acc:.1%}  "
+            f"peak {max(m.peak_mb, f.peak_mb):.0f} MB"
+        )
     reset()
     train.freeze_for(model, None)
     clock = EpochClock(score_at=epochs, score=lambda: _accuracy(model, xv, yv, batch_size))
@@ -206,13 +237,21 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
     with measured() as fc:
         _fit(part.top, acts, y, 2, batch_size, train.FINE_TUNE_LEARNING_RATE, callbacks=[cached_clock])
     plain_epoch, cached_epoch = plain_clock.epoch_seconds[-1], cached_clock.epoch_seconds[-1]
-    out["fine_tune"] = {"from": fine_tune_from, "cut": ft_cut, "plain_epoch_seconds": plain_epoch,
-                        "cached_epoch_seconds": cached_epoch, "cache_build_seconds": build.seconds,
-                        "cache_mb": acts.nbytes / 2**20, "plain_peak_mb": fp.peak_mb,
-                        "cached_peak_mb": max(fc.peak_mb, build.peak_mb)}
+    out["fine_tune"] = {
+        "from": fine_tune_from,
+        "cut": ft_cut,
+        "plain_epoch_seconds": plain_epoch,
+        "cached_epoch_seconds": cached_epoch,
+        "cache_build_seconds": build.seconds,
+        "cache_mb": acts.nbytes / 2**20,
+        "plain_peak_mb": fp.peak_mb,
+        "cached_peak_mb": max(fc.peak_mb, build.peak_mb),
+    }
     p(f"   plain    {plain_epoch:7.2f} s/epoch  peak {fp.peak_mb:.0f} MB")
-    p(f"   cached   {cached_epoch:7.2f} s/epoch  peak {max(fc.peak_mb, build.peak_mb):.0f} MB "
-      f"(one-off: {build.seconds:.2f} s to cache {acts.nbytes / 2**20:.1f} MB of {ft_cut} activations)")
+    p(
+        f"   cached   {cached_epoch:7.2f} s/epoch  peak {max(fc.peak_mb, build.peak_mb):.0f} MB "
+        f"(one-off: {build.seconds:.2f} s to cache {acts.nbytes / 2**20:.1f} MB of {ft_cut} activations)"
+    )
 
     # 4. input pipeline vs in-memory arrays
     from .pipeline import photo_dataset
@@ -228,15 +267,20 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
         best["memory"] = max(best["memory"], len(x) / mm.seconds)
         best["pipeline"] = max(best["pipeline"], len(x) / mp.seconds)
         peaks["memory"], peaks["pipeline"] = max(peaks["memory"], mm.peak_mb), max(peaks["pipeline"], mp.peak_mb)
-    out["pipeline"] = {"pipeline_images_per_second": best["pipeline"], "memory_images_per_second": best["memory"],
-                       "pipeline_peak_mb": peaks["pipeline"], "memory_peak_mb": peaks["memory"]}
-    p(f"\n4. predict fed by tf.data from the files: {best['pipeline']:.1f} images/s (peak {peaks['pipeline']:.0f} MB);"
-      f" on decoded arrays in memory: {best['memory']:.1f} images/s (peak {peaks['memory']:.0f} MB)")
+    out["pipeline"] = {
+        "pipeline_images_per_second": best["pipeline"],
+        "memory_images_per_second": best["memory"],
+        "pipeline_peak_mb": peaks["pipeline"],
+        "memory_peak_mb": peaks["memory"],
+    }
+    p(
+        f"\n4. predict fed by tf.data from the files: {best['pipeline']:.1f} images/s "
+        f"(peak {peaks['pipeline']:.0f} MB);"
+        f" on decoded arrays in memory: {best['memory']:.1f} images/s (peak {peaks['memory']:.0f} MB)"
+    )
 
     # ratios
-    ratios = {
-        f"cached_head_over_F_E{e}": out["cached_head"][e]["seconds"] / F for e in cached_epochs
-    }
+    ratios = {f"cached_head_over_F_E{e}": out["cached_head"][e]["seconds"] / F for e in cached_epochs}
     ratios["cached_head_over_F"] = max(ratios.values())
     for e in epochs:
         ratios[f"guide_over_cached_E{e}"] = out["guide_head"][e]["seconds"] / out["cached_head"][e]["seconds"]
@@ -251,11 +295,20 @@ def run(data_dir: str | os.PathLike, backbone: str = "mobilenet_v2", weights: st
             ok = value <= target[1] if target[0] == "<=" else value >= target[1]
             verdict = f"  (target {target[0]} {target[1]}: {'met' if ok else 'NOT met'})"
         p(f"RATIO {name} {value:.3f}{verdict}")
-    p("\n5. peak memory (MB): " + ", ".join([
-        f"F {f.peak_mb:.0f}", f"guide head {g.peak_mb:.0f}",
-        f"cached head {max(v['peak_mb'] for v in out['cached_head'].values()):.0f}",
-        f"fine-tune plain {fp.peak_mb:.0f}", f"fine-tune cached {max(fc.peak_mb, build.peak_mb):.0f}",
-        f"pipeline {peaks['pipeline']:.0f}", f"in-memory {peaks['memory']:.0f}"]))
+    p(
+        "\n5. peak memory (MB): "
+        + ", ".join(
+            [
+                f"F {f.peak_mb:.0f}",
+                f"guide head {g.peak_mb:.0f}",
+                f"cached head {max(v['peak_mb'] for v in out['cached_head'].values()):.0f}",
+                f"fine-tune plain {fp.peak_mb:.0f}",
+                f"fine-tune cached {max(fc.peak_mb, build.peak_mb):.0f}",
+                f"pipeline {peaks['pipeline']:.0f}",
+                f"in-memory {peaks['memory']:.0f}",
+            ]
+        )
+    )
     return out
 
 

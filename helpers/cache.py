@@ -2,16 +2,18 @@
 
 Notebook 05 ("small data, short time") teaches this. While the base is frozen, a plain
 Keras ``fit`` runs the whole frozen network again over every photo in every epoch. Here we
-*cut* the model at a cut point (:func:`helpers.lesson.split_at`, :func:`helpers.cuts.split_at`): the **bottom** (frozen, below the cut)
-runs once per photo and its output — the *activations* at the cut — is kept; the **top**
-(above the cut: the head, plus any unfrozen blocks) then trains on the stored activations.
+*cut* the model at a cut point (:func:`helpers.lesson.split_at`, :func:`helpers.cuts.split_at`):
+the **bottom** (frozen, below the cut) runs once per photo and its output — the *activations*
+at the cut — is kept; the **top** (above the cut: the head, plus any unfrozen blocks) then
+trains on the stored activations.
 The top shares its layers with the full model, so training the top trains the model.
 
 Any cut point works: ``pool`` (the pooled features, for head training), or a block
 output such as InceptionV3's ``mixed8`` for fine-tuning ``mixed9``–``mixed10`` + head.
 
 On disk (:class:`BottleneckCache`), one ``.npy`` file per photo (no pickle) with a checksum
-trailer, written atomically and checked (checksum, shape, dtype, length, finite values) when read, under a folder whose name is a hash of everything that changes the activations:
+trailer, written atomically and checked (checksum, shape, dtype, length, finite values) when read,
+under a folder whose name is a hash of everything that changes the activations:
 the bottom's architecture and weight *values* (so the weights file, the backbone, the cut
 point, the image size and the preprocessing layer are all covered), the storage dtype and
 the pixel loader. Each photo's file name is a hash of the photo's *content* (plus the
@@ -23,6 +25,7 @@ or ``augment_copies=K`` (K extra, fixed, seeded random views per photo — flips
 crops — computed once; the network sees the same K+1 views every epoch instead of a new
 random view each time).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,9 +36,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import keras
 import numpy as np
@@ -60,8 +63,10 @@ def default_root() -> Path:
 
 # --------------------------------------------------------------------------- in memory
 
-def activations(bottom: keras.Model, pixels: np.ndarray, batch_size: int = 32,
-                dtype: str = DEFAULT_DTYPE, verbose: int = 0) -> np.ndarray:
+
+def activations(
+    bottom: keras.Model, pixels: np.ndarray, batch_size: int = 32, dtype: str = DEFAULT_DTYPE, verbose: int = 0
+) -> np.ndarray:
     """Run ``bottom`` once over in-memory ``pixels`` and return its output as ``dtype``."""
     out = bottom.predict(pixels, batch_size=batch_size, verbose=verbose)
     return np.asarray(out).astype(dtype, copy=False)
@@ -79,11 +84,12 @@ def augment_pixels(pixels: np.ndarray, rng: np.random.Generator, max_zoom: float
         pixels = pixels[:, ::-1]
     crop = int(round(size * (1 - rng.uniform(0, max_zoom))))
     top, left = rng.integers(0, size - crop + 1, size=2)
-    window = np.ascontiguousarray(pixels[top:top + crop, left:left + crop])
+    window = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
     return np.asarray(Image.fromarray(window).resize((size, size), Image.Resampling.BILINEAR), np.uint8)
 
 
 # --------------------------------------------------------------------------- keys
+
 
 def _digest(*parts: bytes | str) -> str:
     h = hashlib.blake2b(digest_size=20)
@@ -185,9 +191,11 @@ def read_entry(path: str | os.PathLike, shape: tuple[int, ...], dtype: str) -> n
     data = Path(path).read_bytes()
     body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
     if len(data) < _TRAILER_LEN or not trailer.startswith(ENTRY_TRAILER):
-        raise BadEntry(f"incomplete or foreign file ({len(data)} bytes, no checksum trailer): "
-                       "truncated by an interrupted write, or not written by the workbook")
-    if hashlib.blake2b(body, digest_size=16).digest() != trailer[len(ENTRY_TRAILER):]:
+        raise BadEntry(
+            f"incomplete or foreign file ({len(data)} bytes, no checksum trailer): "
+            "truncated by an interrupted write, or not written by the workbook"
+        )
+    if hashlib.blake2b(body, digest_size=16).digest() != trailer[len(ENTRY_TRAILER) :]:
         raise BadEntry("checksum mismatch: the file was changed or damaged after it was written")
     stream = io.BytesIO(body)
     try:
@@ -242,8 +250,14 @@ class CacheFolder:
 
     def describe(self) -> str:
         m = self.meta
-        what = (f"{m.get('model', '?')} cut at {m.get('cut', '?')}, {m.get('image_size', '?')} px, "
-                f"{m.get('dtype', '?')} {tuple(m.get('output_shape') or ())}") if m else "no readable meta.json"
+        what = (
+            (
+                f"{m.get('model', '?')} cut at {m.get('cut', '?')}, {m.get('image_size', '?')} px, "
+                f"{m.get('dtype', '?')} {tuple(m.get('output_shape') or ())}"
+            )
+            if m
+            else "no readable meta.json"
+        )
         weights = f", weights {m['weights_source']}" if m.get("weights_source") else ""
         return f"{self.path.name}: {self.entries} entries, {_human(self.bytes)} ({what}{weights})"
 
@@ -260,8 +274,9 @@ class BottleneckCache:
     read, so a reader never sees half an entry; a damaged entry is named and recomputed.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, dtype: str = DEFAULT_DTYPE,
-                 progress: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike | None = None, dtype: str = DEFAULT_DTYPE, progress: bool = True
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.dtype = np.dtype(dtype).name
         self.progress = progress
@@ -294,8 +309,10 @@ class BottleneckCache:
         folders = self.folders()
         if not folders:
             return f"bottleneck cache at {self.root}: empty"
-        return (f"bottleneck cache at {self.root}: {len(folders)} folders, "
-                f"{sum(f.entries for f in folders)} entries, {_human(sum(f.bytes for f in folders))}")
+        return (
+            f"bottleneck cache at {self.root}: {len(folders)} folders, "
+            f"{sum(f.entries for f in folders)} entries, {_human(sum(f.bytes for f in folders))}"
+        )
 
     # -- one model's folder -------------------------------------------------------------
 
@@ -307,9 +324,16 @@ class BottleneckCache:
         """
         fingerprint = model_fingerprint(bottom)
         cut = cut or _cut_name(bottom)
-        meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "dtype": self.dtype, "loader": LOADER,
-                "cut": cut, "image_size": int(bottom.inputs[0].shape[1]),
-                "output_shape": list(bottom.output.shape[1:]), "model": bottom.name}
+        meta = {
+            "format": FORMAT_VERSION,
+            "fingerprint": fingerprint,
+            "dtype": self.dtype,
+            "loader": LOADER,
+            "cut": cut,
+            "image_size": int(bottom.inputs[0].shape[1]),
+            "output_shape": list(bottom.output.shape[1:]),
+            "model": bottom.name,
+        }
         key = _digest(fingerprint, self.dtype, LOADER, str(FORMAT_VERSION))
         folder = self.root / f"{cut}-{meta['image_size']}px-{key[:24]}"
         meta_file = folder / "meta.json"
@@ -320,27 +344,45 @@ class BottleneckCache:
                 if not isinstance(stored, dict):
                     raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
-                print(f"bottleneck cache: {meta_file} is unreadable ({type(exc).__name__}); writing it again",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"bottleneck cache: {meta_file} is unreadable ({type(exc).__name__}); writing it again",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stored = None
         if stored is not None:
             if stored.get("fingerprint") != fingerprint or stored.get("dtype") != self.dtype:
-                raise RuntimeError(f"bottleneck cache {folder} belongs to another model; delete the folder "
-                                   f"(python -m helpers cache --clear clears the whole cache)")
+                raise RuntimeError(
+                    f"bottleneck cache {folder} belongs to another model; delete the folder "
+                    f"(python -m helpers cache --clear clears the whole cache)"
+                )
         else:
             meta["weights_source"] = _describe_source(weights_source)
             files.write_json(meta_file, meta)
         _remove_stale_temporaries(folder)
         return folder
 
-    def activations(self, bottom: keras.Model, paths: Sequence[str | os.PathLike], augment_copies: int = 0,
-                    seed: int = 0, batch_size: int = 32, weights_source: str | None = None) -> np.ndarray:
+    def activations(
+        self,
+        bottom: keras.Model,
+        paths: Sequence[str | os.PathLike],
+        augment_copies: int = 0,
+        seed: int = 0,
+        batch_size: int = 32,
+        weights_source: str | None = None,
+    ) -> np.ndarray:
         """``bottom``'s output for every photo in ``paths``: :meth:`fetch` without its stats."""
         return self.fetch(bottom, paths, augment_copies, seed, batch_size, weights_source)[0]
 
-    def fetch(self, bottom: keras.Model, paths: Sequence[str | os.PathLike], augment_copies: int = 0,
-              seed: int = 0, batch_size: int = 32,
-              weights_source: str | None = None) -> tuple[np.ndarray, CacheStats]:
+    def fetch(
+        self,
+        bottom: keras.Model,
+        paths: Sequence[str | os.PathLike],
+        augment_copies: int = 0,
+        seed: int = 0,
+        batch_size: int = 32,
+        weights_source: str | None = None,
+    ) -> tuple[np.ndarray, CacheStats]:
         """``bottom``'s output for every photo in ``paths`` (and K augmented copies of each), and what it took.
 
         Returns an array of ``len(paths) * (1 + augment_copies)`` rows — all originals first,
@@ -369,40 +411,58 @@ class BottleneckCache:
             except (BadEntry, OSError) as exc:
                 bad += 1
                 missing.append(ic)
-                print(f"bottleneck cache: {folder / names[ic]} (photo {paths[ic[0]]}) is damaged: {exc}; "
-                      "recomputing it", file=sys.stderr, flush=True)
+                print(
+                    f"bottleneck cache: {folder / names[ic]} (photo {paths[ic[0]]}) is damaged: {exc}; recomputing it",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if missing:
             self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position)
-        passes.record(_pass_key(bottom, folder), digests, sum(1 for _, c in missing if c == 0),
-                      kind=f"frozen, up to {_cut_name(bottom)}")
+        passes.record(
+            _pass_key(bottom, folder),
+            digests,
+            sum(1 for _, c in missing if c == 0),
+            kind=f"frozen, up to {_cut_name(bottom)}",
+        )
         if augment_copies:
-            passes.record(_pass_key(bottom, folder), [f"{d}-views-s{seed}" for d in digests],
-                          sum(1 for _, c in missing if c > 0), kind=f"augmented views, up to {_cut_name(bottom)}")
+            passes.record(
+                _pass_key(bottom, folder),
+                [f"{d}-views-s{seed}" for d in digests],
+                sum(1 for _, c in missing if c > 0),
+                kind=f"augmented views, up to {_cut_name(bottom)}",
+            )
         return out, CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
 
-    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out,
-                 position) -> None:
+    def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position) -> None:
         """Run ``bottom`` over the ``missing`` photos in batches; store each entry and put it in ``out``."""
         from tqdm.auto import tqdm
 
         per_item = math.prod(int(d) for d in bottom.output.shape[1:]) * np.dtype(self.dtype).itemsize
-        print(f"bottleneck cache: computing {len(missing)} activations at {folder.name.split('-')[0]} "
-              f"({tuple(bottom.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
-              f"≈ {_human(per_item * len(missing))} in {folder}", flush=True)
+        print(
+            f"bottleneck cache: computing {len(missing)} activations at {folder.name.split('-')[0]} "
+            f"({tuple(bottom.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
+            f"≈ {_human(per_item * len(missing))} in {folder}",
+            flush=True,
+        )
         bar = tqdm(total=len(missing), desc="bottleneck", unit="img", disable=not self.progress)
         try:
             for start in range(0, len(missing), batch_size):
-                chunk = missing[start:start + batch_size]
+                chunk = missing[start : start + batch_size]
                 originals = load_images([paths[i] for i, _ in chunk], size)
-                pixels = np.stack([
-                    pix if c == 0 else augment_pixels(pix, np.random.default_rng(_rng_seed(digests[i], seed, c)))
-                    for pix, (i, c) in zip(originals, chunk)])
+                pixels = np.stack(
+                    [
+                        pix if c == 0 else augment_pixels(pix, np.random.default_rng(_rng_seed(digests[i], seed, c)))
+                        for pix, (i, c) in zip(originals, chunk)
+                    ]
+                )
                 rows = np.asarray(bottom.predict_on_batch(pixels)).astype(self.dtype)
                 for row, ic in zip(rows, chunk):
                     if not np.isfinite(row).all():
-                        raise ValueError(f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
-                                         f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
-                                         "values overflow float16 (use dtype='float32')")
+                        raise ValueError(
+                            f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
+                            f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
+                            "values overflow float16 (use dtype='float32')"
+                        )
                     write_entry(folder / names[ic], row)
                     out[position[ic]] = row
                 bar.update(len(chunk))
@@ -442,8 +502,11 @@ def _size(path: Path) -> int:
 def _pass_key(bottom: keras.Model, folder: Path) -> dict:
     """What :mod:`helpers.passes` counts photos per: the backbone, the image size, the weights (below the cut)."""
     nested = [layer.name for layer in bottom.layers if isinstance(layer, keras.Model)]
-    return {"backbone": nested[0] if nested else bottom.name, "image_size": int(bottom.inputs[0].shape[1]),
-            "weights": folder.name.rsplit("-", 1)[-1]}
+    return {
+        "backbone": nested[0] if nested else bottom.name,
+        "image_size": int(bottom.inputs[0].shape[1]),
+        "weights": folder.name.rsplit("-", 1)[-1],
+    }
 
 
 def _cut_name(bottom: keras.Model) -> str:
@@ -481,5 +544,17 @@ def _describe_source(source: str | None) -> str | None:
     return str(source)
 
 
-__all__ = ["BadEntry", "BottleneckCache", "CacheFolder", "CacheStats", "list_caches", "read_entry",
-           "write_entry", "activations", "augment_pixels", "default_root", "file_digest", "model_fingerprint"]
+__all__ = [
+    "BadEntry",
+    "BottleneckCache",
+    "CacheFolder",
+    "CacheStats",
+    "list_caches",
+    "read_entry",
+    "write_entry",
+    "activations",
+    "augment_pixels",
+    "default_root",
+    "file_digest",
+    "model_fingerprint",
+]

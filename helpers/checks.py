@@ -15,6 +15,7 @@ A photo is one of:
 ``fixed``    usable, but :func:`to_rgb` changes it on loading (EXIF rotation, CMYK, alpha, …);
 ``skipped``  not used for training (corrupt, empty, not an image, tiny, huge, OS junk, …).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,17 +53,26 @@ OS_JUNK = {
     ".localized": "macOS folder name file (.localized)",
     "icon\r": "macOS custom folder icon",
 }
-JUNK_FOLDERS = {"__MACOSX": "macOS archive metadata", ".ipynb_checkpoints": "Jupyter checkpoints",
-                "@eaDir": "Synology thumbnails", "$RECYCLE.BIN": "Windows recycle bin",
-                ".git": "git metadata", ".Trash": "trash", ".Spotlight-V100": "macOS index"}
+JUNK_FOLDERS = {
+    "__MACOSX": "macOS archive metadata",
+    ".ipynb_checkpoints": "Jupyter checkpoints",
+    "@eaDir": "Synology thumbnails",
+    "$RECYCLE.BIN": "Windows recycle bin",
+    ".git": "git metadata",
+    ".Trash": "trash",
+    ".Spotlight-V100": "macOS index",
+}
 UNSUPPORTED = {
     ".heic": "HEIC (iPhone) photo: Pillow cannot read it here; export or convert it to JPEG",
     ".heif": "HEIF photo: Pillow cannot read it here; convert it to JPEG",
     ".avif": "AVIF image: convert it to JPEG or PNG",
     ".svg": "SVG is a drawing, not a photo: export it to PNG",
-    ".cr2": "camera RAW file: export it to JPEG", ".nef": "camera RAW file: export it to JPEG",
-    ".arw": "camera RAW file: export it to JPEG", ".dng": "camera RAW file: export it to JPEG",
-    ".raw": "camera RAW file: export it to JPEG", ".psd": "Photoshop file: export it to JPEG or PNG",
+    ".cr2": "camera RAW file: export it to JPEG",
+    ".nef": "camera RAW file: export it to JPEG",
+    ".arw": "camera RAW file: export it to JPEG",
+    ".dng": "camera RAW file: export it to JPEG",
+    ".raw": "camera RAW file: export it to JPEG",
+    ".psd": "Photoshop file: export it to JPEG or PNG",
 }
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -74,14 +84,14 @@ class FileCheck:
     """What :func:`check_image` found out about one file."""
 
     path: Path
-    status: str = "ok"                      # "ok" | "fixed" | "skipped"
+    status: str = "ok"  # "ok" | "fixed" | "skipped"
     reasons: list[str] = field(default_factory=list)
-    size: tuple[int, int] | None = None     # width, height as the photo will be seen (upright)
-    format: str | None = None               # Pillow's format name, e.g. "JPEG"
-    digest: str | None = None               # sha1 of the bytes (exact duplicates)
-    fingerprint: int | None = None          # 64-bit difference hash (near duplicates) …
-    thumbnail: np.ndarray | None = field(default=None, repr=False)   # … and 8×8 colours to confirm
-    split: str = ""                         # set by helpers.data: "train" | "val" | "test"
+    size: tuple[int, int] | None = None  # width, height as the photo will be seen (upright)
+    format: str | None = None  # Pillow's format name, e.g. "JPEG"
+    digest: str | None = None  # sha1 of the bytes (exact duplicates)
+    fingerprint: int | None = None  # 64-bit difference hash (near duplicates) …
+    thumbnail: np.ndarray | None = field(default=None, repr=False)  # … and 8×8 colours to confirm
+    split: str = ""  # set by helpers.data: "train" | "val" | "test"
     class_name: str = ""
 
     @property
@@ -115,8 +125,14 @@ def junk_reason(name: str) -> str | None:
     return None
 
 
-MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
-         b"MM\x00*": "TIFF"}
+MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 
 def _magic_format(data: bytes) -> str | None:
@@ -156,13 +172,13 @@ def jpeg_stream_problem(data: bytes) -> str | None:
     nxt = buffer[ff + 1]
     keep = (nxt != 0x00) & (nxt != 0xFF) & ~((nxt >= 0xD0) & (nxt <= 0xD7))
     candidates = ff[keep]
-    position, scanning = 2, False             # after SOI; inside entropy-coded data after SOS
+    position, scanning = 2, False  # after SOI; inside entropy-coded data after SOS
     for at in candidates:
         if at < position:
-            continue                          # inside a segment we already skipped
+            continue  # inside a segment we already skipped
         marker = int(buffer[at + 1])
         if marker == 0xD9:
-            return None                       # EOI: a complete stream
+            return None  # EOI: a complete stream
         if marker in _JPEG_SEGMENTS_WITHOUT_LENGTH:
             position = at + 2
             continue
@@ -246,13 +262,14 @@ def check_image(path: str | os.PathLike, min_side: int = MIN_SIDE, max_pixels: i
             return _check_open_image(check, image, data, min_side, max_pixels)
 
 
-def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_side: int,
-                      max_pixels: int) -> FileCheck:
+def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_side: int, max_pixels: int) -> FileCheck:
     check.format = image.format
     width, height = image.size
     if width * height > max_pixels:
-        return check.skip(f"huge image: {width}×{height} = {width * height / 1e6:.0f} megapixels is above "
-                          f"the limit of {max_pixels / 1e6:.0f} megapixels (decompression-bomb guard); resize it")
+        return check.skip(
+            f"huge image: {width}×{height} = {width * height / 1e6:.0f} megapixels is above "
+            f"the limit of {max_pixels / 1e6:.0f} megapixels (decompression-bomb guard); resize it"
+        )
     try:
         orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
     except Exception:  # a broken EXIF block: the pixels may still be fine
@@ -315,7 +332,7 @@ class Duplicate:
 
     first: FileCheck
     second: FileCheck
-    bits_differ: int   # 0 with identical bytes is an exact copy
+    bits_differ: int  # 0 with identical bytes is an exact copy
 
     @property
     def exact(self) -> bool:
@@ -332,8 +349,12 @@ class Duplicate:
         return self.first.class_name != self.second.class_name
 
 
-def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS,
-                    max_colour: float = NEAR_DUPLICATE_COLOUR, block: int = 1024) -> list[Duplicate]:
+def find_duplicates(
+    checks: list[FileCheck],
+    max_bits: int = NEAR_DUPLICATE_BITS,
+    max_colour: float = NEAR_DUPLICATE_COLOUR,
+    block: int = 1024,
+) -> list[Duplicate]:
     """Exact and near-duplicate pairs that matter: in DIFFERENT splits (leakage) or classes (conflicting labels).
 
     Near duplicates have nearly the same difference hash (structure) AND nearly the same
@@ -346,7 +367,7 @@ def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS
     prints = np.array([c.fingerprint for c in usable], dtype=np.uint64)
     found: list[Duplicate] = []
     for start in range(0, len(usable), block):
-        distance = np.bitwise_count(prints[start:start + block, None] ^ prints[None, :])
+        distance = np.bitwise_count(prints[start : start + block, None] ^ prints[None, :])
         for ia, ib in zip(*np.nonzero(distance <= max_bits)):
             i = start + int(ia)
             j = int(ib)
@@ -354,7 +375,7 @@ def find_duplicates(checks: list[FileCheck], max_bits: int = NEAR_DUPLICATE_BITS
                 continue
             a, b = usable[i], usable[j]
             if a.split == b.split and a.class_name == b.class_name:
-                continue                      # two copies in one class and split: harmless
+                continue  # two copies in one class and split: harmless
             exact = a.digest == b.digest
             if exact or np.abs(a.thumbnail.astype(np.int16) - b.thumbnail).mean() <= max_colour:
                 found.append(Duplicate(a, b, int(distance[ia, ib])))
@@ -369,7 +390,7 @@ class DataReport:
     layout: str
     class_names: list[str]
     files: list[FileCheck]
-    ignored: list[tuple[Path, str]] = field(default_factory=list)   # folders/files outside the layout
+    ignored: list[tuple[Path, str]] = field(default_factory=list)  # folders/files outside the layout
     duplicates: list[Duplicate] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -409,14 +430,16 @@ class DataReport:
 
     def reason_counts(self) -> Counter:
         """How many files were skipped or fixed for each kind of reason (first words)."""
-        return Counter(r.split(":")[0].split("(")[0].strip() for f in self.files if f.status != "ok"
-                       for r in f.reasons)
+        return Counter(r.split(":")[0].split("(")[0].strip() for f in self.files if f.status != "ok" for r in f.reasons)
 
     def format(self, max_listed: int | None = None) -> str:
         """The report as text (what ``python -m helpers check-data`` prints)."""
         splits = [s for s in ("train", "val", "test") if any(f.split == s for f in self.files)]
-        lines = [f"Data report for {display_name(self.root)}",
-                 f"  layout {self.layout}; {len(self.files)} files checked in {self.seconds:.1f} s", ""]
+        lines = [
+            f"Data report for {display_name(self.root)}",
+            f"  layout {self.layout}; {len(self.files)} files checked in {self.seconds:.1f} s",
+            "",
+        ]
         counts = self.counts()
         header = f"  {'class':16s}" + "".join(f"{s:>7s}" for s in splits) + "   sizes (smallest – largest, w×h)"
         lines.append(header)
@@ -427,8 +450,10 @@ class DataReport:
                 (w0, h0), (w1, h1) = size
                 row += f"   {w0}×{h0} – {w1}×{h1}"
             lines.append(row)
-        lines.append(f"  valid photos: {len(self.valid)} in {len(self.class_names)} classes"
-                     + (f" ({', '.join(self.class_names)})" if self.class_names else ""))
+        lines.append(
+            f"  valid photos: {len(self.valid)} in {len(self.class_names)} classes"
+            + (f" ({', '.join(self.class_names)})" if self.class_names else "")
+        )
         for title, group in (("fixed on loading (used)", self.fixed), ("skipped (not used)", self.skipped)):
             if group:
                 lines += ["", f"{title}: {len(group)} files"]
@@ -441,13 +466,17 @@ class DataReport:
             lines += ["", f"ignored outside the layout: {len(self.ignored)}"]
             lines += [f"  {display_name(p, self.root)}: {why}" for p, why in self.ignored]
         if self.duplicates:
-            lines += ["", f"duplicates across splits or classes: {len(self.duplicates)} pairs "
-                          "(== same bytes, ≈ same picture)"]
+            lines += [
+                "",
+                f"duplicates across splits or classes: {len(self.duplicates)} pairs (== same bytes, ≈ same picture)",
+            ]
             shown = self.duplicates if max_listed is None else self.duplicates[:max_listed]
-            lines += [f"  {display_name(d.first.path, self.root)} {'==' if d.exact else '≈'} "
-                      f"{display_name(d.second.path, self.root)}"
-                      f"   ({', '.join(k for k, on in (('leak', d.leak), ('two labels', d.conflicting_labels)) if on)})"
-                      for d in shown]
+            lines += [
+                f"  {display_name(d.first.path, self.root)} {'==' if d.exact else '≈'} "
+                f"{display_name(d.second.path, self.root)}"
+                f"   ({', '.join(k for k, on in (('leak', d.leak), ('two labels', d.conflicting_labels)) if on)})"
+                for d in shown
+            ]
             if len(shown) < len(self.duplicates):
                 lines.append(f"  … and {len(self.duplicates) - len(shown)} more")
         if self.warnings:
@@ -455,8 +484,11 @@ class DataReport:
         if self.errors:
             lines += ["", "errors (training cannot start):"] + [f"  x {e}" for e in self.errors]
         elif self.warnings:
-            lines += ["", f"NOT OK: {len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above; "
-                          f"training would use the {len(self.valid)} valid photos, but fix what the warnings say first."]
+            lines += [
+                "",
+                f"NOT OK: {len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above; "
+                f"training would use the {len(self.valid)} valid photos, but fix what the warnings say first.",
+            ]
         else:
             lines += ["", f"OK: training will use the {len(self.valid)} valid photos."]
         return "\n".join(lines)
@@ -465,15 +497,38 @@ class DataReport:
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (``check-data --json``)."""
+
         def entry(f: FileCheck) -> dict:
-            return {"path": display_name(f.path, self.root), "split": f.split, "class": f.class_name,
-                    "status": f.status, "reasons": f.reasons, "size": f.size}
-        return {"root": str(self.root), "layout": self.layout, "class_names": self.class_names,
-                "counts": self.counts(), "n_valid": len(self.valid),
-                "fixed": [entry(f) for f in self.fixed], "skipped": [entry(f) for f in self.skipped],
-                "ignored": [{"path": display_name(p, self.root), "reason": why} for p, why in self.ignored],
-                "duplicates": [{"first": display_name(d.first.path, self.root),
-                                "second": display_name(d.second.path, self.root), "exact": d.exact,
-                                "bits_differ": d.bits_differ, "leak": d.leak,
-                                "conflicting_labels": d.conflicting_labels} for d in self.duplicates],
-                "warnings": self.warnings, "errors": self.errors, "seconds": self.seconds}
+            return {
+                "path": display_name(f.path, self.root),
+                "split": f.split,
+                "class": f.class_name,
+                "status": f.status,
+                "reasons": f.reasons,
+                "size": f.size,
+            }
+
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "class_names": self.class_names,
+            "counts": self.counts(),
+            "n_valid": len(self.valid),
+            "fixed": [entry(f) for f in self.fixed],
+            "skipped": [entry(f) for f in self.skipped],
+            "ignored": [{"path": display_name(p, self.root), "reason": why} for p, why in self.ignored],
+            "duplicates": [
+                {
+                    "first": display_name(d.first.path, self.root),
+                    "second": display_name(d.second.path, self.root),
+                    "exact": d.exact,
+                    "bits_differ": d.bits_differ,
+                    "leak": d.leak,
+                    "conflicting_labels": d.conflicting_labels,
+                }
+                for d in self.duplicates
+            ],
+            "warnings": self.warnings,
+            "errors": self.errors,
+            "seconds": self.seconds,
+        }

@@ -3,6 +3,7 @@
 Each sub-command is a thin wrapper over the helper module that does the work, so what
 a notebook teaches and what the command line runs are the same code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,10 @@ def _photo_folder(given: Path | None) -> Path:
 
     if given is not None and not given.is_dir():
         what = "is a file, not a folder" if given.exists() else "does not exist"
-        raise FileNotFoundError(f"photo folder {given} {what}: pass the folder that holds one sub-folder per "
-                                "class (DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)")
+        raise FileNotFoundError(
+            f"photo folder {given} {what}: pass the folder that holds one sub-folder per "
+            "class (DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)"
+        )
     return get_photos(given)
 
 
@@ -39,8 +42,11 @@ def _defaults(function) -> dict:
     """A function's keyword defaults: the one place a command-line default comes from."""
     import inspect
 
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    return {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 def _given(args: argparse.Namespace, *names: str) -> dict:
@@ -49,8 +55,9 @@ def _given(args: argparse.Namespace, *names: str) -> dict:
 
 
 def _warn(line: str) -> None:
-    print(line if line.startswith(("WARNING", "warning", "skipped")) else f"warning: {line}", file=sys.stderr,
-          flush=True)
+    print(
+        line if line.startswith(("WARNING", "warning", "skipped")) else f"warning: {line}", file=sys.stderr, flush=True
+    )
 
 
 def _print_data_warnings(report, limit: int = 10) -> None:
@@ -63,8 +70,10 @@ def _print_data_warnings(report, limit: int = 10) -> None:
     for f in skipped[:limit]:
         _warn(f"skipped {display_name(f.path, report.root)}: {'; '.join(f.reasons)}")
     if len(skipped) > limit:
-        _warn(f"… and {len(skipped) - limit} more skipped files (python -m helpers check-data {report.root} "
-              "lists them all)")
+        _warn(
+            f"… and {len(skipped) - limit} more skipped files (python -m helpers check-data {report.root} "
+            "lists them all)"
+        )
 
 
 def _block(value: str) -> str | int:
@@ -95,8 +104,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_classifier
 
     settings_ = _defaults(train_classifier) | _given(
-        args, "backbone", "per_class", "image_size", "epochs", "fine_tune_from", "fine_tune_epochs", "seed",
-        "batch_size")
+        args,
+        "backbone",
+        "per_class",
+        "image_size",
+        "epochs",
+        "fine_tune_from",
+        "fine_tune_epochs",
+        "seed",
+        "batch_size",
+    )
     weights = settings_["weights"] if args.weights is _UNSET else args.weights
     data = _photo_folder(args.data)
     cache_dir = args.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None)
@@ -104,16 +121,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     files.check_output_dir(args.out, runs.estimate_bytes(settings_["backbone"], weights), "--out folder")
     if cache_dir is not None and not args.no_cache:
         files.check_output_dir(cache_dir, 0, "cache folder")
-    config = runs.run_config(data, backbone=settings_["backbone"], weights=weights,
-                             image_size=settings_["image_size"], per_class=settings_["per_class"],
-                             epochs=settings_["epochs"], fine_tune_from=settings_["fine_tune_from"],
-                             fine_tune_epochs=settings_["fine_tune_epochs"], seed=settings_["seed"],
-                             batch_size=settings_["batch_size"])
+    config = runs.run_config(
+        data,
+        backbone=settings_["backbone"],
+        weights=weights,
+        image_size=settings_["image_size"],
+        per_class=settings_["per_class"],
+        epochs=settings_["epochs"],
+        fine_tune_from=settings_["fine_tune_from"],
+        fine_tune_epochs=settings_["fine_tune_epochs"],
+        seed=settings_["seed"],
+        batch_size=settings_["batch_size"],
+    )
     print(runs.prepare(args.out, config, fresh=args.fresh), flush=True)
     if settings_["epochs"] == 0:
-        print("--epochs 0: no head training; the saved model keeps the new head's random initial weights"
-              + (" (fine-tuning still runs)" if settings_["fine_tune_from"] and settings_["fine_tune_epochs"] else ""),
-              flush=True)
+        print(
+            "--epochs 0: no head training; the saved model keeps the new head's random initial weights"
+            + (" (fine-tuning still runs)" if settings_["fine_tune_from"] and settings_["fine_tune_epochs"] else ""),
+            flush=True,
+        )
     try:
         from .data import survey_folder
         from .device import configure
@@ -123,12 +149,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         if report.errors:
             raise ValueError(report.errors[0])
         configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
-        metrics = train_classifier(data, args.out, backbone=settings_["backbone"], weights=weights,
-                                   per_class=settings_["per_class"], image_size=settings_["image_size"],
-                                   epochs=settings_["epochs"], fine_tune_from=settings_["fine_tune_from"],
-                                   fine_tune_epochs=settings_["fine_tune_epochs"], seed=settings_["seed"],
-                                   batch_size=settings_["batch_size"], cache=not args.no_cache,
-                                   cache_dir=cache_dir)
+        metrics = train_classifier(
+            data,
+            args.out,
+            backbone=settings_["backbone"],
+            weights=weights,
+            per_class=settings_["per_class"],
+            image_size=settings_["image_size"],
+            epochs=settings_["epochs"],
+            fine_tune_from=settings_["fine_tune_from"],
+            fine_tune_epochs=settings_["fine_tune_epochs"],
+            seed=settings_["seed"],
+            batch_size=settings_["batch_size"],
+            cache=not args.no_cache,
+            cache_dir=cache_dir,
+        )
     except KeyboardInterrupt:
         runs.finish(args.out, "interrupted")
         raise
@@ -136,9 +171,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs.finish(args.out, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
         raise
     runs.finish(args.out, "complete", val_accuracy=metrics["val_accuracy"])
-    print(f"val_accuracy {metrics['val_accuracy']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
-          f"train_seconds {metrics['train_seconds']:.1f}  "
-          f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)")
+    print(
+        f"val_accuracy {metrics['val_accuracy']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+        f"train_seconds {metrics['train_seconds']:.1f}  "
+        f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)"
+    )
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
     return 0
 
@@ -187,8 +224,15 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebooks import NOTEBOOKS_DIR, parse_value, run_notebooks
 
     parameters = {name: parse_value(value) for name, value in args.parameter or []}
-    runs = run_notebooks(args.out, quick=args.quick, backbone=args.backbone, parameters=parameters,
-                         only=args.only, notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR, timeout=args.timeout)
+    runs = run_notebooks(
+        args.out,
+        quick=args.quick,
+        backbone=args.backbone,
+        parameters=parameters,
+        only=args.only,
+        notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR,
+        timeout=args.timeout,
+    )
     failed = [run for run in runs if not run.ok]
     for run in failed:
         print(f"FAILED {run.name}: {run.error}", file=sys.stderr)
@@ -215,8 +259,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EVALUATION_FILE
 
     if not args.model.is_file():
-        raise FileNotFoundError(f"model file {args.model} does not exist; train one with "
-                                "`python -m helpers train --out DIR` (it writes DIR/model.keras)")
+        raise FileNotFoundError(
+            f"model file {args.model} does not exist; train one with "
+            "`python -m helpers train --out DIR` (it writes DIR/model.keras)"
+        )
     out = args.out or args.model.parent
     files.check_output_dir(out, 256 << 10, "--out folder" if args.out else "the model's folder")
     data = _photo_folder(args.data)
@@ -225,12 +271,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_model(args.model, data, split=args.split, out=out, on_warning=_warn)
     which = "every photo (the folder has no split folders)" if result.split == "all" else f"the {result.split} split"
     counts = ", ".join(f"{n} {name}" for name, n in result.counts().items())
-    print(f"scored {len(result.labels)} photos of {data}, {which}: {counts}"
-          + (f"; {len(result.skipped)} could not be read (named above)" if result.skipped else ""))
+    print(
+        f"scored {len(result.labels)} photos of {data}, {which}: {counts}"
+        + (f"; {len(result.skipped)} could not be read (named above)" if result.skipped else "")
+    )
     print(f"accuracy {result.accuracy:.4f} on {len(result.labels)} {result.split} photos of {data}")
     for name, scores in result.per_class().items():
-        print(f"  {name:12s} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
-              f"({int(scores['support'])} photos)")
+        print(
+            f"  {name:12s} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+            f"({int(scores['support'])} photos)"
+        )
     print(f"wrote {Path(out) / EVALUATION_FILE}")
     return 0
 
@@ -243,8 +293,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = class_names_for(args.model)
     if names is None:
         names = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
-        print(f"warning: no labels.txt or metrics.json beside {args.model}; showing class numbers",
-              file=sys.stderr)
+        print(f"warning: no labels.txt or metrics.json beside {args.model}; showing class numbers", file=sys.stderr)
     failed = 0
     for result in predict_files(model, args.images, names, top=args.top):
         if result.error:
@@ -258,8 +307,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from .gpu_check import main as gpu_check
 
-    return gpu_check(allow_cpu=args.allow_cpu, image_size=args.image_size, images=args.images,
-                     batch_size=args.batch_size, epochs=args.epochs, precision=args.precision, blocks=args.blocks)
+    return gpu_check(
+        allow_cpu=args.allow_cpu,
+        image_size=args.image_size,
+        images=args.images,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        precision=args.precision,
+        blocks=args.blocks,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,19 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, help="use only N training photos per class")
     p.add_argument("--image-size", type=int, help="default: the backbone's own size")
     p.add_argument("--epochs", type=int, help="epochs of head training (cheap: on cached features); 0: no training")
-    p.add_argument("--fine-tune-from", type=_block,
-                   help="after head training, unfreeze this block (a name, or N = the top N blocks) and above")
+    p.add_argument(
+        "--fine-tune-from",
+        type=_block,
+        help="after head training, unfreeze this block (a name, or N = the top N blocks) and above",
+    )
     p.add_argument("--fine-tune-epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--fresh", action="store_true",
-                   help="clear the earlier run in --out first (only the workbook's own files)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="plain Keras recipe: run the frozen base in every step (slow; for comparison)")
-    p.add_argument("--cache-dir", type=Path,
-                   help=f"keep bottleneck activations on disk for the next run (default: ${CACHE_ENV}, "
-                        "else in memory only)")
+    p.add_argument(
+        "--fresh", action="store_true", help="clear the earlier run in --out first (only the workbook's own files)"
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="plain Keras recipe: run the frozen base in every step (slow; for comparison)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help=f"keep bottleneck activations on disk for the next run (default: ${CACHE_ENV}, else in memory only)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="speed benchmark: cached vs plain training, pipeline, memory (ratios)")
@@ -319,21 +384,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("notebooks", help="execute every notebook headless with papermill")
     p.add_argument("--quick", action="store_true", help="small images, few photos and epochs (CI)")
     p.add_argument("--backbone", help="override BACKBONE in every notebook that has it")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="override a parameter (a Python literal or a string) where a notebook declares it")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override a parameter (a Python literal or a string) where a notebook declares it",
+    )
     p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 03)")
     p.add_argument("--notebooks-dir", type=Path, help="where the notebooks are (default: notebooks/)")
-    p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
-                   help="fail a notebook whose cell runs longer than this, then go on with the next (default 1800)")
-    p.add_argument("--out", type=Path, required=True,
-                   help="folder for the executed notebooks, notebooks.json and passes.jsonl")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        metavar="SECONDS",
+        help="fail a notebook whose cell runs longer than this, then go on with the next (default 1800)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for the executed notebooks, notebooks.json and passes.jsonl"
+    )
     p.set_defaults(func=cmd_notebooks)
 
     p = sub.add_parser("clean-notebooks", help="strip outputs (except NBVAL_CHECK_OUTPUT cells) from notebooks")
     p.add_argument("paths", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     p.add_argument("--check", action="store_true", help="only report notebooks that are not clean (exit 1)")
-    p.add_argument("--outputs-from", type=Path, metavar="DIR",
-                   help="first copy the checked cells' outputs from executed notebooks in DIR")
+    p.add_argument(
+        "--outputs-from",
+        type=Path,
+        metavar="DIR",
+        help="first copy the checked cells' outputs from executed notebooks in DIR",
+    )
     p.set_defaults(func=cmd_clean_notebooks)
 
     p = sub.add_parser("sync-lesson", help="write helpers/lesson.py from the notebooks' #@save cells")
@@ -343,8 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a saved model")
     p.add_argument("--model", type=Path, required=True, help="a model.keras file")
     p.add_argument("--data", type=Path, help=photos)
-    p.add_argument("--split", choices=["train", "val", "test"],
-                   help="for folders with split folders (default: val); a folder without them is scored whole")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="for folders with split folders (default: val); a folder without them is scored whole",
+    )
     p.add_argument("--out", type=Path, help="folder for evaluation.json (default: beside the model)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -360,8 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, help="synthetic photos (GPU default 512, CPU 16)")
     p.add_argument("--batch-size", type=int, help="GPU default 64, CPU 8")
     p.add_argument("--epochs", type=int, help="head epochs, cached and plain (GPU default 3, CPU 2)")
-    p.add_argument("--precision", help="Keras dtype policy (default: mixed_bfloat16 on JAX, mixed_float16 on "
-                                       "other GPUs, float32 on the CPU)")
+    p.add_argument(
+        "--precision",
+        help="Keras dtype policy (default: mixed_bfloat16 on JAX, mixed_float16 on other GPUs, float32 on the CPU)",
+    )
     p.add_argument("--blocks", type=int, default=2, help="top blocks to fine-tune (default 2)")
     p.set_defaults(func=cmd_gpu_check)
 
@@ -384,8 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)",
-              file=sys.stderr)
+        print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)", file=sys.stderr)
         return 130
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ parameter count and the size of the saved ``.keras`` file. A backbone whose Imag
 weights cannot be had (offline, no local file) is reported as *skipped* with the reason
 in one line, never dropped.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,14 +37,14 @@ class BackboneResult:
     """One row of the comparison: measured numbers, or why the backbone was skipped."""
 
     backbone: str
-    status: str                      # "ok" | "skipped"
+    status: str  # "ok" | "skipped"
     reason: str = ""
     image_size: int | None = None
     weights: str | None = None
     test_accuracy: float | None = None
-    feature_seconds: float | None = None   # the one forward pass over train + val photos (0 when cached)
-    train_seconds: float | None = None     # head training on the stored features
-    inference_ms: float | None = None      # whole model, per image, batch of photos
+    feature_seconds: float | None = None  # the one forward pass over train + val photos (0 when cached)
+    train_seconds: float | None = None  # head training on the stored features
+    inference_ms: float | None = None  # whole model, per image, batch of photos
     parameters: int | None = None
     file_mb: float | None = None
 
@@ -62,12 +63,14 @@ def _skip_reason(exc: WeightsUnavailableError) -> str:
     lines = str(exc).splitlines()
     expected = next((line for line in lines if line.startswith("Keras expects")), "")
     expected = expected.split(" (from ")[0]
-    return (f"ImageNet weights could not be downloaded. {expected}; put it in ${WEIGHTS_ENV} "
-            f"or pass weights=PATH").strip()
+    return (
+        f"ImageNet weights could not be downloaded. {expected}; put it in ${WEIGHTS_ENV} or pass weights=PATH"
+    ).strip()
 
 
-def train_head_cached(model: keras.Model, parts: dict[str, data_mod.Split],
-                      recipe: train.Recipe) -> tuple[float, float, float]:
+def train_head_cached(
+    model: keras.Model, parts: dict[str, data_mod.Split], recipe: train.Recipe
+) -> tuple[float, float, float]:
     """Train ``model``'s head on cached features; return (test accuracy, feature s, train s).
 
     :func:`helpers.train.train_phase` cut at ``"pool"`` (notebooks 03 and 05): the base runs
@@ -78,8 +81,11 @@ def train_head_cached(model: keras.Model, parts: dict[str, data_mod.Split],
     train.freeze_for(model, None)
     result = train.train_phase(model, parts["train"], parts["val"], recipe, cuts.POOL)
     test = parts["test"] if len(parts["test"]) else parts["val"]
-    return (train.accuracy(model, test, recipe, cuts.POOL), result.extra["forward_seconds"],
-            result.extra["fit_seconds"])
+    return (
+        train.accuracy(model, test, recipe, cuts.POOL),
+        result.extra["forward_seconds"],
+        result.extra["fit_seconds"],
+    )
 
 
 def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int = 3) -> float:
@@ -94,10 +100,17 @@ def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int 
     return 1000.0 * best / len(x)
 
 
-def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "imagenet",
-                image_size: int | None = None, epochs: int = 10, seed: int = 0,
-                inference_images: int = 16, allow_download: bool = True,
-                cache_dir: str | os.PathLike | None = None) -> BackboneResult:
+def compare_one(
+    name: str,
+    photos: data_mod.ImageFolder,
+    weights: str | None = "imagenet",
+    image_size: int | None = None,
+    epochs: int = 10,
+    seed: int = 0,
+    inference_images: int = 16,
+    allow_download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> BackboneResult:
     """Measure one backbone (see the module docstring); skipped if its weights can't be had.
 
     ``allow_download=False`` skips a backbone at once when its ImageNet file is not local
@@ -107,8 +120,13 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
     size = image_size or spec.default_size
     if not allow_download and weights == "imagenet" and resolve_weights(spec, weights, False, size) == "imagenet":
         expected = spec.weight_file_names(False, size)[-1]
-        return BackboneResult(spec.name, "skipped", f"no local ImageNet weights ({expected} is not in "
-                              f"${WEIGHTS_ENV} or the Keras cache) and downloads are off", size, str(weights))
+        return BackboneResult(
+            spec.name,
+            "skipped",
+            f"no local ImageNet weights ({expected} is not in ${WEIGHTS_ENV} or the Keras cache) and downloads are off",
+            size,
+            str(weights),
+        )
     try:
         model = train.build_classifier(photos.class_names, spec.name, weights, size)
     except WeightsUnavailableError as exc:
@@ -122,16 +140,34 @@ def compare_one(name: str, photos: data_mod.ImageFolder, weights: str | None = "
     sample = data_mod.load_images(shown.paths[:inference_images], size)
     with tempfile.TemporaryDirectory() as tmp:
         size_bytes = files.save_model(model, Path(tmp) / "model.keras").stat().st_size
-    return BackboneResult(spec.name, "ok", "", size, str(weights), accuracy, feature_seconds, train_seconds,
-                          inference_ms_per_image(model, sample), int(model.count_params()),
-                          size_bytes / 1e6)
+    return BackboneResult(
+        spec.name,
+        "ok",
+        "",
+        size,
+        str(weights),
+        accuracy,
+        feature_seconds,
+        train_seconds,
+        inference_ms_per_image(model, sample),
+        int(model.count_params()),
+        size_bytes / 1e6,
+    )
 
 
-def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weights: str | None = "imagenet",
-                      image_size: int | None = None, per_class: int | None = None, epochs: int = 10,
-                      seed: int = 0, out: str | os.PathLike | None = None,
-                      progress: bool = True, allow_download: bool = True,
-                      cache_dir: str | os.PathLike | None = None) -> list[BackboneResult]:
+def compare_backbones(
+    names: list[str] | None,
+    data_dir: str | os.PathLike,
+    weights: str | None = "imagenet",
+    image_size: int | None = None,
+    per_class: int | None = None,
+    epochs: int = 10,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    allow_download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[BackboneResult]:
     """Compare backbones (default: all of :data:`helpers.backbones.BACKBONES`) on one photo folder.
 
     ``image_size=None`` uses each backbone's own default size. Features go to the activation
@@ -147,8 +183,9 @@ def compare_backbones(names: list[str] | None, data_dir: str | os.PathLike, weig
         except ValueError as exc:
             results.append(BackboneResult(name, "skipped", str(exc)))
             continue
-        result = compare_one(name, photos, weights, image_size, epochs, seed,
-                             allow_download=allow_download, cache_dir=cache_dir)
+        result = compare_one(
+            name, photos, weights, image_size, epochs, seed, allow_download=allow_download, cache_dir=cache_dir
+        )
         results.append(result)
         if progress:
             print(describe(result), flush=True)
@@ -161,19 +198,30 @@ def describe(result: BackboneResult) -> str:
     """One line for a progress log."""
     if not result.ok:
         return f"{result.backbone:18s} skipped: {result.reason}"
-    return (f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
-            f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "
-            f"{result.parameters:>11,} params  {result.file_mb:6.1f} MB")
+    return (
+        f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
+        f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "
+        f"{result.parameters:>11,} params  {result.file_mb:6.1f} MB"
+    )
 
 
-COLUMNS = [("backbone", "backbone"), ("status", "status"), ("image_size", "px"),
-           ("test_accuracy", "test acc"), ("train_seconds", "train s"), ("feature_seconds", "features s"),
-           ("inference_ms", "ms/image"), ("parameters", "parameters"), ("file_mb", "file MB"),
-           ("reason", "reason")]
+COLUMNS = [
+    ("backbone", "backbone"),
+    ("status", "status"),
+    ("image_size", "px"),
+    ("test_accuracy", "test acc"),
+    ("train_seconds", "train s"),
+    ("feature_seconds", "features s"),
+    ("inference_ms", "ms/image"),
+    ("parameters", "parameters"),
+    ("file_mb", "file MB"),
+    ("reason", "reason"),
+]
 
 
 def results_table(results: list[BackboneResult]) -> str:
     """The comparison as a Markdown table (measured rows first, then the skipped ones)."""
+
     def cell(key: str, value) -> str:
         if value is None or value == "":
             return "–"
@@ -198,9 +246,13 @@ def plot_comparison(results: list[BackboneResult]):
 
     ok = [r for r in results if r.ok]
     skipped = [r.backbone for r in results if not r.ok]
-    panels = [("test_accuracy", "test accuracy", 1.0), ("train_seconds", "head training (s)", 1.0),
-              ("inference_ms", "inference (ms / image)", 1.0), ("parameters", "parameters (M)", 1e-6),
-              ("file_mb", ".keras file (MB)", 1.0)]
+    panels = [
+        ("test_accuracy", "test accuracy", 1.0),
+        ("train_seconds", "head training (s)", 1.0),
+        ("inference_ms", "inference (ms / image)", 1.0),
+        ("parameters", "parameters (M)", 1e-6),
+        ("file_mb", ".keras file (MB)", 1.0),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     names = [r.backbone for r in ok]
     for ax, (key, title, scale) in zip(axes, panels):

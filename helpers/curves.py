@@ -7,6 +7,7 @@ while training and leaves a static matplotlib figure at the end (``.figure``), s
 ``path`` if one is given. Under papermill the kernel is a notebook kernel too: the
 stored output is the final figure.
 """
+
 from __future__ import annotations
 
 import io
@@ -77,8 +78,10 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
     change = after - before
     cost = f"{extra_seconds:.1f} s more ({(before_seconds + extra_seconds) / max(before_seconds, 1e-9):.1f}× the time)"
     if round(abs(change) * n_photos) < 1:
-        return (f"No visible difference on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}: "
-                "on these photos the head alone is enough.")
+        return (
+            f"No visible difference on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}: "
+            "on these photos the head alone is enough."
+        )
     direction = "better" if change > 0 else "worse"
     return f"{abs(change):.1%} {direction} on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}."
 

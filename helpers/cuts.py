@@ -12,6 +12,7 @@ module is the machinery around that shape, on Keras' public API only:
   of notebook 05 and ``python -m helpers train``); the split at the pooled features is the
   lesson's own :func:`helpers.lesson.split_at`.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,10 +23,10 @@ import keras
 
 #: Layer names that end a block in the Keras Applications the workbook knows.
 BLOCK_OUTPUT = re.compile(
-    r"mixed\d+"                                   # InceptionV3
-    r"|block_\d+_(add|project_BN)|out_relu"       # MobileNetV2
-    r"|conv_pw_\d+_relu"                          # MobileNet
-    r"|conv\d_block\d+_out"                       # ResNet50
+    r"mixed\d+"  # InceptionV3
+    r"|block_\d+_(add|project_BN)|out_relu"  # MobileNetV2
+    r"|conv_pw_\d+_relu"  # MobileNet
+    r"|conv\d_block\d+_out"  # ResNet50
     r"|block\d[a-z]_(add|project_bn)|top_activation"  # EfficientNetB0
 )
 POOL = "pool"  # the head's pooling layer: the cut for head training (see helpers.lesson.add_head)
@@ -35,8 +36,10 @@ def base_of(model: keras.Model) -> keras.Model:
     """The pretrained base nested in ``model`` (its one layer that is itself a model)."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     if len(nested) != 1:
-        raise ValueError(f"{model.name} should hold exactly one nested base model, found {len(nested)}; "
-                         "build it with helpers.lesson.add_head")
+        raise ValueError(
+            f"{model.name} should hold exactly one nested base model, found {len(nested)}; "
+            "build it with helpers.lesson.add_head"
+        )
     return nested[0]
 
 
@@ -67,8 +70,11 @@ def cut_points(base: keras.Model) -> list[str]:
     for i in range(len(layers) - 1, -1, -1):
         reads_from[i] = min(earliest[i], reads_from[i + 1])
     last = len(layers) - 1
-    return [layers[i].name for i in range(1, len(layers))
-            if (i == last or _is_candidate(layers[i], base)) and reads_from[i + 1] >= i]
+    return [
+        layers[i].name
+        for i in range(1, len(layers))
+        if (i == last or _is_candidate(layers[i], base)) and reads_from[i + 1] >= i
+    ]
 
 
 def resolve_block(base: keras.Model, choice: str | int | None) -> str | None:
@@ -84,12 +90,16 @@ def resolve_block(base: keras.Model, choice: str | int | None) -> str | None:
         return None
     if isinstance(choice, int) and not isinstance(choice, bool):
         if not 0 < choice < len(names):
-            raise ValueError(f"FINE_TUNE_FROM={choice}: {base.name} has {len(names)} blocks; "
-                             f"choose 0…{len(names) - 1} or a block name")
+            raise ValueError(
+                f"FINE_TUNE_FROM={choice}: {base.name} has {len(names)} blocks; "
+                f"choose 0…{len(names) - 1} or a block name"
+            )
         return names[-1 - choice]
     if choice not in names[1:]:
-        raise ValueError(f"FINE_TUNE_FROM={choice!r} is not a block of {base.name} that has one below it; "
-                         f"choose one of {names[1:]}, an integer (how many top blocks) or None (head only)")
+        raise ValueError(
+            f"FINE_TUNE_FROM={choice!r} is not a block of {base.name} that has one below it; "
+            f"choose one of {names[1:]}, an integer (how many top blocks) or None (head only)"
+        )
     return names[names.index(choice) - 1]
 
 
@@ -114,9 +124,11 @@ class TrainableReport:
 
     def __str__(self) -> str:
         share = self.trainable_weights / max(self.total_weights, 1)
-        return (f"trainable weights: {self.trainable_weights:,} of {self.total_weights:,} ({share:.1%}) · "
-                f"frozen blocks: {len(self.frozen_blocks)} of "
-                f"{len(self.frozen_blocks) + len(self.trainable_blocks)}")
+        return (
+            f"trainable weights: {self.trainable_weights:,} of {self.total_weights:,} ({share:.1%}) · "
+            f"frozen blocks: {len(self.frozen_blocks)} of "
+            f"{len(self.frozen_blocks) + len(self.trainable_blocks)}"
+        )
 
 
 def count(variables) -> int:
@@ -180,6 +192,6 @@ def split_at(model: keras.Model, cut: str) -> Cut:
     bottom = keras.Model(model.input, below(x), name=f"{model.name}_below_{cut}")
     inputs = keras.Input(tuple(below.output.shape[1:]), name=f"{cut}_activations")
     y = above(inputs, training=False)
-    for layer in outer[at + 1:]:
+    for layer in outer[at + 1 :]:
         y = layer(y)
     return Cut(cut, bottom, keras.Model(inputs, y, name=f"{model.name}_above_{cut}"))

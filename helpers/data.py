@@ -5,6 +5,7 @@ seeded, stratified validation split) or ``DIR/{train,val[,test]}/<class>/*.jpg``
 the split you made). Splits and the "N photos per class" sample are decided by a hash of
 each file's name, so adding photos to one class never reshuffles the others.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .checks import (IMAGE_EXTENSIONS, JUNK_FOLDERS, MAX_PIXELS, MIN_SIDE, DataReport, FileCheck,
-                     check_image, display_name, find_duplicates, junk_reason, to_rgb)
+from .checks import (
+    IMAGE_EXTENSIONS,
+    JUNK_FOLDERS,
+    MAX_PIXELS,
+    MIN_SIDE,
+    DataReport,
+    FileCheck,
+    check_image,
+    display_name,
+    find_duplicates,
+    junk_reason,
+    to_rgb,
+)
 
 VAL_FRACTION = 0.2
 """Share of each class held out for validation when a folder has no split folders of its own."""
@@ -27,8 +39,15 @@ TINY_CLASS = 5
 """A class with fewer usable training photos than this gets a warning (too few to learn from)."""
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 @dataclass
@@ -54,7 +73,7 @@ class ImageFolder:
     train: Split
     val: Split
     test: Split | None = None
-    report: DataReport | None = None   # what the data check fixed, skipped and warned about
+    report: DataReport | None = None  # what the data check fixed, skipped and warned about
 
     def summary(self) -> str:
         n = len(self.class_names)
@@ -78,8 +97,11 @@ def list_images(folder: Path) -> list[Path]:
 
     A quick listing that decodes nothing; :func:`load_folder` also checks each file's contents.
     """
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and junk_reason(p.name) is None and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and junk_reason(p.name) is None and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _skip_folder(name: str) -> str | None:
@@ -123,8 +145,10 @@ def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
             why = _skip_folder(d)
             target = Path(os.path.realpath(Path(here) / d))
             if not why and os.path.islink(Path(here) / d) and not _inside(target, real_root):
-                why = (f"link to a folder outside the class folder ({target}): not followed "
-                       f"(photos there are not labelled '{folder.name}')")
+                why = (
+                    f"link to a folder outside the class folder ({target}): not followed "
+                    f"(photos there are not labelled '{folder.name}')"
+                )
             if why:
                 ignored.append((Path(here) / d, why))
             else:
@@ -160,6 +184,7 @@ def _check_all(paths: list[Path], min_side: int, max_pixels: int, decode: bool) 
             return check_image(path, min_side=min_side, max_pixels=max_pixels)
         except Exception as exc:  # never let one odd file stop the whole check
             return FileCheck(path).skip(f"unexpected error while checking ({type(exc).__name__}: {exc})")
+
     if len(paths) < 16:
         return [one(p) for p in paths]
     with ThreadPoolExecutor(min(8, (os.cpu_count() or 2) * 2)) as pool:
@@ -180,8 +205,9 @@ def _flat_split(checks: list[FileCheck], val_fraction: float, seed: int) -> None
             min(members, key=lambda c: (_hash_fraction("split", seed, c.path.name), c.path.name)).split = "val"
 
 
-def _scan_class_folders(folder: Path, split: str, checks: list[FileCheck],
-                        ignored: list[tuple[Path, str]]) -> list[str]:
+def _scan_class_folders(
+    folder: Path, split: str, checks: list[FileCheck], ignored: list[tuple[Path, str]]
+) -> list[str]:
     """Class names under ``folder``; every file below them goes into ``checks`` (to be checked)."""
     names = []
     for class_dir in _subfolders(folder):
@@ -195,8 +221,14 @@ def _scan_class_folders(folder: Path, split: str, checks: list[FileCheck],
     return names
 
 
-def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, seed: int = 0,
-                  min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS, decode: bool = True) -> DataReport:
+def survey_folder(
+    root: str | os.PathLike,
+    val_fraction: float = VAL_FRACTION,
+    seed: int = 0,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+    decode: bool = True,
+) -> DataReport:
     """Look at every file of a photo folder and report; never raises for bad photos or layouts.
 
     The report's ``errors`` say why training cannot start (no folder, fewer than two
@@ -207,17 +239,21 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, s
     root = Path(root).expanduser()
     report = DataReport(root, "", [], [])
     if not root.is_dir():
-        report.errors.append(f"photo folder {root} does not exist: pass the folder that holds one "
-                             "sub-folder per class, or set WORKBOOK_DATA")
+        report.errors.append(
+            f"photo folder {root} does not exist: pass the folder that holds one "
+            "sub-folder per class, or set WORKBOOK_DATA"
+        )
         return report
     splits = _split_folders(root)
     if splits and "train" not in splits:
-        report.errors.append(f"{root} has {', '.join(p.name + '/' for p in splits.values())} but no train/ "
-                             "folder: add DIR/train/<class>/, or use one folder per class (DIR/<class>/)")
+        report.errors.append(
+            f"{root} has {', '.join(p.name + '/' for p in splits.values())} but no train/ "
+            "folder: add DIR/train/<class>/, or use one folder per class (DIR/<class>/)"
+        )
         return report
     ignored: list[tuple[Path, str]] = []
     checks: list[FileCheck] = []
-    no_val_folder: set[str] = set()   # classes already reported as missing from val/
+    no_val_folder: set[str] = set()  # classes already reported as missing from val/
     if "train" in splits:
         report.layout = "DIR/{" + ",".join(s for s in SPLIT_NAMES if s in splits) + "}/<class>/"
         for p in _subfolders(root):
@@ -236,15 +272,21 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, s
                 extra = sorted(set(class_sets[split]) - set(class_names))
                 missing = sorted(set(class_names) - set(class_sets[split]))
                 if extra:
-                    report.warnings.append(f"{split}/ has classes that train/ has not: {', '.join(extra)}; "
-                                           f"their photos are not used (add them to train/ or rename the folders)")
+                    report.warnings.append(
+                        f"{split}/ has classes that train/ has not: {', '.join(extra)}; "
+                        f"their photos are not used (add them to train/ or rename the folders)"
+                    )
                 if missing:
                     no_val_folder.update(missing if split == "val" else [])
-                    report.warnings.append(f"{split}/ has no folder for: {', '.join(missing)}; "
-                                           f"{split} accuracy will not measure these classes")
+                    report.warnings.append(
+                        f"{split}/ has no folder for: {', '.join(missing)}; "
+                        f"{split} accuracy will not measure these classes"
+                    )
         if "val" not in splits:
-            report.warnings.append("train/ but no val/ folder: there is nothing to measure accuracy on; "
-                                   "add DIR/val/<class>/ (or use the DIR/<class>/ layout for an automatic split)")
+            report.warnings.append(
+                "train/ but no val/ folder: there is nothing to measure accuracy on; "
+                "add DIR/val/<class>/ (or use the DIR/<class>/ layout for an automatic split)"
+            )
     else:
         report.layout = "DIR/<class>/"
         class_names = _scan_class_folders(root, "", checks, ignored)
@@ -262,8 +304,10 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, s
     for name in class_names:
         if name not in in_train:
             where = "train/" if "train" in splits else ""
-            report.warnings.append(f"class '{name}' has no usable photos in {where}{name}/: "
-                                   "the class is dropped (add photos or remove the folder)")
+            report.warnings.append(
+                f"class '{name}' has no usable photos in {where}{name}/: "
+                "the class is dropped (add photos or remove the folder)"
+            )
     report.class_names = [n for n in class_names if n in in_train]
     _class_size_warnings(report, "train" in splits and "val" not in splits, val_fraction, no_val_folder)
     for p, why in ignored:
@@ -277,10 +321,12 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, s
         report.errors.append(
             f"{root} has {len(report.class_names)} class(es) with usable photos ({found}); a classifier "
             f"needs at least two. Expected one sub-folder per class: {root}/<class>/*.jpg, or "
-            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg.{hint}")
+            f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg.{hint}"
+        )
     if decode:
-        report.duplicates = [d for d in find_duplicates(checks)
-                             if {d.first.class_name, d.second.class_name} <= set(report.class_names)]
+        report.duplicates = [
+            d for d in find_duplicates(checks) if {d.first.class_name, d.second.class_name} <= set(report.class_names)
+        ]
     leaks = [d for d in report.duplicates if d.leak]
     if leaks:
         exact = sum(d.exact for d in leaks)
@@ -288,36 +334,51 @@ def survey_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, s
             f"possible leakage: {len(leaks)} photo pairs appear in two splits ({exact} exact copies, "
             f"{len(leaks) - exact} near-duplicates), e.g. {display_name(leaks[0].first.path, root)} and "
             f"{display_name(leaks[0].second.path, root)}; the validation score is inflated until you "
-            "delete one photo of each pair")
+            "delete one photo of each pair"
+        )
     conflicts = [d for d in report.duplicates if d.conflicting_labels]
     if conflicts:
         report.warnings.append(
             f"conflicting labels: {len(conflicts)} pictures are filed under two classes, e.g. "
             f"{display_name(conflicts[0].first.path, root)} and {display_name(conflicts[0].second.path, root)}; "
-            "keep each picture in the one class it belongs to")
+            "keep each picture in the one class it belongs to"
+        )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _class_size_warnings(report: DataReport, no_val_split: bool, val_fraction: float,
-                         already_reported: set[str]) -> None:
+def _class_size_warnings(
+    report: DataReport, no_val_split: bool, val_fraction: float, already_reported: set[str]
+) -> None:
     """Warn about classes too small to learn from, and classes absent from the validation split."""
     counts = report.counts()
     split_layout = report.layout != "DIR/<class>/"
     for name in report.class_names:
         n_train, n_val = counts[name].get("train", 0), counts[name].get("val", 0)
         if n_train < TINY_CLASS:
-            report.warnings.append(f"class '{name}' has only {n_train} training photo{'s' * (n_train != 1)}: "
-                                   f"too few to learn from (add photos: at least {TINY_CLASS}, better 20 or more)")
+            report.warnings.append(
+                f"class '{name}' has only {n_train} training photo{'s' * (n_train != 1)}: "
+                f"too few to learn from (add photos: at least {TINY_CLASS}, better 20 or more)"
+            )
         if n_val == 0 and not no_val_split and name not in already_reported and (split_layout or val_fraction > 0):
             where = f"val/{name}/" if split_layout else "the validation split"
-            report.warnings.append(f"class '{name}' has no photos in {where}: its accuracy is not measured "
-                                   + ("(add photos to val/" + name + "/)" if split_layout else
-                                      "(a class needs at least 2 photos to get one validation photo)"))
+            report.warnings.append(
+                f"class '{name}' has no photos in {where}: its accuracy is not measured "
+                + (
+                    "(add photos to val/" + name + "/)"
+                    if split_layout
+                    else "(a class needs at least 2 photos to get one validation photo)"
+                )
+            )
 
 
-def check_data(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, seed: int = 0, min_side: int = MIN_SIDE,
-               max_pixels: int = MAX_PIXELS) -> DataReport:
+def check_data(
+    root: str | os.PathLike,
+    val_fraction: float = VAL_FRACTION,
+    seed: int = 0,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> DataReport:
     """The data report of notebook 03 and ``python -m helpers check-data DIR``: print it.
 
     Lists per class the count and sizes of usable photos, and every file that will be
@@ -336,9 +397,15 @@ def _split_from(report: DataReport, split: str) -> Split:
     return out
 
 
-def load_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, per_class: int | None = None,
-                seed: int = 0, check: bool = True, min_side: int = MIN_SIDE,
-                max_pixels: int = MAX_PIXELS) -> ImageFolder:
+def load_folder(
+    root: str | os.PathLike,
+    val_fraction: float = VAL_FRACTION,
+    per_class: int | None = None,
+    seed: int = 0,
+    check: bool = True,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> ImageFolder:
     """Read a photo folder into class names and splits (see the module docstring).
 
     Every file is checked first (``check=False``: names only, no decoding), and only usable
@@ -349,8 +416,9 @@ def load_folder(root: str | os.PathLike, val_fraction: float = VAL_FRACTION, per
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"photo folder {root} does not exist; set WORKBOOK_DATA or pass --data DIR")
-    report = survey_folder(root, val_fraction=val_fraction, seed=seed, min_side=min_side,
-                           max_pixels=max_pixels, decode=check)
+    report = survey_folder(
+        root, val_fraction=val_fraction, seed=seed, min_side=min_side, max_pixels=max_pixels, decode=check
+    )
     if report.errors:
         raise ValueError(report.errors[0])
     train, val = _split_from(report, "train"), _split_from(report, "val")
@@ -398,9 +466,11 @@ def load_image(path, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         with image:
             width, height = image.size
             if width * height > max_pixels:
-                raise PhotoError(f"{name}: too large to decode safely ({width}×{height} = "
-                                 f"{width * height / 1e6:.0f} megapixels, the limit is {max_pixels / 1e6:.0f}); "
-                                 "resize it")
+                raise PhotoError(
+                    f"{name}: too large to decode safely ({width}×{height} = "
+                    f"{width * height / 1e6:.0f} megapixels, the limit is {max_pixels / 1e6:.0f}); "
+                    "resize it"
+                )
             image.draft(None, (size, size))
             image = to_rgb(image)
             image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
@@ -418,8 +488,10 @@ def load_image(path, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except MemoryError:
         raise PhotoError(f"{name}: not enough memory to decode it; resize it") from None
     except Exception as exc:  # PIL raises many types for corrupt or unknown data
-        raise PhotoError(f"{name}: not an image we can read ({type(exc).__name__}: {exc}); "
-                         "use a JPEG or PNG photo (check-data lists such files)") from None
+        raise PhotoError(
+            f"{name}: not an image we can read ({type(exc).__name__}: {exc}); "
+            "use a JPEG or PNG photo (check-data lists such files)"
+        ) from None
 
 
 def _workers(workers: int | None) -> int:
@@ -438,17 +510,18 @@ def load_images(paths: list[Path], size: int, workers: int | None = None) -> np.
         return np.stack(list(pool.map(lambda p: load_image(p, size), paths)))
 
 
-def load_images_skipping(paths: list, size: int, workers: int | None = None
-                         ) -> tuple[np.ndarray, list[int], list[str]]:
+def load_images_skipping(paths: list, size: int, workers: int | None = None) -> tuple[np.ndarray, list[int], list[str]]:
     """Like :func:`load_images`, but a bad photo is left out: ``(pixels, kept indices, problems)``.
 
     ``problems`` has one line per photo left out, naming it and why.
     """
+
     def one(p):
         try:
             return load_image(p, size), None
         except PhotoError as exc:
             return None, str(exc)
+
     with ThreadPoolExecutor(_workers(workers)) as pool:
         results = list(pool.map(one, paths))
     kept = [i for i, (pixels, _) in enumerate(results) if pixels is not None]

@@ -17,6 +17,7 @@ With internet the archive comes through Keras' own loader,
 Behind a firewall, pass ``archive=`` a copy of ``cifar-100-python.tar.gz`` (checked
 against its published sha256) or ``url=`` a mirror.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,14 @@ def cifar_folder_name(size: int = DEFAULT_SIZE) -> str:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Read CIFAR's pickles without letting them run code: only numpy arrays may be rebuilt."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
-               ("numpy._core.numeric", "_frombuffer")}
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -63,8 +69,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _load_pickle(stream) -> dict:
-    return {k.decode() if isinstance(k, bytes) else k: v
-            for k, v in _NumpyOnlyUnpickler(stream, encoding="bytes").load().items()}
+    return {
+        k.decode() if isinstance(k, bytes) else k: v
+        for k, v in _NumpyOnlyUnpickler(stream, encoding="bytes").load().items()
+    }
 
 
 def _batch(entry: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +87,7 @@ def read_cifar100_archive(archive: str | os.PathLike) -> tuple[tuple, tuple, lis
     read straight from the archive (no extraction).
     """
     with tarfile.open(archive) as tar:
+
         def member(name: str) -> dict:
             try:
                 stream = tar.extractfile(f"cifar-100-python/{name}")
@@ -88,6 +97,7 @@ def read_cifar100_archive(archive: str | os.PathLike) -> tuple[tuple, tuple, lis
                 raise DataUnavailableError(f"{archive} has no cifar-100-python/{name}: not a CIFAR-100 archive")
             with stream:
                 return _load_pickle(stream)
+
         train, test, meta = member("train"), member("test"), member("meta")
     names = [n.decode() if isinstance(n, bytes) else n for n in meta["fine_label_names"]]
     return _batch(train), _batch(test), names
@@ -95,8 +105,10 @@ def read_cifar100_archive(archive: str | os.PathLike) -> tuple[tuple, tuple, lis
 
 def _keras_meta_names() -> list[str] | None:
     """The label names Keras' cached copy of CIFAR-100 carries, if it is on disk."""
-    homes = [os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"),
-             os.path.join(tempfile.gettempdir(), ".keras")]
+    homes = [
+        os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"),
+        os.path.join(tempfile.gettempdir(), ".keras"),
+    ]
     for home in homes:
         meta = Path(home) / "datasets" / "cifar-100-python-target" / "cifar-100-python" / "meta"
         if meta.is_file():
@@ -111,12 +123,16 @@ def _not_available(reason: str) -> DataUnavailableError:
         f"could not get CIFAR-100 ({reason}). Give the workbook photos in one of these ways: "
         f"set WORKBOOK_DATA (or pass DATA_DIR / --data) to a folder of your own photos (see data/README.md); "
         f"or download {CIFAR100_URL} on a machine with internet and pass archive=PATH "
-        f"(sha256 {CIFAR100_SHA256}); or pass url= a mirror of it")
+        f"(sha256 {CIFAR100_SHA256}); or pass url= a mirror of it"
+    )
 
 
-def load_cifar100(archive: str | os.PathLike | None = None, url: str | None = None,
-                  sha256: str | None = CIFAR100_SHA256,
-                  download_dir: str | os.PathLike | None = None) -> tuple[tuple, tuple, list[str] | None]:
+def load_cifar100(
+    archive: str | os.PathLike | None = None,
+    url: str | None = None,
+    sha256: str | None = CIFAR100_SHA256,
+    download_dir: str | os.PathLike | None = None,
+) -> tuple[tuple, tuple, list[str] | None]:
     """CIFAR-100 with fine labels: ``(x_train, y_train), (x_test, y_test), label names or None``.
 
     Default: Keras' loader (downloads once into Keras' cache). ``archive=`` a local
@@ -131,8 +147,9 @@ def load_cifar100(archive: str | os.PathLike | None = None, url: str | None = No
         if not archive.is_file():
             raise _not_available(f"{archive} does not exist")
         if sha256 is not None and sha256_of(archive) != sha256:
-            raise ChecksumError(f"{archive}'s sha256 is not {sha256}: an incomplete or different file; "
-                                "download it again")
+            raise ChecksumError(
+                f"{archive}'s sha256 is not {sha256}: an incomplete or different file; download it again"
+            )
     if archive is not None:
         return read_cifar100_archive(archive)
     try:
@@ -147,15 +164,21 @@ def load_cifar100(archive: str | os.PathLike | None = None, url: str | None = No
 def _check_label_names(names: list[str] | None) -> None:
     if names is None:
         return
-    wrong = {c: names[i] if i < len(names) else None for c, i in CIFAR100_CLASSES.items()
-             if i >= len(names) or names[i] != c}
+    wrong = {
+        c: names[i] if i < len(names) else None for c, i in CIFAR100_CLASSES.items() if i >= len(names) or names[i] != c
+    }
     if wrong:
         raise DataUnavailableError(f"unexpected CIFAR-100 label names at the lion/tiger/bear indices: {wrong}")
 
 
-def build_cifar_photos(dest: str | os.PathLike | None = None, size: int = DEFAULT_SIZE,
-                       archive: str | os.PathLike | None = None, url: str | None = None,
-                       sha256: str | None = CIFAR100_SHA256, download_dir: str | os.PathLike | None = None) -> Path:
+def build_cifar_photos(
+    dest: str | os.PathLike | None = None,
+    size: int = DEFAULT_SIZE,
+    archive: str | os.PathLike | None = None,
+    url: str | None = None,
+    sha256: str | None = CIFAR100_SHA256,
+    download_dir: str | os.PathLike | None = None,
+) -> Path:
     """Write CIFAR-100's bear/lion/tiger as ``dest/{train,val}/<class>/*.jpg`` upscaled to ``size``; return dest.
 
     CIFAR's train set becomes ``train/`` (500 per class), its test set ``val/`` (100 per
@@ -167,10 +190,13 @@ def build_cifar_photos(dest: str | os.PathLike | None = None, size: int = DEFAUL
     if marker.is_file():
         return dest
     if dest.exists() and any(dest.iterdir()):
-        raise DataUnavailableError(f"{dest} exists but is not a finished CIFAR subset (no dataset.json); "
-                                   "it was left untouched: move it away or pass another dest")
-    (x_train, y_train), (x_test, y_test), names = load_cifar100(archive=archive, url=url, sha256=sha256,
-                                                                  download_dir=download_dir)
+        raise DataUnavailableError(
+            f"{dest} exists but is not a finished CIFAR subset (no dataset.json); "
+            "it was left untouched: move it away or pass another dest"
+        )
+    (x_train, y_train), (x_test, y_test), names = load_cifar100(
+        archive=archive, url=url, sha256=sha256, download_dir=download_dir
+    )
     _check_label_names(names)
     with files.staging_dir(dest, "building") as staging:
         counts = {}
@@ -190,17 +216,29 @@ def build_cifar_photos(dest: str | os.PathLike | None = None, size: int = DEFAUL
             "val/ = CIFAR-100 test set. File names keep each image's index in the original arrays.\n\n"
             "Source: Alex Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009.\n"
             f"{CIFAR100_URL}\n"
-            "Built by helpers.datasets.build_cifar_photos (Transfer Learning Workbook). Do not commit.\n")
-        (staging / "dataset.json").write_text(json.dumps({
-            "source": "CIFAR-100 (fine labels)", "url": CIFAR100_URL, "original_size": 32,
-            "upscaled_to": size, "low_resolution": True, "classes": CIFAR100_CLASSES, "counts": counts,
-        }, indent=2) + "\n")
+            "Built by helpers.datasets.build_cifar_photos (Transfer Learning Workbook). Do not commit.\n"
+        )
+        (staging / "dataset.json").write_text(
+            json.dumps(
+                {
+                    "source": "CIFAR-100 (fine labels)",
+                    "url": CIFAR100_URL,
+                    "original_size": 32,
+                    "upscaled_to": size,
+                    "low_resolution": True,
+                    "classes": CIFAR100_CLASSES,
+                    "counts": counts,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         try:
             if dest.exists():
-                dest.rmdir()             # an empty folder (checked above)
+                dest.rmdir()  # an empty folder (checked above)
             os.rename(staging, dest)
         except OSError:
-            if not marker.is_file():     # not built meanwhile by another process
+            if not marker.is_file():  # not built meanwhile by another process
                 raise
 
     return dest
@@ -215,7 +253,9 @@ def get_photos(data_dir: str | os.PathLike | None = None, **cifar_kwargs) -> Pat
         if value:
             folder = Path(value).expanduser()
             if not folder.is_dir():
-                raise FileNotFoundError(f"{where} ({folder}) is not a folder: check the path "
-                                        "(expected DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)")
+                raise FileNotFoundError(
+                    f"{where} ({folder}) is not a folder: check the path "
+                    "(expected DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)"
+                )
             return folder
     return build_cifar_photos(**cifar_kwargs)

@@ -20,16 +20,18 @@ The workbook runs the same code on a laptop CPU, one GPU, several GPUs or severa
 Everything ``tf.distribute``/``tf.config`` lives in this module; the rest of the
 helpers ask it for a strategy scope and for the XLA setting.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import keras
+
 
 def _tf():
     import tensorflow as tf
@@ -136,8 +138,10 @@ def choose_strategy(kind: str = "auto"):
     if not _uses_tensorflow():
         if kind in ("auto", "default"):
             return None
-        raise RuntimeError(f"strategy {kind!r} is tf.distribute, which needs the TensorFlow backend; "
-                           f"this is {backend()!r} (use keras.distribution with JAX)")
+        raise RuntimeError(
+            f"strategy {kind!r} is tf.distribute, which needs the TensorFlow backend; "
+            f"this is {backend()!r} (use keras.distribution with JAX)"
+        )
     tf = _tf()
     if kind == "auto":
         if workers_in_tf_config() > 1:
@@ -251,14 +255,16 @@ def describe(strategy=None) -> str:
     found = gpus()
     strategy = strategy or choose_strategy("auto")
     lines = [
-        f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores",
+        f"python {platform.python_version()} on {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
         f"{_backend_version()}, keras {keras.__version__} (backend: {keras.backend.backend()})",
         f"devices: {', '.join(_all_devices())}",
         f"GPUs: {', '.join(found) if found else 'none - everything runs on the CPU'}",
         f"precision policy: {keras.mixed_precision.global_policy().name}"
-        + (" (float16 maths, float32 weights and softmax)" if "mixed" in keras.mixed_precision.global_policy().name
-           else ""),
+        + (
+            " (float16 maths, float32 weights and softmax)"
+            if "mixed" in keras.mixed_precision.global_policy().name
+            else ""
+        ),
         f"XLA (jit_compile) for training: {jit_compile()}",
         f"distribution: {type(strategy).__name__ if strategy is not None else 'one device'} with "
         f"{getattr(strategy, 'num_replicas_in_sync', 1)} replica(s)",

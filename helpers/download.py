@@ -13,6 +13,7 @@
   refused before anything is written (and tar extraction also runs with
   ``filter="data"``); existing files are never overwritten.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,22 +66,33 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, chunk_size: int
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:      # nothing left to fetch: the part file is complete
+        if exc.code == 416 and have:  # nothing left to fetch: the part file is complete
             content_range = exc.headers.get("Content-Range", "")
             if content_range.endswith(f"/{have}"):
                 return
-            part.unlink()                 # a stale part file larger than the real file
+            part.unlink()  # a stale part file larger than the real file
         raise
     with response:
-        resumed = have and response.status == 206 and \
-            response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        resumed = (
+            have and response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        )
         if not resumed:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, "ab" if resumed else "wb") as f, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=part.name[:-len(".part")], disable=not progress, leave=False) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name[: -len(".part")],
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while chunk := response.read(chunk_size):
                 f.write(chunk)
                 bar.update(len(chunk))
@@ -88,9 +100,16 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, chunk_size: int
         raise _Incomplete(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
-def download(url: str, target: str | os.PathLike, sha256: str | None = None, retries: int = 4,
-             timeout: float = 30.0, backoff: float = 1.0, progress: bool = True,
-             chunk_size: int = 1 << 16) -> Path:
+def download(
+    url: str,
+    target: str | os.PathLike,
+    sha256: str | None = None,
+    retries: int = 4,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+    progress: bool = True,
+    chunk_size: int = 1 << 16,
+) -> Path:
     """Download ``url`` to the file ``target`` (resuming, retrying, verifying) and return its path.
 
     An existing ``target`` with the right checksum is reused; one with a different checksum
@@ -101,8 +120,10 @@ def download(url: str, target: str | os.PathLike, sha256: str | None = None, ret
     if target.exists():
         if expected is None or sha256_of(target) == expected:
             return target
-        raise ChecksumError(f"{target} already exists but its sha256 is not {expected}; it was left "
-                            "untouched: delete or move it, or choose another target, then run again")
+        raise ChecksumError(
+            f"{target} already exists but its sha256 is not {expected}; it was left "
+            "untouched: delete or move it, or choose another target, then run again"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     for attempt in range(retries + 1):
@@ -117,17 +138,21 @@ def download(url: str, target: str | os.PathLike, sha256: str | None = None, ret
             problem = exc
         if attempt == retries:
             kept = part.stat().st_size if part.exists() else 0
-            raise DownloadError(f"could not download {url} after {retries + 1} attempts ({problem}); "
-                                f"{kept} bytes are kept in {part}: run again to resume, or check your "
-                                "connection / proxy") from problem
-        time.sleep(backoff * 2 ** attempt)
+            raise DownloadError(
+                f"could not download {url} after {retries + 1} attempts ({problem}); "
+                f"{kept} bytes are kept in {part}: run again to resume, or check your "
+                "connection / proxy"
+            ) from problem
+        time.sleep(backoff * 2**attempt)
     if expected is not None:
         actual = sha256_of(part)
         if actual != expected:
             part.unlink()
-            raise ChecksumError(f"{url}: the download's sha256 is {actual}, expected {expected}; the file "
-                                "was deleted (corrupt transfer or changed on the server): run again, or "
-                                "check the checksum you were given")
+            raise ChecksumError(
+                f"{url}: the download's sha256 is {actual}, expected {expected}; the file "
+                "was deleted (corrupt transfer or changed on the server): run again, or "
+                "check the checksum you were given"
+            )
     os.replace(part, target)
     return target
 
@@ -135,7 +160,7 @@ def download(url: str, target: str | os.PathLike, sha256: str | None = None, ret
 @dataclass
 class _Member:
     name: str
-    kind: str          # "file" | "dir" | "link" | "special"
+    kind: str  # "file" | "dir" | "link" | "special"
     size: int
 
 
@@ -144,15 +169,28 @@ def _members(archive: Path) -> tuple[str, list[_Member]]:
         with zipfile.ZipFile(archive) as z:
             out = []
             for info in z.infolist():
-                file_type = stat.S_IFMT(info.external_attr >> 16)   # 0 when the zip tool stored none
-                kind = ("link" if file_type == stat.S_IFLNK else "dir" if info.is_dir() else
-                        "special" if file_type not in (0, stat.S_IFREG, stat.S_IFDIR) else "file")
+                file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored none
+                kind = (
+                    "link"
+                    if file_type == stat.S_IFLNK
+                    else "dir"
+                    if info.is_dir()
+                    else "special"
+                    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR)
+                    else "file"
+                )
                 out.append(_Member(info.filename, kind, info.file_size))
             return "zip", out
     try:
         with tarfile.open(archive) as t:
-            return "tar", [_Member(m.name, "link" if m.issym() or m.islnk() else "dir" if m.isdir() else
-                                   "file" if m.isfile() else "special", m.size) for m in t.getmembers()]
+            return "tar", [
+                _Member(
+                    m.name,
+                    "link" if m.issym() or m.islnk() else "dir" if m.isdir() else "file" if m.isfile() else "special",
+                    m.size,
+                )
+                for m in t.getmembers()
+            ]
     except tarfile.TarError as exc:
         raise UnsafeArchiveError(f"{archive} is neither a zip nor a tar archive ({exc})") from exc
 
@@ -182,12 +220,17 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
     kind, members = _members(archive)
     refused = [f"{m.name!r} is {why}" for m in members if (why := _unsafe(m))]
     if refused:
-        raise UnsafeArchiveError(f"{archive} was NOT extracted: {len(refused)} unsafe member(s): "
-                                 + "; ".join(refused[:5]) + (" …" if len(refused) > 5 else ""))
+        raise UnsafeArchiveError(
+            f"{archive} was NOT extracted: {len(refused)} unsafe member(s): "
+            + "; ".join(refused[:5])
+            + (" …" if len(refused) > 5 else "")
+        )
     total = sum(m.size for m in members)
     if total > max_bytes:
-        raise UnsafeArchiveError(f"{archive} would unpack to {total / 1e9:.1f} GB, above the limit of "
-                                 f"{max_bytes / 1e9:.1f} GB (zip-bomb guard); pass max_bytes to allow it")
+        raise UnsafeArchiveError(
+            f"{archive} would unpack to {total / 1e9:.1f} GB, above the limit of "
+            f"{max_bytes / 1e9:.1f} GB (zip-bomb guard); pass max_bytes to allow it"
+        )
     with files.staging_dir(dest, "extracting") as staging:
         if kind == "zip":
             with zipfile.ZipFile(archive) as z:
@@ -227,24 +270,31 @@ def _merge(staging: Path, dest: Path) -> None:
             conflicts.append(str(target))
     if escapes or conflicts:
         listed = (conflicts + escapes)[:5]
-        raise UnsafeArchiveError(f"extracting into {dest} would overwrite {len(conflicts)} existing file(s) or "
-                                 f"write through {len(escapes)} link(s) leading out of it ({', '.join(listed)}); "
-                                 "nothing was changed: extract into a new folder instead")
+        raise UnsafeArchiveError(
+            f"extracting into {dest} would overwrite {len(conflicts)} existing file(s) or "
+            f"write through {len(escapes)} link(s) leading out of it ({', '.join(listed)}); "
+            "nothing was changed: extract into a new folder instead"
+        )
     for src in new:
         target = dest / src.relative_to(staging)
         if target.exists():
-            continue                       # identical file already there
+            continue  # identical file already there
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(src, target)           # fails instead of replacing if the name appeared meanwhile
+            os.link(src, target)  # fails instead of replacing if the name appeared meanwhile
         except FileExistsError:
             continue
         except OSError:
             shutil.copy2(src, target)
 
 
-def download_and_extract(url: str, dest: str | os.PathLike, sha256: str | None = None,
-                         archive_dir: str | os.PathLike | None = None, **download_kwargs) -> Path:
+def download_and_extract(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    archive_dir: str | os.PathLike | None = None,
+    **download_kwargs,
+) -> Path:
     """Download an archive (see :func:`download`) and extract it safely into ``dest`` (see :func:`extract`).
 
     The archive is kept in ``archive_dir`` (default: beside ``dest``) so a second call

@@ -5,13 +5,14 @@ scikit-learn; this module adds what the workbook needs around them: predicting a
 folder, picking the misclassified and least-confident photos, writing the numbers as JSON,
 and classifying your own photos (``python -m helpers predict``).
 """
+
 from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -29,12 +30,12 @@ class Evaluation:
     """A model's probabilities on labelled photos, and what follows from them."""
 
     class_names: list[str]
-    labels: np.ndarray          # true class index per photo
-    probabilities: np.ndarray   # N × classes
+    labels: np.ndarray  # true class index per photo
+    probabilities: np.ndarray  # N × classes
     paths: list[Path] = field(default_factory=list)
-    split: str = ""             # which photos: "val", "test", "train", or "all" (a folder without splits)
-    warnings: list[str] = field(default_factory=list)   # data and class-name problems, one line each
-    skipped: list[str] = field(default_factory=list)    # photos that could not be scored, one line each
+    split: str = ""  # which photos: "val", "test", "train", or "all" (a folder without splits)
+    warnings: list[str] = field(default_factory=list)  # data and class-name problems, one line each
+    skipped: list[str] = field(default_factory=list)  # photos that could not be scored, one line each
 
     def counts(self) -> dict[str, int]:
         """How many photos of each class were scored."""
@@ -55,8 +56,14 @@ class Evaluation:
 
     def per_class(self) -> dict[str, dict[str, float]]:
         """Precision, recall, F1 and support for each class (scikit-learn's report)."""
-        report = classification_report(self.labels, self.predictions, labels=list(range(len(self.class_names))),
-                                       target_names=self.class_names, output_dict=True, zero_division=0)
+        report = classification_report(
+            self.labels,
+            self.predictions,
+            labels=list(range(len(self.class_names))),
+            target_names=self.class_names,
+            output_dict=True,
+            zero_division=0,
+        )
         return {name: {k: float(v) for k, v in report[name].items()} for name in self.class_names}
 
     def confusion(self) -> np.ndarray:
@@ -81,25 +88,40 @@ class Evaluation:
             "class_names": list(self.class_names),
             "per_class": self.per_class(),
             "confusion_matrix": self.confusion().tolist(),
-            "split": self.split, "counts": self.counts(), "warnings": list(self.warnings),
+            "split": self.split,
+            "counts": self.counts(),
+            "warnings": list(self.warnings),
             "skipped": list(self.skipped),
-            "misclassified": [{"path": str(self.paths[i]) if self.paths else None,
-                               "true": self.class_names[self.labels[i]],
-                               "predicted": self.class_names[self.predictions[i]],
-                               "confidence": float(self.confidence[i])} for i in self.misclassified()],
+            "misclassified": [
+                {
+                    "path": str(self.paths[i]) if self.paths else None,
+                    "true": self.class_names[self.labels[i]],
+                    "predicted": self.class_names[self.predictions[i]],
+                    "confidence": float(self.confidence[i]),
+                }
+                for i in self.misclassified()
+            ],
         }
 
 
-def evaluate(model: keras.Model, images: np.ndarray, labels, class_names: list[str],
-             paths: list[Path] | None = None, batch_size: int = 32) -> Evaluation:
+def evaluate(
+    model: keras.Model,
+    images: np.ndarray,
+    labels,
+    class_names: list[str],
+    paths: list[Path] | None = None,
+    batch_size: int = 32,
+) -> Evaluation:
     """Predict ``images`` (raw 0–255 pixels) and score them against ``labels``."""
     labels = np.asarray(labels, dtype=int)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
-        raise ValueError(f"the model predicts {n_out} classes but the data has {len(class_names)} "
-                         f"({class_names}); evaluate it on photos of the classes it was trained on")
+        raise ValueError(
+            f"the model predicts {n_out} classes but the data has {len(class_names)} "
+            f"({class_names}); evaluate it on photos of the classes it was trained on"
+        )
     probs = np.asarray(model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
     return Evaluation(list(class_names), labels, probs, list(paths or []))
 
@@ -116,8 +138,10 @@ def open_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` file (safe mode); a damaged or foreign file gets one clear line, not Keras' guess."""
     path = Path(path).expanduser()
     if path.is_file() and path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} exists but is not a valid .keras archive (not a zip file: damaged, truncated or "
-                         "not a model); train or export it again")
+        raise ValueError(
+            f"{path} exists but is not a valid .keras archive (not a zip file: damaged, truncated or "
+            "not a model); train or export it again"
+        )
     try:
         return load_model(path)
     except (FileNotFoundError, PermissionError):
@@ -126,29 +150,39 @@ def open_model(path: str | os.PathLike) -> keras.Model:
         if not path.is_file():
             raise
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path} exists but is not a valid .keras archive ({first}); train or export it again") \
-            from None
+        raise ValueError(
+            f"{path} exists but is not a valid .keras archive ({first}); train or export it again"
+        ) from None
 
 
-def _match_class_names(model_names: list[str] | None, data_names: list[str], n_outputs: int,
-                       where: str) -> tuple[list[str], list[str]]:
+def _match_class_names(
+    model_names: list[str] | None, data_names: list[str], n_outputs: int, where: str
+) -> tuple[list[str], list[str]]:
     """The class names to score with, and warnings (loud: a mismatch makes accuracy meaningless)."""
     if model_names is None:
         return data_names, [
             f"WARNING: {where} has no labels.txt or metrics.json, so the model's {n_outputs} outputs are ASSUMED "
             f"to be the data's classes in folder order ({', '.join(data_names)}); if it was trained on other "
-            "classes or in another order, this accuracy means nothing (put a labels.txt beside the model)"]
+            "classes or in another order, this accuracy means nothing (put a labels.txt beside the model)"
+        ]
     unknown = [name for name in data_names if name not in model_names]
     if unknown:
-        raise ValueError(f"{where}: the data has class folders {unknown} that the model was not trained on "
-                         f"(it knows {model_names}); evaluate it on photos of the classes it was trained on")
+        raise ValueError(
+            f"{where}: the data has class folders {unknown} that the model was not trained on "
+            f"(it knows {model_names}); evaluate it on photos of the classes it was trained on"
+        )
     return model_names, []
 
 
-def evaluate_model(model_path_or_model: str | os.PathLike | keras.Model, data_dir: str | os.PathLike,
-                   split: str | None = None, out: str | os.PathLike | None = None,
-                   class_names: list[str] | None = None, batch_size: int = 32,
-                   on_warning: Callable[[str], None] | None = None) -> Evaluation:
+def evaluate_model(
+    model_path_or_model: str | os.PathLike | keras.Model,
+    data_dir: str | os.PathLike,
+    split: str | None = None,
+    out: str | os.PathLike | None = None,
+    class_names: list[str] | None = None,
+    batch_size: int = 32,
+    on_warning: Callable[[str], None] | None = None,
+) -> Evaluation:
     """Score a saved (or in-memory) model on a photo folder; write the JSON.
 
     ``split=None`` scores every photo of a folder without split folders (``DIR/<class>/``)
@@ -173,8 +207,10 @@ def evaluate_model(model_path_or_model: str | os.PathLike | keras.Model, data_di
     folder = data_mod.load_folder(data_dir)
     warnings = list(folder.report.warnings) if folder.report else []
     if folder.report and folder.report.skipped:
-        warnings.append(f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
-                        "too large, not photos): python -m helpers check-data lists them")
+        warnings.append(
+            f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
+            "too large, not photos): python -m helpers check-data lists them"
+        )
     flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
     if split is None:
         split = "all" if flat else "val"
@@ -190,8 +226,11 @@ def evaluate_model(model_path_or_model: str | os.PathLike | keras.Model, data_di
     warnings += name_warnings
     for line in warnings:
         say(line)
-    pairs = [(p, names.index(folder.class_names[i])) for p, i in zip(chosen.paths, chosen.labels)
-             if folder.class_names[i] in names]
+    pairs = [
+        (p, names.index(folder.class_names[i]))
+        for p, i in zip(chosen.paths, chosen.labels)
+        if folder.class_names[i] in names
+    ]
     images, kept, skipped = data_mod.load_images_skipping([p for p, _ in pairs], model_image_size(model))
     for line in skipped:
         say(f"skipped {line}")
@@ -208,6 +247,7 @@ def evaluate_model(model_path_or_model: str | os.PathLike | keras.Model, data_di
 
 # -- your own photos ---------------------------------------------------------------------------
 
+
 @dataclass
 class Prediction:
     """The top classes for one photo, or the reason it could not be read."""
@@ -217,8 +257,9 @@ class Prediction:
     error: str | None = None
 
 
-def predict_files(model: keras.Model, paths: list[str | os.PathLike], class_names: list[str],
-                  top: int = 3) -> list[Prediction]:
+def predict_files(
+    model: keras.Model, paths: list[str | os.PathLike], class_names: list[str], top: int = 3
+) -> list[Prediction]:
     """Classify image files; a file that cannot be used (missing, corrupt, too large) gets an error, the rest go on."""
     size = model_image_size(model)
     good, images, results = [], [], []
@@ -245,20 +286,25 @@ def top_classes(model: keras.Model, image: np.ndarray, class_names: list[str], t
 
 # -- figures (notebook 06) --------------------------------------------------------------------
 
+
 def plot_confusion_matrix(result: Evaluation, ax=None, normalize: str | None = None):
     """The confusion matrix as a figure (scikit-learn's ``ConfusionMatrixDisplay``)."""
-    display = ConfusionMatrixDisplay(result.confusion() if normalize is None else
-                                     confusion_matrix(result.labels, result.predictions,
-                                                      labels=list(range(len(result.class_names))),
-                                                      normalize=normalize),
-                                     display_labels=result.class_names)
+    display = ConfusionMatrixDisplay(
+        result.confusion()
+        if normalize is None
+        else confusion_matrix(
+            result.labels, result.predictions, labels=list(range(len(result.class_names))), normalize=normalize
+        ),
+        display_labels=result.class_names,
+    )
     display.plot(ax=ax, cmap="Blues", colorbar=False)
     display.ax_.set_title(f"accuracy {result.accuracy:.1%} on {len(result.labels)} photos")
     return display.figure_
 
 
-def plot_gallery(result: Evaluation, indices: list[int], images: np.ndarray | None = None,
-                 columns: int = 4, title: str = ""):
+def plot_gallery(
+    result: Evaluation, indices: list[int], images: np.ndarray | None = None, columns: int = 4, title: str = ""
+):
     """Photos with their true class, the predicted class and its probability."""
     import matplotlib.pyplot as plt
 

@@ -16,6 +16,7 @@ of its ``pool`` layer, the ImageNet classifier of :func:`helpers.backbones.build
 whose feature maps are inside the nested Keras application, or a plain functional
 model), and the pictures. Public Keras API only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,7 +72,7 @@ def grad_model(model: keras.Model, layer_name: str | None = None) -> keras.Model
         x = layer(x)
     maps = below(x, training=False)
     y = above(maps, training=False)
-    for layer in outer[at + 1:]:
+    for layer in outer[at + 1 :]:
         y = layer(y)
     return keras.Model(model.input, [maps, y], name=f"{model.name}_grad_cam")
 
@@ -105,8 +106,9 @@ def _scores_before_softmax(model: keras.Model):
         layer.activation = keras.activations.softmax
 
 
-def gradients(grad_model: keras.Model, images, class_index: int | list[int] | None = None,
-              return_classes: bool = False):
+def gradients(
+    grad_model: keras.Model, images, class_index: int | list[int] | None = None, return_classes: bool = False
+):
     """``(maps, d score / d maps)`` for a batch of raw 0–255 images, by the backend's autodiff.
 
     TensorFlow: ``GradientTape``; PyTorch: ``torch.autograd.grad``; JAX: ``jax.vjp`` of the
@@ -171,8 +173,8 @@ def _jax_gradients(grad_model: keras.Model, x: np.ndarray, chosen_of):
 
 def heatmaps_from(maps, grads) -> np.ndarray:
     """Grad-CAM from feature maps and their gradients: N × h × w, scaled to [0, 1] per image."""
-    weights = ops.mean(grads, axis=(1, 2), keepdims=True)            # one weight per channel
-    cam = ops.relu(ops.sum(weights * maps, axis=-1))                 # N × h × w
+    weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
+    cam = ops.relu(ops.sum(weights * maps, axis=-1))  # N × h × w
     return normalise(cam)
 
 
@@ -183,8 +185,9 @@ def normalise(heatmaps) -> np.ndarray:
     return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0).astype("float32")
 
 
-def grad_cam(model: keras.Model, images, class_index: int | list[int] | None = None,
-             layer_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam(
+    model: keras.Model, images, class_index: int | list[int] | None = None, layer_name: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM heatmaps for a batch of raw 0–255 images.
 
     ``class_index`` is one class for all images, one per image, or None (each image's
@@ -230,8 +233,14 @@ def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None,
     return fig
 
 
-def plot_grad_cam(model: keras.Model, images: np.ndarray, class_names: list[str] | None = None,
-                  class_index=None, layer_name: str | None = None, title: str = ""):
+def plot_grad_cam(
+    model: keras.Model,
+    images: np.ndarray,
+    class_names: list[str] | None = None,
+    class_index=None,
+    layer_name: str | None = None,
+    title: str = "",
+):
     """A column per photo: the photo and its Grad-CAM overlay, titled with the class explained."""
     heatmaps, chosen = grad_cam(model, images, class_index, layer_name)
     probs = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))

@@ -15,6 +15,7 @@ Without TensorFlow installed (``requirements-jax.txt``), only the ``.keras`` fil
 labels are written; :func:`export_all` records why SavedModel and TFLite were skipped
 (``Exported.skipped``), and :func:`check_exports` reports them as skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import backbones  # noqa: F401  (registers the custom preprocessing layer for loading)
-from . import files
+from . import (
+    backbones,  # noqa: F401  (registers the custom preprocessing layer for loading)
+    files,
+)
 
 LABELS_FILE = "labels.txt"
 
@@ -38,8 +41,10 @@ def tensorflow_missing() -> str | None:
 
     if importlib.util.find_spec("tensorflow") is not None:
         return None
-    return (f"TensorFlow is not installed (Keras backend {keras.backend.backend()!r}): SavedModel and TFLite "
-            "are TensorFlow formats; install tensorflow-cpu (requirements.txt) to export them")
+    return (
+        f"TensorFlow is not installed (Keras backend {keras.backend.backend()!r}): SavedModel and TFLite "
+        "are TensorFlow formats; install tensorflow-cpu (requirements.txt) to export them"
+    )
 
 
 def _need_tensorflow(what: str) -> None:
@@ -52,11 +57,15 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` model in safe mode (no stored Python code is ever executed)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist; train one with "
-                                f"`python -m helpers train --out DIR` (it writes DIR/model.keras)")
+        raise FileNotFoundError(
+            f"model file {path} does not exist; train one with "
+            f"`python -m helpers train --out DIR` (it writes DIR/model.keras)"
+        )
     if path.suffix != ".keras":
-        raise ValueError(f"{path} is not a .keras file; pass the model.keras written by "
-                         f"`python -m helpers train` or helpers.export.save_keras")
+        raise ValueError(
+            f"{path} is not a .keras file; pass the model.keras written by "
+            f"`python -m helpers train` or helpers.export.save_keras"
+        )
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
@@ -134,10 +143,16 @@ class Exported:
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk of each format written."""
+
         def size(p: Path) -> int:
             return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-        found = {"keras": self.keras_file, "saved_model": self.saved_model, "tflite": self.tflite,
-                 "labels": self.labels}
+
+        found = {
+            "keras": self.keras_file,
+            "saved_model": self.saved_model,
+            "tflite": self.tflite,
+            "labels": self.labels,
+        }
         return {name: size(p) for name, p in found.items() if p is not None}
 
 
@@ -182,10 +197,13 @@ class TFLitePredictor:
 
         import tensorflow as tf
 
+        from . import quiet_native_stderr
+
         with warnings.catch_warnings():  # "use ai_edge_litert": not installed here, tf.lite still works
             warnings.simplefilter("ignore", UserWarning)
             self.interpreter = tf.lite.Interpreter(model_path=str(path))
-        self.interpreter.allocate_tensors()
+        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
 
@@ -203,8 +221,10 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     reference, other = np.asarray(reference), np.asarray(other)
     if reference.shape != other.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {other.shape}")
-    return {"max_abs_diff": float(np.max(np.abs(reference - other))) if reference.size else 0.0,
-            "top1_agreement": float(np.mean(reference.argmax(-1) == other.argmax(-1))) if len(reference) else 1.0}
+    return {
+        "max_abs_diff": float(np.max(np.abs(reference - other))) if reference.size else 0.0,
+        "top1_agreement": float(np.mean(reference.argmax(-1) == other.argmax(-1))) if len(reference) else 1.0,
+    }
 
 
 def check_exports(exported: Exported, images: np.ndarray, model: keras.Model | None = None) -> dict[str, dict]:
@@ -219,8 +239,10 @@ def check_exports(exported: Exported, images: np.ndarray, model: keras.Model | N
     reference = model if model is not None else reloaded
     ref = np.asarray(reference.predict(x, verbose=0))
     checks = {"keras_reloaded": agreement(ref, np.asarray(reloaded.predict(x, verbose=0)))}
-    for name, predictor, where in (("saved_model", SavedModelPredictor, exported.saved_model),
-                                   ("tflite", TFLitePredictor, exported.tflite)):
+    for name, predictor, where in (
+        ("saved_model", SavedModelPredictor, exported.saved_model),
+        ("tflite", TFLitePredictor, exported.tflite),
+    ):
         if where is None:
             checks[name] = {"skipped": exported.skipped.get(name, "not exported")}
         else:

@@ -1,4 +1,5 @@
 """Writing results safely: every file the workbook writes appears whole or not at all."""
+
 from __future__ import annotations
 
 import errno
@@ -6,9 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 @contextmanager
@@ -22,8 +23,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix="".join(target.suffixes) or ".tmp",
-                                   dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix="".join(target.suffixes) or ".tmp", dir=target.parent
+        )
     except OSError as exc:
         exc.filename = str(target)
         raise
@@ -123,14 +125,22 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
         raise OutputError(errno.ENOTDIR, f"{what} {folder}: {existing} is a file, not a folder; choose another path")
     if not os.access(existing, os.W_OK):  # access(2) reports a read-only file system even to root
         read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-        raise OutputError(errno.EROFS if read_only else errno.EACCES,
-                          f"{what} {folder} cannot be written: " + (
-                              "the file system is read-only: choose a folder you can write to" if read_only else
-                              "permission denied: choose a folder you can write to, or fix its permissions"))
+        raise OutputError(
+            errno.EROFS if read_only else errno.EACCES,
+            f"{what} {folder} cannot be written: "
+            + (
+                "the file system is read-only: choose a folder you can write to"
+                if read_only
+                else "permission denied: choose a folder you can write to, or fix its permissions"
+            ),
+        )
     free = shutil.disk_usage(existing).free
     if need_bytes and free < need_bytes + (1 << 20):  # checked before anything is created
-        raise OutputError(errno.ENOSPC, f"{what} {folder} has {human_size(free)} free but about "
-                          f"{human_size(need_bytes)} will be written: free some space or choose another folder")
+        raise OutputError(
+            errno.ENOSPC,
+            f"{what} {folder} has {human_size(free)} free but about "
+            f"{human_size(need_bytes)} will be written: free some space or choose another folder",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
@@ -141,8 +151,10 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        raise OutputError(exc.errno or errno.EIO,
-                          f"{what} {folder} cannot be written: {describe_os_error(exc, str(folder)).split(': ', 1)[-1]}") from exc
+        raise OutputError(
+            exc.errno or errno.EIO,
+            f"{what} {folder} cannot be written: {describe_os_error(exc, str(folder)).split(': ', 1)[-1]}",
+        ) from exc
     return folder
 
 

@@ -16,6 +16,7 @@ One run, on whatever Keras backend is chosen (``KERAS_BACKEND``):
 
 It prints one JSON line (and returns the same dict): every number is measured in this run.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,16 @@ def find_gpus() -> list[str]:
 
 def _no_gpu_message() -> str:
     backend = keras.backend.backend()
-    where = {"tensorflow": 'tf.config.list_physical_devices("GPU") is empty '
-                           "(CPU-only tensorflow-cpu, or no CUDA driver: install tensorflow[and-cuda] on Linux)",
-             "jax": 'jax.devices("gpu") found none (CPU-only jax: install jax[cuda12] on Linux)',
-             "torch": "torch.cuda.is_available() is False (a CPU build of torch, or no CUDA driver)"}
-    return (f"no GPU found for the Keras backend {backend!r}: {where.get(backend, 'no GPU')}. "
-            "Pass --allow-cpu to run the same measurements on the CPU (small).")
+    where = {
+        "tensorflow": 'tf.config.list_physical_devices("GPU") is empty '
+        "(CPU-only tensorflow-cpu, or no CUDA driver: install tensorflow[and-cuda] on Linux)",
+        "jax": 'jax.devices("gpu") found none (CPU-only jax: install jax[cuda12] on Linux)',
+        "torch": "torch.cuda.is_available() is False (a CPU build of torch, or no CUDA driver)",
+    }
+    return (
+        f"no GPU found for the Keras backend {backend!r}: {where.get(backend, 'no GPU')}. "
+        "Pass --allow-cpu to run the same measurements on the CPU (small)."
+    )
 
 
 def _timed(call) -> float:
@@ -65,16 +70,28 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run(allow_cpu: bool = False, image_size: int | None = None, images: int | None = None,
-        batch_size: int | None = None, epochs: int | None = None, precision: str | None = None,
-        blocks: int = 2, seed: int = 0) -> dict:
+def run(
+    allow_cpu: bool = False,
+    image_size: int | None = None,
+    images: int | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    precision: str | None = None,
+    blocks: int = 2,
+    seed: int = 0,
+) -> dict:
     """Measure the GPU (or, with ``allow_cpu``, the CPU); return the numbers (see the module doc)."""
     gpus = find_gpus()
     if not gpus and not allow_cpu:
         raise NoGPUError(_no_gpu_message())
     sizes = dict(GPU_DEFAULTS if gpus else CPU_DEFAULTS)
-    sizes.update({k: v for k, v in dict(image_size=image_size, images=images, batch_size=batch_size,
-                                        epochs=epochs).items() if v is not None})
+    sizes.update(
+        {
+            k: v
+            for k, v in dict(image_size=image_size, images=images, batch_size=batch_size, epochs=epochs).items()
+            if v is not None
+        }
+    )
     size, bs, epochs_ = sizes["image_size"], sizes["batch_size"], sizes["epochs"]
     n = max(bs, sizes["images"] // bs * bs)  # whole batches only: one shape, one compilation
     if precision is None:
@@ -90,8 +107,9 @@ def run(allow_cpu: bool = False, image_size: int | None = None, images: int | No
         build_start = time.perf_counter()
         base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(size, size, 3))
         base.trainable = False
-        model = add_head(base, ["lion", "tiger", "bear"], keras.layers.Rescaling(1 / 127.5, offset=-1,
-                                                                                 name="preprocess"))
+        model = add_head(
+            base, ["lion", "tiger", "bear"], keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
+        )
         build_seconds = time.perf_counter() - build_start
         bottom, top = split_at(model, cuts.POOL)
         xf = x.astype("float32")
@@ -123,21 +141,33 @@ def run(allow_cpu: bool = False, image_size: int | None = None, images: int | No
         keras.mixed_precision.set_global_policy(before)
 
     return {
-        "backend": keras.backend.backend(), "versions": _versions(),
-        "device": "GPU" if gpus else "CPU", "gpus": gpus, "precision": precision,
-        "jit_compile": device.jit_compile(), "model": "inception_v3", "weights": None,
-        "image_size": size, "images": n, "batch_size": bs, "epochs": epochs_,
+        "backend": keras.backend.backend(),
+        "versions": _versions(),
+        "device": "GPU" if gpus else "CPU",
+        "gpus": gpus,
+        "precision": precision,
+        "jit_compile": device.jit_compile(),
+        "model": "inception_v3",
+        "weights": None,
+        "image_size": size,
+        "images": n,
+        "batch_size": bs,
+        "epochs": epochs_,
         "build_seconds": round(build_seconds, 3),
         "forward_images_per_second": round(n / forward, 2),
         "frozen_train_step_images_per_second": round(n * epochs_ / plain_fit, 2),
         "head_on_features_images_per_second": round(n * epochs_ / top_fit, 2),
-        "fine_tune_cut": cut, "fine_tune_blocks": blocks,
+        "fine_tune_cut": cut,
+        "fine_tune_blocks": blocks,
         "train_step_images_per_second": round(n / tune, 2),
-        "compile_seconds": {"forward": round(forward_compile, 3),
-                            "head_train_step": round(max(0.0, top_first - top_fit * bs / (n * epochs_)), 3),
-                            "frozen_train_step": round(max(0.0, plain_first - plain_fit * bs / (n * epochs_)), 3),
-                            "fine_tune_train_step": round(max(0.0, tune_first - tune * bs / n), 3)},
-        "cached_seconds": round(cached, 3), "plain_seconds": round(plain_fit, 3),
+        "compile_seconds": {
+            "forward": round(forward_compile, 3),
+            "head_train_step": round(max(0.0, top_first - top_fit * bs / (n * epochs_)), 3),
+            "frozen_train_step": round(max(0.0, plain_first - plain_fit * bs / (n * epochs_)), 3),
+            "fine_tune_train_step": round(max(0.0, tune_first - tune * bs / n), 3),
+        },
+        "cached_seconds": round(cached, 3),
+        "plain_seconds": round(plain_fit, 3),
         "plain_over_cached": round(plain_fit / cached, 3),
         "fine_tune_loss_finite": bool(np.isfinite(loss)),
     }

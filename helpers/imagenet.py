@@ -12,6 +12,7 @@ one, a one-line notice and the small MobileNet whose file the workbook ships) an
 ``imagenet_class_index.json`` from Keras' cache: offline it is copied there from
 ``$WORKBOOK_WEIGHTS_DIR``).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,16 @@ from pathlib import Path
 import keras
 
 from . import settings
-from .backbones import (BACKBONES, WEIGHTS_BASE_URL, BackboneSpec, WeightsUnavailableError,
-                        _unavailable_message, imagenet_class_index_file, imagenet_class_names,
-                        resolve_weights)
+from .backbones import (
+    BACKBONES,
+    WEIGHTS_BASE_URL,
+    BackboneSpec,
+    WeightsUnavailableError,
+    _unavailable_message,
+    imagenet_class_index_file,
+    imagenet_class_names,
+    resolve_weights,
+)
 
 #: ImageNet classes that count as "right" for each of the workbook's classes.
 RELATED_CLASSES: dict[str, tuple[str, ...]] = {
@@ -37,9 +45,14 @@ RELATED_CLASSES: dict[str, tuple[str, ...]] = {
 FALLBACK = ("MobileNet", {"alpha": 0.25})
 
 #: Where Keras downloads each application's weight files from (its own URLs).
-_URL_FOLDERS = {"inception_v3": f"{WEIGHTS_BASE_URL}inception_v3/", "xception": f"{WEIGHTS_BASE_URL}xception/",
-                "mobilenet": f"{WEIGHTS_BASE_URL}mobilenet/", "mobilenet_v2": f"{WEIGHTS_BASE_URL}mobilenet_v2/",
-                "resnet50": f"{WEIGHTS_BASE_URL}resnet/", "efficientnet": "https://storage.googleapis.com/keras-applications/"}
+_URL_FOLDERS = {
+    "inception_v3": f"{WEIGHTS_BASE_URL}inception_v3/",
+    "xception": f"{WEIGHTS_BASE_URL}xception/",
+    "mobilenet": f"{WEIGHTS_BASE_URL}mobilenet/",
+    "mobilenet_v2": f"{WEIGHTS_BASE_URL}mobilenet_v2/",
+    "resnet50": f"{WEIGHTS_BASE_URL}resnet/",
+    "efficientnet": "https://storage.googleapis.com/keras-applications/",
+}
 
 
 def class_names() -> list[str]:
@@ -70,8 +83,10 @@ def classifier_spec(name: str, options: dict | None = None) -> BackboneSpec:
     for spec in BACKBONES.values():
         if spec.constructor is constructor and all(spec.kwargs.get(k) == v for k, v in options.items()):
             return spec
-    raise ValueError(f"no ImageNet classifier keras.applications.{name}({options}) known to the workbook; "
-                     f"choose one of {sorted({s.keras_name for s in BACKBONES.values()})}")
+    raise ValueError(
+        f"no ImageNet classifier keras.applications.{name}({options}) known to the workbook; "
+        f"choose one of {sorted({s.keras_name for s in BACKBONES.values()})}"
+    )
 
 
 def _download(spec: BackboneSpec, file_name: str) -> str:
@@ -88,8 +103,9 @@ def _download(spec: BackboneSpec, file_name: str) -> str:
             keras.config.enable_interactive_logging()
 
 
-def classifier_weights(name: str, weights: str | os.PathLike | None = "imagenet",
-                       options: dict | None = None) -> tuple[str, str | None, dict]:
+def classifier_weights(
+    name: str, weights: str | os.PathLike | None = "imagenet", options: dict | None = None
+) -> tuple[str, str | None, dict]:
     """``(CLASSIFIER, WEIGHTS, OPTIONS)`` for ``keras.applications.<CLASSIFIER>(weights=WEIGHTS, **OPTIONS)``.
 
     ``name`` is a Keras class (``"InceptionV3"``, with ``options``) or a package name
@@ -120,8 +136,10 @@ def classifier_weights(name: str, weights: str | os.PathLike | None = "imagenet"
         if fallback is spec or found == "imagenet":
             raise WeightsUnavailableError(_unavailable_message(spec, True, spec.default_size, cause)) from None
         options_text = ", ".join(f"{k}={v}" for k, v in fallback_options.items())
-        print(f"{name}: no ImageNet weights here ({file_name} is neither local nor downloadable), "
-              f"so this run uses {fallback_name}({options_text}) from {Path(found).name}.")
+        print(
+            f"{name}: no ImageNet weights here ({file_name} is neither local nor downloadable), "
+            f"so this run uses {fallback_name}({options_text}) from {Path(found).name}."
+        )
         return fallback_name, found, dict(fallback_options)
 
 

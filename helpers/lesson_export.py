@@ -7,6 +7,7 @@ too: adding the head (02), compiling and fitting (03), unfreezing (04), splittin
 that file differs from what the notebooks say, so the two cannot drift. Edit the notebook,
 never ``lesson.py``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,7 @@ def saved_cells(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[tuple[str, st
     for path in sorted(Path(notebooks_dir).glob("[0-9]*.ipynb")):
         for cell in nbformat.read(str(path), as_version=4).cells:
             if cell.cell_type == "code" and cell.source.lstrip().startswith(SAVE_MARK):
-                body = cell.source.lstrip()[len(SAVE_MARK):].strip("\n")
+                body = cell.source.lstrip()[len(SAVE_MARK) :].strip("\n")
                 found.append((path.name, body))
     return found
 
@@ -50,8 +51,7 @@ def lesson_source(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> str:
     return "".join(parts)
 
 
-def sync(check: bool = False, target: str | Path = LESSON_FILE,
-         notebooks_dir: str | Path = NOTEBOOKS_DIR) -> bool:
+def sync(check: bool = False, target: str | Path = LESSON_FILE, notebooks_dir: str | Path = NOTEBOOKS_DIR) -> bool:
     """Write (or with ``check=True`` only compare) ``helpers/lesson.py``; True if it was up to date."""
     wanted = lesson_source(notebooks_dir)
     target = Path(target)

@@ -16,6 +16,7 @@ Stored notebooks carry no outputs, except the cells marked ``# NBVAL_CHECK_OUTPU
 whose output nbval compares (``python -m helpers clean-notebooks``); :func:`nbval_replay`
 lets nbval compare an existing run's outputs without executing the notebook again.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,9 +24,9 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import nbformat
 
@@ -51,12 +52,23 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     "02_pop_and_add_head": {"BACKBONE": "MobileNetV2"},
     "03_train_the_head": {"BACKBONE": "MobileNetV2", "EPOCHS": 20},
     "04_fine_tune": {"BACKBONE": "MobileNetV2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
-    "05_small_data_short_time": {"BACKBONE": "MobileNetV2", "PER_CLASS": 5, "EPOCHS": 10, "PER_CLASS_LIST": [1, 10],
-                                 "SEEDS": [0, 1], "SCRATCH_IMAGE_SIZE": 64, "SCRATCH_EPOCHS": 5,
-                                 "SCRATCH_SECONDS": 10},
+    "05_small_data_short_time": {
+        "BACKBONE": "MobileNetV2",
+        "PER_CLASS": 5,
+        "EPOCHS": 10,
+        "PER_CLASS_LIST": [1, 10],
+        "SEEDS": [0, 1],
+        "SCRATCH_IMAGE_SIZE": 64,
+        "SCRATCH_EPOCHS": 5,
+        "SCRATCH_SEEDS": 1,
+        "SCRATCH_SECONDS": 10,
+    },
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},
-    "07_compare_architectures": {"BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
-                                 "ALLOW_DOWNLOAD": False, "EPOCHS": 20},
+    "07_compare_architectures": {
+        "BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
+        "ALLOW_DOWNLOAD": False,
+        "EPOCHS": 20,
+    },
     "08_export_and_predict": {"EPOCHS": 20},
 }
 
@@ -83,12 +95,18 @@ class NotebookRun:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "seconds": round(self.seconds, 2), "ok": self.ok, "error": self.error,
-                "timed_out": self.timed_out, "cell": self.cell, "parameters": self.parameters}
+        return {
+            "name": self.name,
+            "seconds": round(self.seconds, 2),
+            "ok": self.ok,
+            "error": self.error,
+            "timed_out": self.timed_out,
+            "cell": self.cell,
+            "parameters": self.parameters,
+        }
 
 
-def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
-                   only: Iterable[str] | None = None) -> list[Path]:
+def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR, only: Iterable[str] | None = None) -> list[Path]:
     """The notebooks, in order (``NN_name.ipynb``); ``only`` keeps those whose name starts with one of them."""
     paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if not p.name.startswith("."))
     if only:
@@ -108,8 +126,9 @@ def declared_parameters(path: str | os.PathLike) -> dict[str, object]:
     return {p.name: p.default for p in PythonTranslator.inspect(cells[0])} if cells else {}
 
 
-def parameters_for(path: str | os.PathLike, quick: bool = False, backbone: str | None = None,
-                   parameters: dict | None = None) -> dict[str, object]:
+def parameters_for(
+    path: str | os.PathLike, quick: bool = False, backbone: str | None = None, parameters: dict | None = None
+) -> dict[str, object]:
     """What to inject into one notebook: quick overrides < ``backbone`` < explicit ``parameters``.
 
     Only parameters the notebook declares are injected. ``--backbone`` sets ``BACKBONE`` (as
@@ -139,8 +158,10 @@ def keras_class_name(backbone: str) -> str:
 
     spec = get_spec(backbone)
     if spec.kwargs.get("alpha", 1.0) != 1.0:
-        raise ValueError(f"--backbone {backbone}: the notebooks build keras.applications.{spec.keras_name} with "
-                         "its default width; choose a backbone without a width suffix (e.g. mobilenet_v2)")
+        raise ValueError(
+            f"--backbone {backbone}: the notebooks build keras.applications.{spec.keras_name} with "
+            "its default width; choose a backbone without a width suffix (e.g. mobilenet_v2)"
+        )
     return spec.keras_name
 
 
@@ -185,8 +206,13 @@ PASS_LOG = "passes.jsonl"
 SUMMARY = "notebooks.json"
 
 
-def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, pass_log: str | os.PathLike | None = None) -> NotebookRun:
+def run_notebook(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    parameters: dict | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    pass_log: str | os.PathLike | None = None,
+) -> NotebookRun:
     """Execute one notebook with papermill into ``out_dir`` (also its working directory).
 
     Never raises for what happens in the notebook: a failing cell, a cell running past
@@ -203,9 +229,15 @@ def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters
     error, timed_out, cell = None, False, None
     with kernel_environment(pass_log, source=path.stem):
         try:
-            papermill.execute_notebook(str(path), str(output), parameters=parameters or {},
-                                       kernel_name=KERNEL_NAME, cwd=str(out_dir), progress_bar=False,
-                                       execution_timeout=timeout)
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                parameters=parameters or {},
+                kernel_name=KERNEL_NAME,
+                cwd=str(out_dir),
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
         except papermill.PapermillExecutionError as exc:
             cell = exc.exec_count
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
@@ -216,8 +248,7 @@ def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike, parameters
                 message = f"ran past the {timeout:g} s cell timeout ({message})"
             cell, where = _last_started_cell(output)
             error = f"{where}: {type(exc).__name__}: {message}"
-    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error,
-                       timed_out, cell)
+    return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error, timed_out, cell)
 
 
 def _last_started_cell(executed: Path) -> tuple[int | None, str]:
@@ -240,8 +271,12 @@ def _last_started_cell(executed: Path) -> tuple[int | None, str]:
     return position, f"code cell {position}{shown}"
 
 
-def write_summary(out_dir: str | os.PathLike, runs: list[NotebookRun], pending: Iterable[str] = (),
-                  pass_log: str | os.PathLike | None = None) -> Path:
+def write_summary(
+    out_dir: str | os.PathLike,
+    runs: list[NotebookRun],
+    pending: Iterable[str] = (),
+    pass_log: str | os.PathLike | None = None,
+) -> Path:
     """Write ``out_dir/notebooks.json`` (atomically): the runs so far, the forward-pass counts.
 
     ``{"notebooks": [one NotebookRun.to_dict() each], "pending": [names still to run],
@@ -251,8 +286,12 @@ def write_summary(out_dir: str | os.PathLike, runs: list[NotebookRun], pending: 
     from .files import write_json
 
     pending = list(pending)
-    summary = {"notebooks": [r.to_dict() for r in runs], "pending": pending, "complete": not pending,
-               "forward_passes": []}
+    summary = {
+        "notebooks": [r.to_dict() for r in runs],
+        "pending": pending,
+        "complete": not pending,
+        "forward_passes": [],
+    }
     if pass_log is not None:
         try:
             summary["forward_passes"] = passes.summarise(pass_log)
@@ -261,11 +300,16 @@ def write_summary(out_dir: str | os.PathLike, runs: list[NotebookRun], pending: 
     return write_json(Path(out_dir) / SUMMARY, summary)
 
 
-def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str | None = None,
-                  parameters: dict | None = None, only: Iterable[str] | None = None,
-                  notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
-                  log: Callable[[str], None] | None = print,
-                  timeout: float = DEFAULT_TIMEOUT) -> list[NotebookRun]:
+def run_notebooks(
+    out_dir: str | os.PathLike,
+    quick: bool = False,
+    backbone: str | None = None,
+    parameters: dict | None = None,
+    only: Iterable[str] | None = None,
+    notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
+    log: Callable[[str], None] | None = print,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[NotebookRun]:
     """Execute every notebook in order into ``out_dir``; report each one's wall time.
 
     A failing notebook -- an error, a cell past ``timeout`` seconds, a dead kernel -- does
@@ -292,22 +336,31 @@ def run_notebooks(out_dir: str | os.PathLike, quick: bool = False, backbone: str
                 log(f"{path.name}: running ({shown})")
             run = run_notebook(path, out_dir, params, timeout=timeout, pass_log=pass_log)
         runs.append(run)
-        write_summary(out_dir, runs, [p.stem for p in paths[index + 1:]], pass_log)
+        write_summary(out_dir, runs, [p.stem for p in paths[index + 1 :]], pass_log)
         if log:
-            log(f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
-                + (f" — {run.error}" if run.error else ""))
+            log(
+                f"{path.name}: {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s"
+                + (f" — {run.error}" if run.error else "")
+            )
     if log:
         failed = [r.name + (" (timed out)" if r.timed_out else "") for r in runs if not r.ok]
         total = sum(r.seconds for r in runs)
-        log(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
-            + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+        log(
+            f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
+            + (f"; FAILED: {', '.join(failed)}" if failed else "")
+        )
     return runs
 
 
 # --- checking outputs with nbval without executing twice ----------------------------
 
-def nbval_replay(stored: str | os.PathLike, executed: str | os.PathLike, parameters: dict | None = None,
-                 edit: Callable[[nbformat.NotebookNode], None] | None = None) -> nbformat.NotebookNode:
+
+def nbval_replay(
+    stored: str | os.PathLike,
+    executed: str | os.PathLike,
+    parameters: dict | None = None,
+    edit: Callable[[nbformat.NotebookNode], None] | None = None,
+) -> nbformat.NotebookNode:
     """A notebook on which ``pytest --nbval-lax`` compares an executed run's outputs with the stored ones.
 
     nbval always executes what it checks. To check a notebook papermill has already run
@@ -323,8 +376,9 @@ def nbval_replay(stored: str | os.PathLike, executed: str | os.PathLike, paramet
 
     import papermill
 
-    nb = papermill.execute_notebook(str(stored), None, parameters=parameters or {}, prepare_only=True,
-                                    kernel_name=KERNEL_NAME, progress_bar=False)
+    nb = papermill.execute_notebook(
+        str(stored), None, parameters=parameters or {}, prepare_only=True, kernel_name=KERNEL_NAME, progress_bar=False
+    )
     ran = [c for c in nbformat.read(str(executed), as_version=4).cells if c.cell_type == "code"]
     code = [c for c in nb.cells if c.cell_type == "code"]
     if [c.source for c in ran] != [c.source for c in code]:
@@ -339,9 +393,11 @@ def nbval_replay(stored: str | os.PathLike, executed: str | os.PathLike, paramet
             errors = [o for o in run.outputs if o.output_type == "error"]
             if errors:
                 raise ValueError(f"{executed}: a checked cell failed: {errors[0].ename}: {errors[0].evalue}")
-            body = (f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
-                    f"from helpers.notebooks import replay_outputs\n"
-                    f"replay_outputs({json.dumps(run.outputs)!r})")
+            body = (
+                f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
+                f"from helpers.notebooks import replay_outputs\n"
+                f"replay_outputs({json.dumps(run.outputs)!r})"
+            )
         cell.source = "\n".join(markers + [body]).strip() or "pass"
     return nb
 
@@ -363,6 +419,7 @@ def replay_outputs(outputs_json: str) -> None:
 
 
 # --- keeping stored notebooks clean -------------------------------------------------
+
 
 def is_checked(cell) -> bool:
     """Does nbval compare this cell's output (``# NBVAL_CHECK_OUTPUT`` in its source)?"""
@@ -397,10 +454,12 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 output.execution_count = code_number
             if "metadata" in output:
                 output.metadata = nbformat.NotebookNode({})
-    nb.metadata = nbformat.NotebookNode({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": KERNEL_NAME},
-        "language_info": {"name": "python"},
-    })
+    nb.metadata = nbformat.NotebookNode(
+        {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": KERNEL_NAME},
+            "language_info": {"name": "python"},
+        }
+    )
     nb.nbformat, nb.nbformat_minor = 4, 5
     return nb
 

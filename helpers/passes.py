@@ -11,12 +11,13 @@ variable :func:`record` does nothing. ``python -m helpers notebooks --out DIR`` 
 ``DIR/notebooks.json`` under ``forward_passes``. Several processes may append at once: each
 record is one ``os.write`` of one line on a file opened with ``O_APPEND``.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 LOG_ENV = "WORKBOOK_PASS_LOG"
 #: Set by the notebook runner to the running notebook's name; stored with each record.
@@ -43,8 +44,13 @@ def record(key: dict, photo_ids: Sequence[str], computed: int, kind: str = "froz
     computed = int(computed)
     if computed < 0:
         raise ValueError(f"computed must be >= 0, not {computed}")
-    entry = {"key": key, "kind": str(kind), "photo_ids": [str(p) for p in photo_ids], "computed": computed,
-             "pid": os.getpid()}
+    entry = {
+        "key": key,
+        "kind": str(kind),
+        "photo_ids": [str(p) for p in photo_ids],
+        "computed": computed,
+        "pid": os.getpid(),
+    }
     source = os.environ.get(SOURCE_ENV)
     if source:
         entry["source"] = source
@@ -80,16 +86,23 @@ def summarise(log_path: str | os.PathLike) -> list[dict]:
                 photo_ids, computed = entry["photo_ids"], int(entry["computed"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a pass record ({exc}): {line[:200]!r}") from None
-            group = groups.setdefault((json.dumps(key, sort_keys=True), kind),
-                                      {"key": key, "kind": kind, "ids": set(), "computed": 0})
+            group = groups.setdefault(
+                (json.dumps(key, sort_keys=True), kind), {"key": key, "kind": kind, "ids": set(), "computed": 0}
+            )
             group["ids"].update(photo_ids)
             group["computed"] += computed
     summary = []
     for group in groups.values():
         distinct = len(group["ids"])
-        summary.append({"key": group["key"], "kind": group["kind"], "distinct": distinct,
-                        "computed": group["computed"],
-                        "ratio": group["computed"] / distinct if distinct else None})
+        summary.append(
+            {
+                "key": group["key"],
+                "kind": group["kind"],
+                "distinct": distinct,
+                "computed": group["computed"],
+                "ratio": group["computed"] / distinct if distinct else None,
+            }
+        )
     return summary
 
 

@@ -10,6 +10,7 @@ and returns raw 0–255 pixels and integer labels for three splits:
   gives half of its validation photos to it, picked by a hash of the file name (stable
   when photos are added).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,11 +44,13 @@ class Photos:
         def counts(y):
             return ", ".join(f"{int(np.sum(y == i))} {name}" for i, name in enumerate(self.class_names))
 
-        return (f"{self.root}: {len(self.class_names)} classes {self.class_names}, "
-                f"{self.x_train.shape[1]}×{self.x_train.shape[2]} px\n"
-                f"  train {len(self.y_train):4d} photos ({counts(self.y_train)})\n"
-                f"  val   {len(self.y_val):4d} photos ({counts(self.y_val)})  — chooses the epoch\n"
-                f"  test  {len(self.y_test):4d} photos ({counts(self.y_test)})  — reported")
+        return (
+            f"{self.root}: {len(self.class_names)} classes {self.class_names}, "
+            f"{self.x_train.shape[1]}×{self.x_train.shape[2]} px\n"
+            f"  train {len(self.y_train):4d} photos ({counts(self.y_train)})\n"
+            f"  val   {len(self.y_val):4d} photos ({counts(self.y_val)})  — chooses the epoch\n"
+            f"  test  {len(self.y_test):4d} photos ({counts(self.y_test)})  — reported"
+        )
 
 
 def _in_test_half(path: Path, seed: int) -> bool:
@@ -72,8 +75,9 @@ def class_names(data_dir: str | os.PathLike | None = None) -> list[str]:
     return data_mod.load_folder(datasets.get_photos(data_dir), check=False).class_names
 
 
-def load(data_dir: str | os.PathLike | None = None, image_size: int = 224, per_class: int | None = None,
-         seed: int = 0) -> Photos:
+def load(
+    data_dir: str | os.PathLike | None = None, image_size: int = 224, per_class: int | None = None, seed: int = 0
+) -> Photos:
     """Find, check and decode the photos into train / val / test arrays at ``image_size``."""
     folder = data_mod.load_folder(datasets.get_photos(data_dir), per_class=per_class, seed=seed)
     parts = splits(folder, seed)
@@ -81,5 +85,11 @@ def load(data_dir: str | os.PathLike | None = None, image_size: int = 224, per_c
     for name, split in parts.items():
         arrays[f"x_{name}"] = data_mod.load_images(split.paths, image_size)
         arrays[f"y_{name}"] = np.asarray(split.labels, np.int32)
-    return Photos(folder.class_names, train_paths=list(parts["train"].paths), val_paths=list(parts["val"].paths),
-                  test_paths=list(parts["test"].paths), root=folder.root, **arrays)
+    return Photos(
+        folder.class_names,
+        train_paths=list(parts["train"].paths),
+        val_paths=list(parts["val"].paths),
+        test_paths=list(parts["test"].paths),
+        root=folder.root,
+        **arrays,
+    )

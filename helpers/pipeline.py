@@ -19,13 +19,14 @@ backend: the same batches, the same labels, PIL decoding on a pool of threads, a
 shuffle that changes every epoch. ``decoder="tf"`` then says that it needs TensorFlow.
 With TensorFlow installed nothing changes: ``tf.data`` as before, whatever the backend.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import keras
 import numpy as np
@@ -51,8 +52,7 @@ class ArrayBatches(keras.utils.PyDataset):
     ``steps_per_epoch`` to ``fit``), the order reshuffled at each pass through the data.
     """
 
-    def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                 repeat: bool = False):
+    def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = False, seed: int = 0, repeat: bool = False):
         super().__init__()
         self.x, self.y = x, (None if y is None else np.asarray(y))
         self.batch_size, self.shuffle, self.seed, self.repeat = batch_size, shuffle, seed, repeat
@@ -77,7 +77,7 @@ class ArrayBatches(keras.utils.PyDataset):
         if not self.repeat and index >= per_pass:
             raise IndexError(index)
         epoch, index = (index // per_pass, index % per_pass) if self.repeat else (self._pass, index)
-        rows = self._order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
         x = np.asarray(self.x[rows]) if isinstance(self.x, np.ndarray) else np.asarray(self.x)[rows]
         return x if self.y is None else (x, self.y[rows])
 
@@ -93,8 +93,16 @@ class PhotoBatches(ArrayBatches):
     queued while the model works on one.
     """
 
-    def __init__(self, paths: list[str], size: int, labels=None, batch_size: int = 32, shuffle: bool = False,
-                 seed: int = 0, parallel: int | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        size: int,
+        labels=None,
+        batch_size: int = 32,
+        shuffle: bool = False,
+        seed: int = 0,
+        parallel: int | None = None,
+    ):
         super().__init__(np.asarray(paths, dtype=object), labels, batch_size, shuffle, seed)
         self.size = size
         self.workers = parallel or min(8, os.cpu_count() or 1)
@@ -103,13 +111,17 @@ class PhotoBatches(ArrayBatches):
     def __getitem__(self, index: int):
         batch = super().__getitem__(index)
         paths, labels = batch if self.y is not None else (batch, None)
-        x = np.stack([load_image(p, self.size) for p in paths]) if len(paths) else \
-            np.zeros((0, self.size, self.size, 3), np.uint8)
+        x = (
+            np.stack([load_image(p, self.size) for p in paths])
+            if len(paths)
+            else np.zeros((0, self.size, self.size, 3), np.uint8)
+        )
         return x if labels is None else (x, labels.astype(np.int32))
 
 
-def from_arrays(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                repeat: bool = False):
+def from_arrays(
+    x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = False, seed: int = 0, repeat: bool = False
+):
     """A batched, prefetched dataset over in-memory arrays (reshuffled every epoch if ``shuffle``).
 
     With ``repeat=True`` the dataset never ends: pass ``steps_per_epoch`` to ``fit``, which
@@ -143,9 +155,16 @@ def _tf_decode(path, size: int):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def photo_dataset(paths: Sequence[str | os.PathLike], size: int, labels: Sequence[int] | None = None,
-                  batch_size: int = 32, shuffle: bool = False, seed: int = 0, decoder: str = "pil",
-                  parallel: int | None = None):
+def photo_dataset(
+    paths: Sequence[str | os.PathLike],
+    size: int,
+    labels: Sequence[int] | None = None,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    decoder: str = "pil",
+    parallel: int | None = None,
+):
     """Photos as a ``tf.data`` dataset of ``(batch, size, size, 3)`` uint8 (with labels if given).
 
     Decoding and resizing run on ``parallel`` threads (default: tf.data's AUTOTUNE) and the
@@ -161,8 +180,10 @@ def photo_dataset(paths: Sequence[str | os.PathLike], size: int, labels: Sequenc
         raise FileNotFoundError(f"{len(missing)} photo(s) not found, e.g. {missing[0]}; check the folder")
     if not has_tensorflow():
         if decoder == "tf":
-            raise ValueError(f"decoder='tf' needs TensorFlow, which is not installed (Keras backend "
-                             f"{keras.backend.backend()!r}); use decoder='pil' (the same pixels as load_image)")
+            raise ValueError(
+                f"decoder='tf' needs TensorFlow, which is not installed (Keras backend "
+                f"{keras.backend.backend()!r}); use decoder='pil' (the same pixels as load_image)"
+            )
         return PhotoBatches(names, size, labels, batch_size, shuffle, seed, parallel)
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices(names)
@@ -172,11 +193,13 @@ def photo_dataset(paths: Sequence[str | os.PathLike], size: int, labels: Sequenc
         ds = ds.shuffle(len(names), seed=seed, reshuffle_each_iteration=True)
 
     if decoder == "pil":
+
         def decode(path):
             image = tf.numpy_function(lambda p: load_image(p.decode(), size), [path], tf.uint8, stateful=False)
             image.set_shape((size, size, 3))
             return image
     else:
+
         def decode(path):
             return _tf_decode(path, size)
 
@@ -192,7 +215,8 @@ def images_per_second(model, dataset_or_array, batch_size: int = 32) -> tuple[fl
     import time
 
     start = time.perf_counter()
-    out = model.predict(dataset_or_array, batch_size=None if not isinstance(dataset_or_array, np.ndarray)
-                        else batch_size, verbose=0)
+    out = model.predict(
+        dataset_or_array, batch_size=None if not isinstance(dataset_or_array, np.ndarray) else batch_size, verbose=0
+    )
     seconds = time.perf_counter() - start
     return len(out) / seconds, len(out)

@@ -3,6 +3,7 @@
 The block diagram puts the input at the bottom and the classifier at the top, so that
 "popping the top" is literally what happens to the picture.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,10 @@ from . import cuts
 
 COLOURS = {
     "pretrained": "#cfd8e3",  # a layer as it came from ImageNet
-    "frozen": "#9db4cf",      # kept, not learning
-    "trainable": "#f6b26b",   # kept, learning
-    "new": "#93c47d",         # the new head
-    "popped": "#f4cccc",      # removed
+    "frozen": "#9db4cf",  # kept, not learning
+    "trainable": "#f6b26b",  # kept, learning
+    "new": "#93c47d",  # the new head
+    "popped": "#f4cccc",  # removed
 }
 
 
@@ -70,8 +71,9 @@ def _groups(model: keras.Model) -> list[tuple[str, list]]:
     groups: list[tuple[str, list]] = []
     for layer in outer:
         if layer is not (nested[0] if nested else model):
-            groups.append((f"input ({layer.name})" if isinstance(layer, keras.layers.InputLayer) else layer.name,
-                           [layer]))
+            groups.append(
+                (f"input ({layer.name})" if isinstance(layer, keras.layers.InputLayer) else layer.name, [layer])
+            )
             continue
         base = layer
         for number, (name, layers) in enumerate(cuts.blocks(base)):
@@ -93,8 +95,9 @@ def _all_names(model: keras.Model) -> set[str]:
     return names
 
 
-def network_boxes(model: keras.Model, reference: keras.Model | None = None, popped: bool = False,
-                  show_training: bool = True) -> list[Box]:
+def network_boxes(
+    model: keras.Model, reference: keras.Model | None = None, popped: bool = False, show_training: bool = True
+) -> list[Box]:
     """The boxes of :func:`draw_network`, bottom (input) to top (output).
 
     Input and preprocessing get their own boxes; each block of the base
@@ -103,9 +106,16 @@ def network_boxes(model: keras.Model, reference: keras.Model | None = None, popp
     (``popped=True``: not in the reference) or ``new`` (``popped=False``: not in the reference).
     """
     ref = _all_names(reference) if reference is not None else None
-    return [Box(label, [layer.name for layer in layers], _count(layers), _shape(layers[-1]),
-                _state(layers, show_training, ref, popped))
-            for label, layers in _groups(model)]
+    return [
+        Box(
+            label,
+            [layer.name for layer in layers],
+            _count(layers),
+            _shape(layers[-1]),
+            _state(layers, show_training, ref, popped),
+        )
+        for label, layers in _groups(model)
+    ]
 
 
 def _human(n: int) -> str:
@@ -116,8 +126,15 @@ def _human(n: int) -> str:
     return f"{n:,}"
 
 
-def draw_network(model: keras.Model, ax=None, reference: keras.Model | None = None, popped: bool = False,
-                 show_training: bool = True, title: str | None = None, n_rows: int | None = None):
+def draw_network(
+    model: keras.Model,
+    ax=None,
+    reference: keras.Model | None = None,
+    popped: bool = False,
+    show_training: bool = True,
+    title: str | None = None,
+    n_rows: int | None = None,
+):
     """Draw ``model`` as a stack of blocks, input at the bottom (notebook 02).
 
     Each box says the block's name, its number of layers and weights and its output
@@ -132,9 +149,16 @@ def draw_network(model: keras.Model, ax=None, reference: keras.Model | None = No
     ax.set_ylim(-0.6, rows - 0.2)
     ax.axis("off")
     for i, box in enumerate(boxes):
-        patch = FancyBboxPatch((0.02, i - 0.32), 0.96, 0.64, boxstyle="round,pad=0.0,rounding_size=0.08",
-                               facecolor=COLOURS[box.state], edgecolor="#555555",
-                               linestyle="--" if box.state == "popped" else "-", linewidth=0.8)
+        patch = FancyBboxPatch(
+            (0.02, i - 0.32),
+            0.96,
+            0.64,
+            boxstyle="round,pad=0.0,rounding_size=0.08",
+            facecolor=COLOURS[box.state],
+            edgecolor="#555555",
+            linestyle="--" if box.state == "popped" else "-",
+            linewidth=0.8,
+        )
         ax.add_patch(patch)
         detail = f"{box.n_layers} layer{'s' if box.n_layers != 1 else ''}"
         if box.weights:
@@ -143,8 +167,12 @@ def draw_network(model: keras.Model, ax=None, reference: keras.Model | None = No
         ax.text(0.05, i, box.label, va="center", ha="left", fontsize=8, color=colour, fontweight="bold")
         ax.text(0.95, i, f"{detail} → {box.shape}", va="center", ha="right", fontsize=7, color=colour)
         if i:
-            ax.annotate("", xy=(0.5, i - 0.32), xytext=(0.5, i - 0.68),
-                        arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.0})
+            ax.annotate(
+                "",
+                xy=(0.5, i - 0.32),
+                xytext=(0.5, i - 0.68),
+                arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.0},
+            )
     if title:
         ax.set_title(title, fontsize=10)
     return ax
@@ -156,20 +184,24 @@ def draw_surgery(before: keras.Model, after: keras.Model, titles: tuple[str, str
     right = network_boxes(after, before, popped=False)
     rows = max(len(left), len(right))
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.34 * rows + 1.4))
-    titles = titles or (f"before: {before.name}, {len(before.layers)} layers",
-                        f"after: {after.name}, {len(right)} boxes")
+    titles = titles or (
+        f"before: {before.name}, {len(before.layers)} layers",
+        f"after: {after.name}, {len(right)} boxes",
+    )
     draw_network(before, axes[0], after, popped=True, show_training=False, title=titles[0], n_rows=rows)
     draw_network(after, axes[1], before, popped=False, title=titles[1], n_rows=rows)
     used = {b.state for b in left + right}
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=COLOURS[s], edgecolor="#555555") for s in COLOURS if s in used]
-    fig.legend(handles, [s for s in COLOURS if s in used], loc="lower center", ncol=len(handles), fontsize=8,
-               frameon=False)
+    fig.legend(
+        handles, [s for s in COLOURS if s in used], loc="lower center", ncol=len(handles), fontsize=8, frameon=False
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
-def show_photos(images, captions: list[str] | None = None, ok: list[bool] | None = None, ncols: int = 3,
-                size: float = 2.6):
+def show_photos(
+    images, captions: list[str] | None = None, ok: list[bool] | None = None, ncols: int = 3, size: float = 2.6
+):
     """A grid of photos with a caption under each (green when ``ok``, red when not)."""
     images = np.asarray(images)
     n = len(images)
@@ -178,8 +210,7 @@ def show_photos(images, captions: list[str] | None = None, ok: list[bool] | None
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     lines = max((c.count("\n") + 1 for c in captions), default=0) if captions is not None else 0
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 + 0.16 * lines) * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 + 0.16 * lines) * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -201,8 +232,9 @@ def prediction_captions(top: list[list[tuple[str, float]]], truth: list[str] | N
     return captions
 
 
-def show_predictions(images, probabilities, class_names: list[str], labels=None, n: int = 9, top: int = 2,
-                     ncols: int = 3):
+def show_predictions(
+    images, probabilities, class_names: list[str], labels=None, n: int = 9, top: int = 2, ncols: int = 3
+):
     """``n`` photos spread evenly over ``images`` with the model's top guesses (notebook 03).
 
     Captions are green where the top guess is the true label, red where it is not.
@@ -211,8 +243,9 @@ def show_predictions(images, probabilities, class_names: list[str], labels=None,
     if len(images) != len(probabilities):
         raise ValueError(f"{len(images)} images but {len(probabilities)} rows of probabilities")
     picks = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int))
-    ranked = [[(class_names[j], float(probabilities[i, j])) for j in probabilities[i].argsort()[::-1][:top]]
-              for i in picks]
+    ranked = [
+        [(class_names[j], float(probabilities[i, j])) for j in probabilities[i].argsort()[::-1][:top]] for i in picks
+    ]
     truth = [class_names[int(labels[i])] for i in picks] if labels is not None else None
     ok = [row[0][0] == t for row, t in zip(ranked, truth)] if truth is not None else None
     return show_photos(np.asarray(images)[picks], prediction_captions(ranked, truth), ok, ncols=ncols)

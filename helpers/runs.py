@@ -17,6 +17,7 @@ Only the workbook's own outputs are ever deleted (the names in :data:`OWN_FILES`
 :data:`OWN_FOLDERS`, and the temporary files of their atomic writes); anything else in
 DIR is left alone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,16 @@ OWN_FILES = ("model.keras", "metrics.json", "evaluation.json", "labels.txt", RUN
 """Files a run (and ``evaluate``/``export`` beside it) writes into its output folder."""
 OWN_FOLDERS = {"checkpoints": {"head", "fine_tune"}}
 """Folders a run writes, with the sub-folders they may hold (anything else there: not ours)."""
-MODEL_MEGABYTES = {"inception_v3": 92, "mobilenet_v2": 10, "mobilenet_v2_0.35": 3, "mobilenet": 17,
-                   "mobilenet_0.25": 2, "resnet50": 95, "efficientnet_b0": 17, "xception": 84}
+MODEL_MEGABYTES = {
+    "inception_v3": 92,
+    "mobilenet_v2": 10,
+    "mobilenet_v2_0.35": 3,
+    "mobilenet": 17,
+    "mobilenet_0.25": 2,
+    "resnet50": 95,
+    "efficientnet_b0": 17,
+    "xception": 84,
+}
 """Rough size of a saved ``model.keras`` per backbone, for the free-space check before training."""
 
 
@@ -70,15 +79,33 @@ def describe_weights(weights: str | None) -> str | None:
     return str(weights)
 
 
-def run_config(data: str | os.PathLike, *, backbone: str, weights: str | None, image_size: int | None,
-               per_class: int | None, epochs: int, fine_tune_from: str | None, fine_tune_epochs: int,
-               seed: int, batch_size: int) -> dict:
+def run_config(
+    data: str | os.PathLike,
+    *,
+    backbone: str,
+    weights: str | None,
+    image_size: int | None,
+    per_class: int | None,
+    epochs: int,
+    fine_tune_from: str | None,
+    fine_tune_epochs: int,
+    seed: int,
+    batch_size: int,
+) -> dict:
     """Everything that decides what a run produces: compared by :func:`prepare`."""
-    return {"data": str(Path(data).expanduser().resolve()), "data_digest": data_digest(data),
-            "backbone": backbone, "weights": describe_weights(weights), "image_size": image_size,
-            "per_class": per_class, "epochs": epochs,
-            "fine_tune_from": fine_tune_from, "fine_tune_epochs": fine_tune_epochs if fine_tune_from else None,
-            "seed": seed, "batch_size": batch_size}
+    return {
+        "data": str(Path(data).expanduser().resolve()),
+        "data_digest": data_digest(data),
+        "backbone": backbone,
+        "weights": describe_weights(weights),
+        "image_size": image_size,
+        "per_class": per_class,
+        "epochs": epochs,
+        "fine_tune_from": fine_tune_from,
+        "fine_tune_epochs": fine_tune_epochs if fine_tune_from else None,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
 
 
 def estimate_bytes(backbone: str, weights: str | None) -> int:
@@ -100,8 +127,9 @@ def read_record(out: str | os.PathLike) -> dict | None:
             raise ValueError("no run configuration in it")
         return record
     except (OSError, ValueError) as exc:
-        raise RunConflict(f"{path} is unreadable ({exc}): pass --fresh to replace this folder's run, "
-                          "or choose a new --out") from None
+        raise RunConflict(
+            f"{path} is unreadable ({exc}): pass --fresh to replace this folder's run, or choose a new --out"
+        ) from None
 
 
 def own_outputs(out: str | os.PathLike) -> list[Path]:
@@ -124,8 +152,10 @@ def _check_ours(path: Path) -> None:
         return
     strangers = [p.name for p in path.iterdir() if p.name not in allowed or not p.is_dir()]
     if strangers:
-        raise RunConflict(f"{path} holds {', '.join(sorted(strangers)[:3])}, which the workbook did not write: "
-                          "move them away, or choose a new --out")
+        raise RunConflict(
+            f"{path} holds {', '.join(sorted(strangers)[:3])}, which the workbook did not write: "
+            "move them away, or choose a new --out"
+        )
 
 
 def _remove(paths: list[Path]) -> None:
@@ -171,18 +201,24 @@ def prepare(out: str | os.PathLike, config: dict, fresh: bool = False) -> str:
     else:
         record = read_record(out)
         if record is None:
-            raise RunConflict(f"{out} holds {', '.join(p.name for p in present)} from a run that did not record "
-                              "its settings (no run.json): pass --fresh to replace it, or choose a new --out")
+            raise RunConflict(
+                f"{out} holds {', '.join(p.name for p in present)} from a run that did not record "
+                "its settings (no run.json): pass --fresh to replace it, or choose a new --out"
+            )
         if record["config"] != config:
-            raise RunConflict(f"{out} holds another run ({_differences(record['config'], config)}): pass --fresh "
-                              "to replace it, or choose a new --out")
+            raise RunConflict(
+                f"{out} holds another run ({_differences(record['config'], config)}): pass --fresh "
+                "to replace it, or choose a new --out"
+            )
         leftovers = [p for p in present if p.name in OWN_FOLDERS or p.name.startswith(".")]
         _remove(leftovers)  # half-done state of the earlier try: never read back
         attempts = int(record.get("attempts", 1)) + 1
         was = record.get("status", "?")
-        message = (f"resuming the {'interrupted ' if was != 'complete' else ''}run in {out} (same data, backbone, "
-                   f"weights, size and epochs; status was {was}): training starts again, the cached "
-                   "activations are reused")
+        message = (
+            f"resuming the {'interrupted ' if was != 'complete' else ''}run in {out} (same data, backbone, "
+            f"weights, size and epochs; status was {was}): training starts again, the cached "
+            "activations are reused"
+        )
     _write(out, {"format": FORMAT, "config": config, "status": "running", "started": now, "attempts": attempts})
     return message
 
@@ -200,5 +236,16 @@ def finish(out: str | os.PathLike, status: str, **extra) -> None:
     _write(out, record)
 
 
-__all__ = ["OWN_FILES", "OWN_FOLDERS", "RUN_FILE", "RunConflict", "data_digest", "estimate_bytes", "finish",
-           "own_outputs", "prepare", "read_record", "run_config"]
+__all__ = [
+    "OWN_FILES",
+    "OWN_FOLDERS",
+    "RUN_FILE",
+    "RunConflict",
+    "data_digest",
+    "estimate_bytes",
+    "finish",
+    "own_outputs",
+    "prepare",
+    "read_record",
+    "run_config",
+]

@@ -8,6 +8,7 @@ the tests and CI:
 ``WORKBOOK_WEIGHTS_DIR``
     A folder of Keras weight files, searched before any download.
 """
+
 from __future__ import annotations
 
 import os

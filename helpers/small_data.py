@@ -5,6 +5,7 @@ features) are in the notebook and :mod:`helpers.lesson`; this module repeats the
 many draws of photos and seeds, trains the from-scratch comparison (:func:`scratch_cnn`)
 within a stated time budget, and draws and tabulates the results.
 """
+
 from __future__ import annotations
 
 import time
@@ -55,8 +56,13 @@ class TimeBudget(keras.callbacks.Callback):
 def _resize(pixels: np.ndarray, size: int) -> np.ndarray:
     if pixels.shape[1] == size:
         return pixels
-    return np.asarray(keras.ops.convert_to_numpy(
-        keras.ops.image.resize(pixels.astype("float32"), (size, size), antialias=True))).clip(0, 255).astype(np.uint8)
+    return (
+        np.asarray(
+            keras.ops.convert_to_numpy(keras.ops.image.resize(pixels.astype("float32"), (size, size), antialias=True))
+        )
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
 
 
 @dataclass
@@ -73,9 +79,9 @@ class PhotosResult:
     scratch_budget_hit: list[bool] = field(default_factory=list)
 
 
-def estimate_seconds(photos: Photos, per_class_list, seeds, scratch_seconds: float) -> float:
-    """An upper bound for :func:`accuracy_vs_photos`: the scratch budget dominates."""
-    return len(per_class_list) * len(seeds) * (scratch_seconds + 5)
+def estimate_seconds(per_class_list, seeds, scratch_seeds: int, scratch_seconds: float) -> float:
+    """An upper bound for :func:`accuracy_vs_photos`: the scratch CNN's time budget dominates."""
+    return len(per_class_list) * (min(scratch_seeds, len(seeds)) * (scratch_seconds + 5) + len(seeds) * 3)
 
 
 def _draw(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
@@ -88,12 +94,22 @@ def _draw(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 def _features(photos: Photos, store, bottom: keras.Model) -> dict[str, np.ndarray]:
     """The features of every photo of each split, from the activation cache (computed at most once)."""
-    return {name: store.activations(bottom, getattr(photos, f"{name}_paths")).astype("float32")
-            for name in ("train", "val", "test")}
+    return {
+        name: store.activations(bottom, getattr(photos, f"{name}_paths")).astype("float32")
+        for name in ("train", "val", "test")
+    }
 
 
-def _fit_head(top: keras.Model, model: keras.Model, feats: dict, photos: Photos, rows_of: np.ndarray, seed: int,
-              epochs: int, start: str = "class means") -> float:
+def _fit_head(
+    top: keras.Model,
+    model: keras.Model,
+    feats: dict,
+    photos: Photos,
+    rows_of: np.ndarray,
+    seed: int,
+    epochs: int,
+    start: str = "class means",
+) -> float:
     """Notebook 05's head recipe on one draw: a start, ``compile_model`` + ``fit_keep_best``; test accuracy."""
     keras.utils.set_random_seed(seed)
     y = photos.y_train[rows_of]
@@ -112,8 +128,11 @@ def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, se
     """Random start vs class-means start of ``model``'s head (it must be normalised), same draws: a table."""
     bottom, top = split_at(model, "pool")
     feats = _features(photos, store, bottom)
-    results: dict[str, list[float]] = {"random start, then fit": [], "class means, before fit": [],
-                                       "class means, then fit": []}
+    results: dict[str, list[float]] = {
+        "random start, then fit": [],
+        "class means, before fit": [],
+        "class means, then fit": [],
+    }
     for seed in seeds:
         rows_of = _draw(photos.y_train, per_class, seed)
         results["random start, then fit"].append(_fit_head(top, model, feats, photos, rows_of, seed, epochs, "random"))
@@ -125,9 +144,19 @@ def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, se
     return "\n".join(lines)
 
 
-def accuracy_vs_photos(photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20,
-                       scratch_size: int = 128, scratch_epochs: int = 60, scratch_seconds: float = 60.0,
-                       progress: bool = True) -> list[PhotosResult]:
+def accuracy_vs_photos(
+    photos: Photos,
+    store,
+    model: keras.Model,
+    per_class_list,
+    seeds,
+    epochs: int = 20,
+    scratch_size: int = 128,
+    scratch_epochs: int = 60,
+    scratch_seconds: float = 60.0,
+    scratch_seeds: int = 1,
+    progress: bool = True,
+) -> list[PhotosResult]:
     """For each N in ``per_class_list`` (None = all) and seed: transfer head vs CNN from scratch.
 
     The transfer side is notebook 05's lesson: ``split_at(model, "pool")``, the features of
@@ -135,7 +164,8 @@ def accuracy_vs_photos(photos: Photos, store, model: keras.Model, per_class_list
     most once), the head started at the class means (``model`` has normalised features),
     then ``compile_model`` + ``fit_keep_best`` on the top. The scratch CNN trains on the same
     photos at ``scratch_size`` px, at most ``scratch_epochs`` epochs or ``scratch_seconds``
-    seconds. Both are scored on the test photos; the validation photos choose the epoch.
+    seconds, on the draws of the first ``scratch_seeds`` seeds. Both are scored on the test
+    photos; the validation photos choose the epoch.
     """
     bottom, top = split_at(model, "pool")
     feats = _features(photos, store, bottom)
@@ -147,19 +177,28 @@ def accuracy_vs_photos(photos: Photos, store, model: keras.Model, per_class_list
     rows = []
     for n in per_class_list:
         row = None
-        for seed in seeds:
+        for number, seed in enumerate(seeds):
             rows_of = _draw(photos.y_train, n, seed)
             y = photos.y_train[rows_of]
             row = row or PhotosResult(n, len(rows_of))
             start = time.perf_counter()
             row.transfer_accuracy.append(_fit_head(top, model, feats, photos, rows_of, seed, epochs))
             row.transfer_seconds.append(time.perf_counter() - start + forward_per_photo * len(rows_of))
+            if number >= scratch_seeds:
+                continue
             keras.utils.set_random_seed(seed)
             scratch = compile_model(scratch_cnn(scratch_size, len(photos.class_names)), 1e-3)
             budget = TimeBudget(scratch_seconds)
             start = time.perf_counter()
-            history = fit_keep_best(scratch, small["train"][rows_of], y, (small["val"], photos.y_val), scratch_epochs,
-                                    patience=15, callbacks=[budget])
+            history = fit_keep_best(
+                scratch,
+                small["train"][rows_of],
+                y,
+                (small["val"], photos.y_val),
+                scratch_epochs,
+                patience=15,
+                callbacks=[budget],
+            )
             row.scratch_seconds.append(time.perf_counter() - start)
             row.scratch_accuracy.append(_accuracy(scratch, small["test"], photos.y_test))
             row.scratch_epochs.append(len(history.epoch))
@@ -176,14 +215,18 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 def describe(row: PhotosResult) -> str:
     """One line: mean (worst–best) of each approach, and the scratch CNN's stopping reason."""
+
     def spread(values):
         return f"{np.mean(values):.1%} ({min(values):.1%}–{max(values):.1%})"
 
     budget = " (time budget reached)" if any(row.scratch_budget_hit) else ""
-    return (f"{row.per_class or 'all'} per class ({row.photos} photos), {len(row.transfer_accuracy)} seeds: "
-            f"transfer {spread(row.transfer_accuracy)} in {np.mean(row.transfer_seconds):.1f} s; "
-            f"from scratch {spread(row.scratch_accuracy)} in {np.mean(row.scratch_seconds):.1f} s, "
-            f"{np.mean(row.scratch_epochs):.0f} epochs{budget}")
+    return (
+        f"{row.per_class or 'all'} per class ({row.photos} photos), {len(row.transfer_accuracy)} seeds: "
+        f"transfer {spread(row.transfer_accuracy)} in {np.mean(row.transfer_seconds):.1f} s; "
+        f"from scratch ({len(row.scratch_accuracy)} seed(s)) {spread(row.scratch_accuracy)} "
+        f"in {np.mean(row.scratch_seconds):.1f} s, "
+        f"{np.mean(row.scratch_epochs):.0f} epochs{budget}"
+    )
 
 
 def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: str = "pretrained base"):
@@ -194,10 +237,12 @@ def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: 
     labels = [str(r.per_class) if r.per_class else f"all\n({r.photos // n_classes})" for r in rows]
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    for key, style, label in (("transfer_accuracy", "o-", f"transfer ({backbone} + new head)"),
-                              ("scratch_accuracy", "s--", "small CNN from scratch")):
+    for key, style, label in (
+        ("transfer_accuracy", "o-", f"transfer ({backbone} + new head)"),
+        ("scratch_accuracy", "s--", "small CNN from scratch"),
+    ):
         values = [getattr(r, key) for r in rows]
-        line, = ax.plot(xs, [np.mean(v) for v in values], style, label=label)
+        (line,) = ax.plot(xs, [np.mean(v) for v in values], style, label=label)
         ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
     ax.axhline(1 / n_classes, color="grey", lw=0.8, ls=":", label=f"guessing ({n_classes} classes)")
     ax.set_xscale("log")
@@ -217,13 +262,18 @@ def time_to_accuracy(rows: list[PhotosResult]) -> str:
     best = max(rows, key=lambda r: np.mean(r.scratch_accuracy))
     target = float(np.mean(best.scratch_accuracy))
     reached = [r for r in rows if np.mean(r.transfer_accuracy) >= target]
-    lines = [f"from scratch, best mean: {target:.1%} with {best.per_class or 'all'} photos per class "
-             f"in {np.mean(best.scratch_seconds):.1f} s"]
+    lines = [
+        f"from scratch, best mean: {target:.1%} with {best.per_class or 'all'} photos per class "
+        f"in {np.mean(best.scratch_seconds):.1f} s"
+    ]
     if reached:
         first = reached[0]
-        lines.append(f"transfer reaches it with {first.per_class or 'all'} photos per class "
-                     f"in {np.mean(first.transfer_seconds):.1f} s (forward pass included): "
-                     f"the CNN from scratch took {np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.1f}× as long")
+        lines.append(
+            f"transfer reaches it with {first.per_class or 'all'} photos per class "
+            f"in {np.mean(first.transfer_seconds):.1f} s (forward pass included): "
+            f"the CNN from scratch took "
+            f"{np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.1f}× as long"
+        )
     else:
         lines.append("transfer never reaches it here")
     return "\n".join(lines)
@@ -231,13 +281,27 @@ def time_to_accuracy(rows: list[PhotosResult]) -> str:
 
 def timing_table(rows: list[tuple]) -> str:
     """``(recipe, total s, forward s, fit s, test accuracy, epochs)`` rows, with speed-ups over the first."""
-    lines = [f"{'recipe':44s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'epochs':>7s} {'test acc':>9s} "
-             f"{'speed-up':>9s}"]
+    lines = [
+        f"{'recipe':44s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'epochs':>7s} {'test acc':>9s} "
+        f"{'speed-up':>9s}"
+    ]
     for recipe, total, forward, fit, accuracy, epochs in rows:
-        lines.append(f"{recipe:44s} {total:8.1f} {forward:10.1f} {fit:7.1f} {epochs:7d} {accuracy:9.1%} "
-                     f"{rows[0][1] / max(total, 1e-9):8.1f}×")
+        lines.append(
+            f"{recipe:44s} {total:8.1f} {forward:10.1f} {fit:7.1f} {epochs:7d} {accuracy:9.1%} "
+            f"{rows[0][1] / max(total, 1e-9):8.1f}×"
+        )
     return "\n".join(lines)
 
 
-__all__ = ["PhotosResult", "TimeBudget", "accuracy_vs_photos", "compare_starts", "describe", "estimate_seconds",
-           "plot_accuracy_vs_photos", "scratch_cnn", "time_to_accuracy", "timing_table"]
+__all__ = [
+    "PhotosResult",
+    "TimeBudget",
+    "accuracy_vs_photos",
+    "compare_starts",
+    "describe",
+    "estimate_seconds",
+    "plot_accuracy_vs_photos",
+    "scratch_cnn",
+    "time_to_accuracy",
+    "timing_table",
+]

@@ -18,6 +18,7 @@ model built by :func:`build_classifier`. The Keras code is the lesson's own
 - **the whole run** (:func:`train_classifier`): head, optional fine-tuning, metrics and
   the ``.keras`` file, written atomically.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,14 @@ class PhaseResult:
         return len(self.history.get("loss", []))
 
 
-def build_classifier(class_names: list[str], backbone: str = "inception_v3", weights="imagenet",
-                     image_size: int | None = None, dropout: float = 0.2, normalize: bool = True) -> keras.Model:
+def build_classifier(
+    class_names: list[str],
+    backbone: str = "inception_v3",
+    weights="imagenet",
+    image_size: int | None = None,
+    dropout: float = 0.2,
+    normalize: bool = True,
+) -> keras.Model:
     """Notebook 02's model by name: the pretrained base, frozen, with ``add_head`` on top.
 
     ``normalize=True`` (the default) gives the head notebook 05's normalised features, so
@@ -114,8 +121,9 @@ def _pixels(split: data_mod.Split, size: int, batch_size: int, shuffle: bool = F
     return photo_dataset(split.paths, size, split.labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
-def train_phase(model: keras.Model, train: data_mod.Split, val: data_mod.Split, recipe: Recipe,
-                cut: str | None = None) -> PhaseResult:
+def train_phase(
+    model: keras.Model, train: data_mod.Split, val: data_mod.Split, recipe: Recipe, cut: str | None = None
+) -> PhaseResult:
     """Train what is trainable in ``model`` on ``train``; ``val`` chooses the epoch kept.
 
     With ``recipe.cache`` and a ``cut`` (``"pool"`` for the head, a block output for
@@ -136,8 +144,12 @@ def train_phase(model: keras.Model, train: data_mod.Split, val: data_mod.Split, 
             store = recipe.cache
             x, seen = store.fetch(part.bottom, train.paths, recipe.augment_copies, recipe.seed, recipe.batch_size)
             x_val, seen_val = store.fetch(part.bottom, val.paths, 0, recipe.seed, recipe.batch_size)
-            extra.update(cache_hits=seen.hits + seen_val.hits, cache_computed=seen.computed + seen_val.computed,
-                         cache_folder=str(seen.folder), augment_copies=recipe.augment_copies)
+            extra.update(
+                cache_hits=seen.hits + seen_val.hits,
+                cache_computed=seen.computed + seen_val.computed,
+                cache_folder=str(seen.folder),
+                augment_copies=recipe.augment_copies,
+            )
             y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
             extra["forward_seconds"] = time.perf_counter() - start
             if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
@@ -148,18 +160,23 @@ def train_phase(model: keras.Model, train: data_mod.Split, val: data_mod.Split, 
         else:
             size = image_size_of(model)
             fit_model = model
-            args = (_pixels(train, size, recipe.batch_size, shuffle=True, seed=recipe.seed), None,
-                    _pixels(val, size, recipe.batch_size))
+            args = (
+                _pixels(train, size, recipe.batch_size, shuffle=True, seed=recipe.seed),
+                None,
+                _pixels(val, size, recipe.batch_size),
+            )
             batch_size = None
             extra["forward_seconds"] = 0.0
         compile_model(fit_model, recipe.learning_rate)
         fit_start = time.perf_counter()
-        history = fit_keep_best(fit_model, *args, recipe.epochs, batch_size=batch_size, patience=recipe.patience,
-                                callbacks=callbacks)
+        history = fit_keep_best(
+            fit_model, *args, recipe.epochs, batch_size=batch_size, patience=recipe.patience, callbacks=callbacks
+        )
     extra["fit_seconds"] = time.perf_counter() - fit_start
     hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return PhaseResult(hist, history.best_epoch, time.perf_counter() - start,
-                       cuts.count(model.trainable_weights), cut, extra)
+    return PhaseResult(
+        hist, history.best_epoch, time.perf_counter() - start, cuts.count(model.trainable_weights), cut, extra
+    )
 
 
 def accuracy(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str | None = None) -> float:
@@ -180,12 +197,24 @@ def accuracy(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str
     return float(np.mean(np.asarray(probs).argmax(-1) == np.asarray(split.labels)))
 
 
-def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: str = "inception_v3",
-                     weights: str | None = "imagenet", per_class: int | None = None,
-                     image_size: int | None = None, epochs: int = HEAD_EPOCHS, fine_tune_from: str | int | None = None,
-                     fine_tune_epochs: int = FINE_TUNE_EPOCHS, seed: int = 0, batch_size: int = BATCH_SIZE,
-                     cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                     augment_copies: int = 0, live_plot: bool = False, strategy=None) -> dict:
+def train_classifier(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    backbone: str = "inception_v3",
+    weights: str | None = "imagenet",
+    per_class: int | None = None,
+    image_size: int | None = None,
+    epochs: int = HEAD_EPOCHS,
+    fine_tune_from: str | int | None = None,
+    fine_tune_epochs: int = FINE_TUNE_EPOCHS,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    augment_copies: int = 0,
+    live_plot: bool = False,
+    strategy=None,
+) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
     Head training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from
@@ -215,22 +244,48 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, backbone: 
         phases["head"] = train_phase(model, parts["train"], parts["val"], head, cuts.POOL)
     if fine_tune_from and fine_tune_epochs > 0:
         last_cut = freeze_for(model, fine_tune_from)
-        tune = Recipe(FINE_TUNE_LEARNING_RATE, fine_tune_epochs, batch_size, PATIENCE, seed, live_plot, store,
-                      augment_copies, strategy)
+        tune = Recipe(
+            FINE_TUNE_LEARNING_RATE,
+            fine_tune_epochs,
+            batch_size,
+            PATIENCE,
+            seed,
+            live_plot,
+            store,
+            augment_copies,
+            strategy,
+        )
         phases["fine_tune"] = train_phase(model, parts["train"], parts["val"], tune, last_cut)
     score = Recipe(batch_size=batch_size, seed=seed, cache=store)
     metrics = {
-        "backbone": backbone, "weights": str(weights), "image_size": size, "per_class": per_class,
-        "seed": seed, "class_names": folder.class_names, "n_train": len(parts["train"]),
-        "n_val": len(parts["val"]), "n_test": len(parts["test"]),
+        "backbone": backbone,
+        "weights": str(weights),
+        "image_size": size,
+        "per_class": per_class,
+        "seed": seed,
+        "class_names": folder.class_names,
+        "n_train": len(parts["train"]),
+        "n_val": len(parts["val"]),
+        "n_test": len(parts["test"]),
         "val_accuracy": accuracy(model, parts["val"], score, last_cut),
         "test_accuracy": accuracy(model, parts["test"], score, last_cut),
         "train_seconds": sum(p.seconds for p in phases.values()),
-        "cache": bool(cache), "cache_dir": str(store.root) if store else None,
-        "phases": {name: {"seconds": p.seconds, "epochs": p.epochs, "best_epoch": p.best_epoch, "cut": p.cut,
-                          "trainable_weights": p.trainable_weights, "history": p.history, **p.extra}
-                   for name, p in phases.items()},
-        "fine_tune_from": fine_tune_from, "keras_version": keras.__version__,
+        "cache": bool(cache),
+        "cache_dir": str(store.root) if store else None,
+        "phases": {
+            name: {
+                "seconds": p.seconds,
+                "epochs": p.epochs,
+                "best_epoch": p.best_epoch,
+                "cut": p.cut,
+                "trainable_weights": p.trainable_weights,
+                "history": p.history,
+                **p.extra,
+            }
+            for name, p in phases.items()
+        },
+        "fine_tune_from": fine_tune_from,
+        "keras_version": keras.__version__,
     }
     freeze_for(model, None)
     files.save_model(model, out / "model.keras")

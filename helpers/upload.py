@@ -5,6 +5,7 @@ area that shows each uploaded photo with the model's top classes. Nothing waits 
 upload, so a headless run (papermill) just displays the control and moves on. The work
 itself is :func:`classify_bytes`, usable without any widget.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,9 @@ from .evaluate import model_image_size, top_classes
 UPLOAD_CLASS = "workbook-photo-upload"
 
 
-def classify_bytes(model: keras.Model, class_names: list[str], content: bytes, name: str = "photo",
-                   top: int = 3) -> tuple[np.ndarray, list[tuple[str, float]]]:
+def classify_bytes(
+    model: keras.Model, class_names: list[str], content: bytes, name: str = "photo", top: int = 3
+) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """Decode an uploaded file's bytes like any photo and return (pixels, top classes).
 
     Raises ``ValueError`` naming the file when the bytes are not an image we can read.

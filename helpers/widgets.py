@@ -4,6 +4,7 @@ Every control works headless: under papermill nobody moves it, so its value stay
 initial one taken from the notebook's ``parameters`` cell, and nothing waits for input.
 The CSS classes (``workbook-…``) are stable so a browser test can find the controls.
 """
+
 from __future__ import annotations
 
 import html
@@ -41,10 +42,15 @@ class FreezeChooser(W.VBox):
         options = self._cuts[1:] + [HEAD_ONLY]
         below = cuts.resolve_block(self.base, None if initial == HEAD_ONLY else initial)
         start = cuts.block_above(self.base, below) if below else HEAD_ONLY
-        self.slider = W.SelectionSlider(options=options, value=start, description="fine-tune from",
-                                        continuous_update=True, readout=True,
-                                        style={"description_width": "initial"},
-                                        layout=W.Layout(width="95%"))
+        self.slider = W.SelectionSlider(
+            options=options,
+            value=start,
+            description="fine-tune from",
+            continuous_update=True,
+            readout=True,
+            style={"description_width": "initial"},
+            layout=W.Layout(width="95%"),
+        )
         self.slider.add_class(SLIDER_CLASS)
         self.count = W.HTML()
         self.count.add_class(COUNT_CLASS)

@@ -3,6 +3,7 @@
 Real weights and photos are reached only through ``WORKBOOK_WEIGHTS_DIR`` and
 ``WORKBOOK_DATA`` (set by ``.ci/run``); tests that need them skip with the reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,10 @@ def shared_weights_dir() -> Path:
     """The folder of genuine ImageNet weight files (``$WORKBOOK_WEIGHTS_DIR``)."""
     found = _env_dir("WORKBOOK_WEIGHTS_DIR")
     if found is None or not (found / MOBILENET_V2_FILE).is_file():
-        pytest.skip("real ImageNet weights not available: set WORKBOOK_WEIGHTS_DIR to a folder "
-                    f"holding {MOBILENET_V2_FILE} (CI uses ../shared/weights)")
+        pytest.skip(
+            "real ImageNet weights not available: set WORKBOOK_WEIGHTS_DIR to a folder "
+            f"holding {MOBILENET_V2_FILE} (CI uses ../shared/weights)"
+        )
     return found
 
 
@@ -37,8 +40,10 @@ def shared_photos() -> Path:
     """The real Lion/Tiger/Bear photo folder (``$WORKBOOK_DATA``)."""
     found = _env_dir("WORKBOOK_DATA")
     if found is None:
-        pytest.skip("real photos not available: set WORKBOOK_DATA to a Lion/Tiger/Bear folder "
-                    "(CI uses ../shared/data/lion-tiger-bear)")
+        pytest.skip(
+            "real photos not available: set WORKBOOK_DATA to a Lion/Tiger/Bear folder "
+            "(CI uses ../shared/data/lion-tiger-bear)"
+        )
     return found
 
 
@@ -101,10 +106,20 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     for split, n in (("train", 8), ("val", 4)):
         for c, (name, colour) in enumerate(COLOURS.items()):
             for i in range(n):
-                make_photo(run / "photos" / split / name / f"{name}_{i}.jpg", colour,
-                           seed=1000 * (split == "val") + 100 * c + i)
-    train_classifier(run / "photos", run, backbone="mobilenet_v2_0.35", weights=str(random_backbone_weights),
-                     image_size=48, epochs=30, seed=0)
+                make_photo(
+                    run / "photos" / split / name / f"{name}_{i}.jpg",
+                    colour,
+                    seed=1000 * (split == "val") + 100 * c + i,
+                )
+    train_classifier(
+        run / "photos",
+        run,
+        backbone="mobilenet_v2_0.35",
+        weights=str(random_backbone_weights),
+        image_size=48,
+        epochs=30,
+        seed=0,
+    )
     return run
 
 
@@ -134,8 +149,9 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
             break
         wanted.add(Path(path).stem)
     out = tmp_path_factory.mktemp("quick_workbook")
-    runs = notebooks.run_notebooks(out, quick=True, only=sorted(wanted) or None, log=print,
-                                   timeout=QUICK_CELL_TIMEOUT_S)
+    runs = notebooks.run_notebooks(
+        out, quick=True, only=sorted(wanted) or None, log=print, timeout=QUICK_CELL_TIMEOUT_S
+    )
     if os.environ.get("WORKBOOK_ARTIFACTS"):  # CI keeps the executed notebooks and notebooks.json
         import shutil
 
@@ -145,8 +161,11 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
         for name in [run.output.name for run in runs] + [notebooks.SUMMARY, notebooks.PASS_LOG]:
             if (out / name).is_file():
                 shutil.copy2(out / name, kept / name)
-    return {"out": out, "runs": {run.name: run for run in runs},
-            "summary": json.loads((out / notebooks.SUMMARY).read_text())}
+    return {
+        "out": out,
+        "runs": {run.name: run for run in runs},
+        "summary": json.loads((out / notebooks.SUMMARY).read_text()),
+    }
 
 
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session

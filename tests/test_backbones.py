@@ -1,4 +1,5 @@
 """Backbones by name: the Keras class, preprocessing that matches Keras, cut points, weights resolution."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def test_every_backbone_builds_with_cut_points(name):
     bottom = keras.Model(base.inputs, middle.output)
     top = keras.Model(middle.output, base.output)
     x = np.random.default_rng(0).uniform(-1, 1, (2, small_size(name), small_size(name), 3)).astype("float32")
-    np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0),
-                               base.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        top.predict(bottom.predict(x, verbose=0), verbose=0), base.predict(x, verbose=0), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_keras_class_names_and_ours_name_the_same_backbone():
@@ -48,14 +50,20 @@ def test_inception_v3_cut_points_are_the_mixed_blocks():
     assert cuts.cut_points(base) == [f"mixed{i}" for i in range(11)]
 
 
-@pytest.mark.parametrize("name,module", [("inception_v3", keras.applications.inception_v3),
-                                         ("resnet50", keras.applications.resnet50),
-                                         ("mobilenet_v2", keras.applications.mobilenet_v2)])
+@pytest.mark.parametrize(
+    "name,module",
+    [
+        ("inception_v3", keras.applications.inception_v3),
+        ("resnet50", keras.applications.resnet50),
+        ("mobilenet_v2", keras.applications.mobilenet_v2),
+    ],
+)
 def test_preprocessing_inside_the_model_matches_keras(name, module):
     pre = backbones.preprocess_layer(name)
     x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(pre(x)), module.preprocess_input(x.copy()),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pre(x)), module.preprocess_input(x.copy()), rtol=1e-5, atol=1e-4
+    )
     backbones.check_preprocessing(name, pre)  # the notebooks' check agrees
     with pytest.raises(ValueError, match="differs"):
         backbones.check_preprocessing(name, keras.layers.Rescaling(1 / 255.0))
@@ -87,8 +95,9 @@ def test_imagenet_weights_are_found_in_the_weights_dir_first(tmp_path, monkeypat
     assert backbones.resolve_weights(spec, "none") is None
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
     assert backbones.resolve_weights(backbones.get_spec("inception_v3"), "imagenet") in (
-        "imagenet", str(Path(os.path.expanduser("~/.keras/models")) /
-                        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+        "imagenet",
+        str(Path(os.path.expanduser("~/.keras/models")) / "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    )
 
 
 def _run_keras_download(tmp_path: Path, base_url: str, weights_dir: str = "") -> subprocess.CompletedProcess:
@@ -109,8 +118,13 @@ def _run_keras_download(tmp_path: Path, base_url: str, weights_dir: str = "") ->
             import numpy as np
             print("LOADED", float(np.abs(m.get_layer("Conv1").get_weights()[0]).sum()))
     """)
-    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras_home"), WORKBOOK_WEIGHTS_DIR=weights_dir,
-               PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ,
+        KERAS_HOME=str(tmp_path / "keras_home"),
+        WORKBOOK_WEIGHTS_DIR=weights_dir,
+        PYTHONPATH=str(ROOT),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
 
 

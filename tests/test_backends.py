@@ -5,6 +5,7 @@ These run in a subprocess with the project's ``.venv-jax`` (``pip install -r req
 does not exist or the real photos and weights (``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) are
 not set. The TensorFlow runs of the same notebooks are tests/test_notebooks.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,30 +26,48 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def jax_python() -> Path:
     if not JAX_PYTHON.is_file():
-        pytest.skip(f"{JAX_PYTHON.relative_to(ROOT)} does not exist: python3 -m venv .venv-jax && "
-                    ".venv-jax/bin/pip install -r requirements-jax.txt")
+        pytest.skip(
+            f"{JAX_PYTHON.relative_to(ROOT)} does not exist: python3 -m venv .venv-jax && "
+            ".venv-jax/bin/pip install -r requirements-jax.txt"
+        )
     return JAX_PYTHON
 
 
 def run_jax(python: Path, *args: str, env: dict | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
     environ = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     environ.pop("PYTHONPATH", None)  # only what .venv-jax has (helpers is installed there, editable)
-    return subprocess.run([str(python), *args], cwd=ROOT, env=environ, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([str(python), *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_jax_venv_has_no_tensorflow(jax_python):
-    result = run_jax(jax_python, "-c", "import importlib.util, keras, helpers, sys; "
-                     "print(keras.backend.backend(), importlib.util.find_spec('tensorflow') is None, "
-                     "'tensorflow' in sys.modules)")
+    result = run_jax(
+        jax_python,
+        "-c",
+        "import importlib.util, keras, helpers, sys; "
+        "print(keras.backend.backend(), importlib.util.find_spec('tensorflow') is None, "
+        "'tensorflow' in sys.modules)",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["jax", "True", "False"]
 
 
 def test_notebooks_02_to_05_run_quick_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
     out = tmp_path / "runs"
-    result = run_jax(jax_python, "-m", "helpers", "notebooks", "--quick", "--only", "02", "03", "04", "05",
-                     "--out", str(out), env={"WORKBOOK_CACHE": str(tmp_path / "cache")})
+    result = run_jax(
+        jax_python,
+        "-m",
+        "helpers",
+        "notebooks",
+        "--quick",
+        "--only",
+        "02",
+        "03",
+        "04",
+        "05",
+        "--out",
+        str(out),
+        env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     for stem in ("02_pop_and_add_head", "03_train_the_head", "04_fine_tune", "05_small_data_short_time"):
         assert (out / f"{stem}.ipynb").is_file(), stem
@@ -56,10 +75,27 @@ def test_notebooks_02_to_05_run_quick_under_jax(jax_python, shared_photos, share
 
 def test_cli_train_then_predict_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
     run = tmp_path / "run"
-    result = run_jax(jax_python, "-m", "helpers", "train", "--data", str(shared_photos), "--backbone",
-                     "mobilenet_v2", "--weights", str(shared_weights_dir / MOBILENET_V2_FILE), "--per-class", "5",
-                     "--image-size", "96", "--epochs", "10", "--out", str(run),
-                     env={"WORKBOOK_CACHE": str(tmp_path / "cache")})
+    result = run_jax(
+        jax_python,
+        "-m",
+        "helpers",
+        "train",
+        "--data",
+        str(shared_photos),
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        str(shared_weights_dir / MOBILENET_V2_FILE),
+        "--per-class",
+        "5",
+        "--image-size",
+        "96",
+        "--epochs",
+        "10",
+        "--out",
+        str(run),
+        env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["class_names"] == ["bear", "lion", "tiger"] and metrics["test_accuracy"] > 0.5

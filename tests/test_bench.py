@@ -1,4 +1,5 @@
 """The benchmark runs end to end in a tiny configuration and prints its ratios (no timed assertions)."""
+
 from __future__ import annotations
 
 import json
@@ -14,25 +15,58 @@ RATIO = re.compile(r"^RATIO (\w+) (\d+\.\d+)", re.M)
 def test_bench_prints_every_ratio_from_one_run(tiny_photos, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "helpers", "bench", "--data", str(tiny_photos), "--backbone", "mobilenet_v2_0.35",
-         "--weights", "none", "--image-size", "48", "--images", "12", "--epochs", "1,2", "--max-cached-epochs", "3",
-         "--fine-tune-blocks", "2", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "bench",
+            "--data",
+            str(tiny_photos),
+            "--backbone",
+            "mobilenet_v2_0.35",
+            "--weights",
+            "none",
+            "--image-size",
+            "48",
+            "--images",
+            "12",
+            "--epochs",
+            "1,2",
+            "--max-cached-epochs",
+            "3",
+            "--fine-tune-blocks",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ratios = {name: float(value) for name, value in RATIO.findall(result.stdout)}
-    assert {"cached_head_over_F", "cached_head_over_F_E3", "guide_over_cached_E1", "guide_over_cached_E2",
-            "fine_tune_plain_over_cached", "pipeline_over_in_memory"} <= ratios.keys(), result.stdout
+    assert {
+        "cached_head_over_F",
+        "cached_head_over_F_E3",
+        "guide_over_cached_E1",
+        "guide_over_cached_E2",
+        "fine_tune_plain_over_cached",
+        "pipeline_over_in_memory",
+    } <= ratios.keys(), result.stdout
     assert all(value > 0 for value in ratios.values())
     assert "(target <= 1.15:" in result.stdout and "(target >= 15.0:" not in result.stdout  # E=20 not run here
     assert "peak memory (MB)" in result.stdout and "1. F = forward pass" in result.stdout
     saved = json.loads(out.read_text())
     assert saved["images"] == 12 and saved["fine_tune"]["cut"] == "block_15_add"
-    assert saved["ratios"]["cached_head_over_F"] == max(v for k, v in saved["ratios"].items()
-                                                        if k.startswith("cached_head_over_F_E"))
+    assert saved["ratios"]["cached_head_over_F"] == max(
+        v for k, v in saved["ratios"].items() if k.startswith("cached_head_over_F_E")
+    )
 
 
 def test_bench_without_photos_says_what_to_do(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "WORKBOOK_DATA"}
-    result = subprocess.run([sys.executable, "-m", "helpers", "bench"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 2 and "--data" in result.stderr and "Traceback" not in result.stderr

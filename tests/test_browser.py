@@ -10,6 +10,7 @@ Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$WORKBOOK_CHROMIUM``) a
 ``playwright`` Python package driving it (no ``playwright install``: no browser download),
 plus the shared photos and weights; it skips, saying which, when any is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ from helpers.settings import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_fine_tune.ipynb"
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 COUNT = re.compile(r"trainable weights: ([\d,]+) of ([\d,]+)")
 RUN_TIMEOUT_S = 240
 
@@ -54,8 +63,10 @@ def playwright_api():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright Python package is not installed: pip install playwright "
-                    "(no `playwright install` needed: the test drives the system Chromium)")
+        pytest.skip(
+            "the playwright Python package is not installed: pip install playwright "
+            "(no `playwright install` needed: the test drives the system Chromium)"
+        )
     with sync_playwright() as api:
         yield api
 
@@ -79,10 +90,14 @@ def http_status(url: str) -> int:
 def write_lab_settings(settings_dir: Path) -> None:
     """Render every notebook cell (no windowing) and fetch no news: a quiet, complete page."""
     files = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
-                                                                       "autoStartDefaultKernel": True},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                              "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "windowingMode": "none",
+            "autoStartDefaultKernel": True,
+        },
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }
     for name, value in files.items():
         path = settings_dir / name
@@ -100,25 +115,48 @@ def jupyterlab(tmp_path_factory, shared_photos, shared_weights_dir):
     root = tmp_path_factory.mktemp("lab")
     work = root / "notebooks"
     work.mkdir()
-    papermill.execute_notebook(str(NOTEBOOK), str(work / NOTEBOOK.name), prepare_only=True,
-                               parameters=notebooks.parameters_for(NOTEBOOK, quick=True),
-                               kernel_name=notebooks.KERNEL_NAME, progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(work / NOTEBOOK.name),
+        prepare_only=True,
+        parameters=notebooks.parameters_for(NOTEBOOK, quick=True),
+        kernel_name=notebooks.KERNEL_NAME,
+        progress_bar=False,
+    )
     write_lab_settings(root / "lab-settings")
     token, port = secrets.token_hex(24), free_port()
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-               WORKBOOK_DATA=str(shared_photos), WORKBOOK_WEIGHTS_DIR=str(shared_weights_dir),
-               JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
-               JUPYTER_DATA_DIR=str(root / "data"),
-               JUPYTERLAB_SETTINGS_DIR=str(root / "lab-settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"), TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        WORKBOOK_DATA=str(shared_photos),
+        WORKBOOK_WEIGHTS_DIR=str(shared_weights_dir),
+        JUPYTER_CONFIG_DIR=str(root / "config"),
+        JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+        JUPYTER_DATA_DIR=str(root / "data"),
+        JUPYTERLAB_SETTINGS_DIR=str(root / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
     log = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.port_retries=0", "--LabApp.extension_manager=readonly",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI containers run as root
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={work}",
+            "--ServerApp.port_retries=0",
+            "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],  # CI containers run as root
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=work,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -153,24 +191,31 @@ def wait_until_all_cells_ran(page, timeout_s: float) -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-        if page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
-                        ":text('Traceback')").count():
+        if page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] :text('Traceback')"
+        ).count():
             break
         if prompts and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts):
             return
         time.sleep(1)
     errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
-    raise AssertionError(f"notebook did not finish in {timeout_s}s; prompts "
-                         f"{page.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}; "
-                         f"stderr {[e[-500:] for e in errors]}")
+    raise AssertionError(
+        f"notebook did not finish in {timeout_s}s; prompts "
+        f"{page.locator('.jp-CodeCell .jp-InputPrompt').all_inner_texts()}; "
+        f"stderr {[e[-500:] for e in errors]}"
+    )
 
 
 def test_freeze_slider_changes_the_trainable_count_in_a_real_browser(jupyterlab, playwright_api):
     profile = jupyterlab["root"] / "chromium-profile"
     shutil.rmtree(profile, ignore_errors=True)
     context = playwright_api.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 1000})
+        str(profile),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 1000},
+    )
     page = context.pages[0] if context.pages else context.new_page()
     shot = artifacts_dir() / "04_fine_tune_freeze_slider.png"
     try:
@@ -200,7 +245,9 @@ def test_freeze_slider_changes_the_trainable_count_in_a_real_browser(jupyterlab,
                 "(previous) => { const el = document.querySelector('.workbook-trainable-count');"
                 " const m = el && el.innerText.match(/trainable weights: ([\\d,]+)/);"
                 " return m && Number(m[1].replace(/,/g, '')) !== previous; }",
-                arg=counts[-1], timeout=30_000)
+                arg=counts[-1],
+                timeout=30_000,
+            )
             counts.append(trainable_count(page)[0])
         slider.scroll_into_view_if_needed()
         page.screenshot(path=str(shot))
@@ -209,8 +256,10 @@ def test_freeze_slider_changes_the_trainable_count_in_a_real_browser(jupyterlab,
         assert after == counts[-1], "the count must be stable once the slider stops"
         assert total_after == total
         assert counts == sorted(set(counts)), f"moving the slider down should unfreeze more each step: {counts}"
-        print(f"trainable weights {' -> '.join(f'{c:,}' for c in counts)} of {total:,} "
-              f"(slider at {readout}); screenshot {shot}")
+        print(
+            f"trainable weights {' -> '.join(f'{c:,}' for c in counts)} of {total:,} "
+            f"(slider at {readout}); screenshot {shot}"
+        )
     except Exception:
         page.screenshot(path=str(shot.with_name("04_fine_tune_failure.png")), full_page=True)
         raise

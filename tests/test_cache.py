@@ -2,6 +2,7 @@
 
 (Cutting a model and training above the cut are tested in test_cuts.py and test_train.py.)
 """
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,11 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import make_photo
 
 from helpers import cache, cuts, train
-from helpers.lesson import split_at
 from helpers.data import load_folder, load_images
-
-from conftest import make_photo
+from helpers.lesson import split_at
 
 SIZE = 48
 BACKBONE = "mobilenet_v2_0.35"  # cheap; with random weights its deep activations are ~1e-11 (vanishing)
@@ -129,8 +129,13 @@ def test_every_key_component_invalidates_the_cache(photos, tmp_path):
     assert computed(pooled(tiny_model(size=64))) == 4
     # preprocessing: the same network behind a different preprocessing layer
     swapped = keras.models.clone_model(
-        model, clone_function=lambda layer: keras.layers.Rescaling(1 / 255.0, name=layer.name)
-        if layer.name == "preprocess" else layer.__class__.from_config(layer.get_config()))
+        model,
+        clone_function=lambda layer: (
+            keras.layers.Rescaling(1 / 255.0, name=layer.name)
+            if layer.name == "preprocess"
+            else layer.__class__.from_config(layer.get_config())
+        ),
+    )
     swapped.set_weights(model.get_weights())
     assert computed(pooled(swapped)) == 4
     # storage dtype
@@ -156,8 +161,15 @@ def test_augmented_copies_are_different_views_and_repeatable(photos, tmp_path):
 
 
 def test_train_classifier_uses_the_disk_cache_on_the_second_run(tiny_photos, tmp_path):
-    kw = dict(backbone=BACKBONE, weights=None, image_size=SIZE, epochs=2, fine_tune_from="block_16_project_BN",
-              fine_tune_epochs=1, cache_dir=tmp_path / "cache")
+    kw = dict(
+        backbone=BACKBONE,
+        weights=None,
+        image_size=SIZE,
+        epochs=2,
+        fine_tune_from="block_16_project_BN",
+        fine_tune_epochs=1,
+        cache_dir=tmp_path / "cache",
+    )
     first = train.train_classifier(tiny_photos, tmp_path / "run1", **kw)
     second = train.train_classifier(tiny_photos, tmp_path / "run2", **kw)
     assert first["phases"]["fine_tune"]["cut"] == "block_15_add"

@@ -4,6 +4,7 @@ Each test writes one bad file into a small, otherwise healthy photo folder (``ti
 then checks three things: the report's reason, that ``load_folder`` returns every good photo
 (and the bad one only when it can be fixed), and that the pixels of what it returns load.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ from helpers import checks
 from helpers.cli import main as cli_main
 from helpers.data import check_data, load_folder, load_image, load_images
 
-N_GOOD_TRAIN = 8 * 3   # tiny_photos: 8 train + 4 val per class, 3 classes
+N_GOOD_TRAIN = 8 * 3  # tiny_photos: 8 train + 4 val per class, 3 classes
 N_GOOD_VAL = 4 * 3
 
 
@@ -32,7 +33,7 @@ def structured_photo(seed: int, size: int = 96) -> Image.Image:
     for _ in range(6):
         x0, y0 = rng.integers(0, size - 20, 2)
         w, h = rng.integers(10, size // 2, 2)
-        pixels[y0:y0 + h, x0:x0 + w] = rng.integers(0, 255, 3)
+        pixels[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 255, 3)
     return Image.fromarray(pixels)
 
 
@@ -50,6 +51,7 @@ def write(path: Path, data: bytes) -> Path:
 
 # --- one builder per bad case: (build(folder) -> path, expected status, words in the reason) ---------
 
+
 def truncated_jpeg(folder: Path) -> Path:
     data = noisy_jpeg_bytes()
     return write(folder / "truncated.jpg", data[: len(data) // 2])
@@ -57,7 +59,7 @@ def truncated_jpeg(folder: Path) -> Path:
 
 def corrupt_jpeg(folder: Path) -> Path:
     data = bytearray(noisy_jpeg_bytes())
-    data[len(data) // 2: len(data) // 2 + 2000] = np.random.default_rng(1).bytes(2000)
+    data[len(data) // 2 : len(data) // 2 + 2000] = np.random.default_rng(1).bytes(2000)
     return write(folder / "corrupt.jpg", bytes(data))
 
 
@@ -70,8 +72,8 @@ def zero_bytes(folder: Path) -> Path:
 
 
 def png_with_alpha(folder: Path) -> Path:
-    image = Image.new("RGBA", (64, 64), (255, 0, 0, 0))          # fully transparent red …
-    image.paste((0, 0, 255, 255), (0, 0, 64, 32))                # … under an opaque blue top half
+    image = Image.new("RGBA", (64, 64), (255, 0, 0, 0))  # fully transparent red …
+    image.paste((0, 0, 255, 255), (0, 0, 64, 32))  # … under an opaque blue top half
     path = folder / "alpha.png"
     image.save(path)
     return path
@@ -91,7 +93,7 @@ def palette(folder: Path) -> Path:
 
 def cmyk_jpeg(folder: Path) -> Path:
     path = folder / "cmyk.jpg"
-    Image.new("CMYK", (64, 64), (0, 255, 255, 0)).save(path, quality=95)   # pure red in print colours
+    Image.new("CMYK", (64, 64), (0, 255, 255, 0)).save(path, quality=95)  # pure red in print colours
     return path
 
 
@@ -109,10 +111,10 @@ def animated_gif(folder: Path) -> Path:
 
 
 def exif_rotated(folder: Path) -> Path:
-    image = Image.new("RGB", (96, 48), (255, 0, 0))   # stored landscape: red left, blue right
+    image = Image.new("RGB", (96, 48), (255, 0, 0))  # stored landscape: red left, blue right
     image.paste((0, 0, 255), (48, 0, 96, 48))
     exif = Image.Exif()
-    exif[checks.EXIF_ORIENTATION] = 6                  # "rotate 90° clockwise to display"
+    exif[checks.EXIF_ORIENTATION] = 6  # "rotate 90° clockwise to display"
     path = folder / "rotated.jpg"
     image.save(path, exif=exif, quality=95)
     return path
@@ -126,13 +128,13 @@ def tiny(folder: Path) -> Path:
 
 def huge(folder: Path) -> Path:
     path = folder / "panorama.png"
-    Image.new("1", (12000, 12000)).save(path)         # 144 megapixels, 17 kB: above Pillow's limit
+    Image.new("1", (12000, 12000)).save(path)  # 144 megapixels, 17 kB: above Pillow's limit
     return path
 
 
 def bomb(folder: Path) -> Path:
     path = folder / "bomb.png"
-    Image.new("1", (20000, 20000)).save(path)         # 400 megapixels: Pillow itself refuses it
+    Image.new("1", (20000, 20000)).save(path)  # 400 megapixels: Pillow itself refuses it
     return path
 
 
@@ -168,13 +170,13 @@ def test_each_bad_photo_is_reported_and_training_data_loads_the_rest(tiny_photos
     entry = next(f for f in report.files if f.path == bad)
     assert entry.status == status, entry.reasons
     assert any(words in reason for reason in entry.reasons), entry.reasons
-    assert words in report.format()                     # the printed report says why
+    assert words in report.format()  # the printed report says why
 
     folder = load_folder(tiny_photos)
     expected_train = N_GOOD_TRAIN + (status == "fixed")
     assert len(folder.train) == expected_train and len(folder.val) == N_GOOD_VAL
     assert (bad in folder.train.paths) == (status == "fixed")
-    pixels = load_images(folder.train.paths, 32)         # what training decodes
+    pixels = load_images(folder.train.paths, 32)  # what training decodes
     assert pixels.shape == (expected_train, 32, 32, 3) and pixels.dtype == np.uint8
 
 
@@ -187,18 +189,24 @@ def test_fixes_are_applied_when_loading(tmp_path: Path):
     assert np.allclose(load_image(palette(tmp_path), 32)[0, 0], (0, 200, 0), atol=3)
     assert np.allclose(load_image(cmyk_jpeg(tmp_path), 32)[16, 16], (255, 0, 0), atol=6)
     assert np.allclose(load_image(png_16_bit(tmp_path), 32)[0, 0], round(40000 / 65535 * 255), atol=1)
-    assert tuple(load_image(animated_gif(tmp_path), 32)[16, 16]) == (255, 0, 0)        # first frame
+    assert tuple(load_image(animated_gif(tmp_path), 32)[16, 16]) == (255, 0, 0)  # first frame
     upright = load_image(exif_rotated(tmp_path), 48)
     # turned 90° clockwise, the red left half becomes the top half (crop keeps the middle)
     assert upright[2, 24, 0] > 200 and upright[2, 24, 2] < 60
     assert upright[45, 24, 2] > 200 and upright[45, 24, 0] < 60
-    assert checks.check_image(exif_rotated(tmp_path)).size == (48, 96)   # upright width × height
+    assert checks.check_image(exif_rotated(tmp_path)).size == (48, 96)  # upright width × height
 
 
 def test_hidden_files_and_os_junk_are_skipped_with_their_reason(tiny_photos: Path):
     lion = tiny_photos / "train" / "lion"
-    junk = {".DS_Store": "macOS Finder", "Thumbs.db": "Windows thumbnail", "desktop.ini": "Windows folder",
-            "._lion_0.jpg": "resource fork", ".secret.jpg": "hidden file", "notes.txt": "not an image file type"}
+    junk = {
+        ".DS_Store": "macOS Finder",
+        "Thumbs.db": "Windows thumbnail",
+        "desktop.ini": "Windows folder",
+        "._lion_0.jpg": "resource fork",
+        ".secret.jpg": "hidden file",
+        "notes.txt": "not an image file type",
+    }
     for name in junk:
         write(lion / name, b"\x00\x05\x16\x07junk")
     write(lion / "__MACOSX" / "._lion_1.jpg", b"junk")
@@ -216,14 +224,14 @@ def test_hidden_files_and_os_junk_are_skipped_with_their_reason(tiny_photos: Pat
 def test_non_ascii_and_undecodable_file_names_load_and_print(tiny_photos: Path):
     lion = tiny_photos / "train" / "lion"
     structured_photo(1).save(lion / "león_ñandú_獅子.jpg")
-    raw_name = os.fsencode(lion) + b"/lion_\xff\xfe.jpg"          # not valid UTF-8 (Linux allows it)
+    raw_name = os.fsencode(lion) + b"/lion_\xff\xfe.jpg"  # not valid UTF-8 (Linux allows it)
     with open(raw_name, "wb") as f:
         structured_photo(2).save(f, "JPEG")
-    with open(os.fsencode(lion) + b"/broken_\xff.jpg", "wb"):       # an empty file with such a name
+    with open(os.fsencode(lion) + b"/broken_\xff.jpg", "wb"):  # an empty file with such a name
         pass
 
     text = check_data(tiny_photos).format()
-    assert "train/lion/broken_\\udcff.jpg: empty file" in text    # listed, escaped, printable
+    assert "train/lion/broken_\\udcff.jpg: empty file" in text  # listed, escaped, printable
     text.encode("utf-8")
     folder = load_folder(tiny_photos)
     names = {p.name for p in folder.train.paths}
@@ -234,7 +242,7 @@ def test_non_ascii_and_undecodable_file_names_load_and_print(tiny_photos: Path):
 def test_empty_class_folder_is_dropped_with_a_warning(tiny_photos: Path):
     (tiny_photos / "train" / "zebra").mkdir()
     (tiny_photos / "val" / "zebra").mkdir()
-    truncated_jpeg(tiny_photos / "train" / "okapi")                # a class whose only photo is broken
+    truncated_jpeg(tiny_photos / "train" / "okapi")  # a class whose only photo is broken
 
     report = check_data(tiny_photos)
     assert report.class_names == ["bear", "lion", "tiger"] and report.ok
@@ -245,7 +253,7 @@ def test_empty_class_folder_is_dropped_with_a_warning(tiny_photos: Path):
 
 def test_a_single_class_is_a_clear_error(tmp_path: Path, capsys):
     (tmp_path / "lion").mkdir()
-    (tmp_path / "tiger").mkdir()                                   # present but empty
+    (tmp_path / "tiger").mkdir()  # present but empty
     for i in range(3):
         structured_photo(i).save(tmp_path / "lion" / f"{i}.jpg")
 
@@ -273,7 +281,7 @@ def test_classes_that_differ_between_train_and_val_are_warned(tiny_photos: Path)
 def test_exact_and_near_duplicates_across_train_and_val_warn_of_leakage(tiny_photos: Path):
     original = tiny_photos / "train" / "lion" / "structured.png"
     structured_photo(5).save(original)
-    shutil.copy(original, tiny_photos / "val" / "lion" / "copy.png")                   # exact copy
+    shutil.copy(original, tiny_photos / "val" / "lion" / "copy.png")  # exact copy
     similar = structured_photo(6)
     similar.save(tiny_photos / "train" / "bear" / "bear_big.jpg", quality=95)
     similar.resize((80, 80)).save(tiny_photos / "val" / "bear" / "bear_small.jpg", quality=60)  # near copy
@@ -283,21 +291,24 @@ def test_exact_and_near_duplicates_across_train_and_val_warn_of_leakage(tiny_pho
     assert pairs == {("structured.png", "copy.png"): True, ("bear_big.jpg", "bear_small.jpg"): False}
     assert any("leakage" in w and "1 exact" in w and "1 near" in w for w in report.warnings)
     assert "≈" in report.format() and "==" in report.format()
-    assert len(load_folder(tiny_photos).train) == N_GOOD_TRAIN + 2                      # a warning, not a skip
+    assert len(load_folder(tiny_photos).train) == N_GOOD_TRAIN + 2  # a warning, not a skip
 
 
 def test_distinct_photos_are_not_called_duplicates(tiny_photos: Path):
     for i in range(10):
         structured_photo(100 + i).save(tiny_photos / "train" / "lion" / f"s{i}.jpg")
         structured_photo(200 + i).save(tiny_photos / "val" / "lion" / f"s{i}.jpg")
-    png_with_alpha(tiny_photos / "train" / "tiger")       # simple pictures with equally flat structure …
-    palette(tiny_photos / "val" / "tiger")                # … but different colours
+    png_with_alpha(tiny_photos / "train" / "tiger")  # simple pictures with equally flat structure …
+    palette(tiny_photos / "val" / "tiger")  # … but different colours
     assert check_data(tiny_photos).duplicates == []
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
-    return {os.fsdecode(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        os.fsdecode(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns, p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_user_files_are_never_modified_moved_or_deleted(tiny_photos: Path, capsys):
@@ -311,7 +322,7 @@ def test_user_files_are_never_modified_moved_or_deleted(tiny_photos: Path, capsy
     folder = load_folder(tiny_photos, per_class=3)
     load_images(folder.train.paths + folder.val.paths, 32)
     assert cli_main(["check-data", str(tiny_photos)]) == 0
-    assert snapshot(tiny_photos) == before                  # same files, same bytes, same times
+    assert snapshot(tiny_photos) == before  # same files, same bytes, same times
 
 
 def test_check_data_command_prints_counts_fixes_and_skips(tiny_photos: Path, tmp_path: Path, capsys):
@@ -323,6 +334,7 @@ def test_check_data_command_prints_counts_fixes_and_skips(tiny_photos: Path, tmp
     assert "valid photos: 37 in 3 classes (bear, lion, tiger)" in out
     assert "train/tiger/cmyk.jpg: CMYK" in out and "val/bear/empty.jpg: empty file" in out
     import json
+
     saved = json.loads(out_json.read_text())
     assert saved["n_valid"] == 37 and saved["counts"]["tiger"] == {"train": 9, "val": 4}
 
@@ -360,8 +372,9 @@ def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path
             build(lion)
     write(lion / ".DS_Store", b"junk")
     (tiny_photos / "train" / "zebra").mkdir()
-    metrics = train_classifier(tiny_photos, tmp_path / "run", backbone="mobilenet_v2_0.35", weights=None,
-                               image_size=32, epochs=1)
+    metrics = train_classifier(
+        tiny_photos, tmp_path / "run", backbone="mobilenet_v2_0.35", weights=None, image_size=32, epochs=1
+    )
     assert metrics["class_names"] == ["bear", "lion", "tiger"]
     assert metrics["n_train"] == N_GOOD_TRAIN + len(fixed) and metrics["n_val"] == N_GOOD_VAL
     assert (tmp_path / "run" / "model.keras").is_file()

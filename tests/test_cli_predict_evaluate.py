@@ -1,4 +1,5 @@
 """``python -m helpers evaluate`` and ``python -m helpers predict``, run as a learner would."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def helpers_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "helpers", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_evaluate_prints_accuracy_and_writes_the_json(tiny_trained_run, tmp_path):
-    result = helpers_cli("evaluate", "--model", tiny_trained_run / "model.keras",
-                         "--data", tiny_trained_run / "photos", "--out", tmp_path)
+    result = helpers_cli(
+        "evaluate",
+        "--model",
+        tiny_trained_run / "model.keras",
+        "--data",
+        tiny_trained_run / "photos",
+        "--out",
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = float(re.search(r"accuracy (\d\.\d+) on 12 val photos", result.stdout).group(1))
     report = json.loads((tmp_path / "evaluation.json").read_text())

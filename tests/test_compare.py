@@ -1,4 +1,5 @@
 """Comparing backbones (notebook 07): same head, same photos; skipped backbones say why."""
+
 from __future__ import annotations
 
 import json
@@ -23,17 +24,31 @@ def offline(monkeypatch, tmp_path):
     return dead
 
 
-def test_every_backbone_is_measured_or_skipped_with_its_reason(tiny_photos, random_backbone_weights,
-                                                                offline, monkeypatch, tmp_path):
+def test_every_backbone_is_measured_or_skipped_with_its_reason(
+    tiny_photos, random_backbone_weights, offline, monkeypatch, tmp_path
+):
     monkeypatch.delenv("WORKBOOK_WEIGHTS_DIR", raising=False)
-    measured = compare.compare_backbones(["mobilenet_v2_0.35"], tiny_photos, weights=str(random_backbone_weights),
-                                         image_size=48, epochs=3, progress=False, cache_dir=tmp_path / "cache")
-    skipped = compare.compare_backbones(["resnet50", "mobilenet_0.25", "no_such_net"], tiny_photos,
-                                        weights="imagenet", image_size=48, out=tmp_path, progress=False,
-                                        cache_dir=tmp_path / "cache")
+    measured = compare.compare_backbones(
+        ["mobilenet_v2_0.35"],
+        tiny_photos,
+        weights=str(random_backbone_weights),
+        image_size=48,
+        epochs=3,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
+    skipped = compare.compare_backbones(
+        ["resnet50", "mobilenet_0.25", "no_such_net"],
+        tiny_photos,
+        weights="imagenet",
+        image_size=48,
+        out=tmp_path,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     row = measured[0]
     assert row.ok and 0.0 <= row.test_accuracy <= 1.0
-    assert row.parameters == 410_208 + 1280 * 3 + 3   # the base plus a 3-class softmax head
+    assert row.parameters == 410_208 + 1280 * 3 + 3  # the base plus a 3-class softmax head
     assert row.file_mb > 1.0 and row.inference_ms > 0 and row.train_seconds > 0 and row.feature_seconds > 0
     assert [r.status for r in skipped] == ["skipped"] * 3
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in skipped[0].reason
@@ -68,12 +83,18 @@ def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos
 
 def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photos, offline, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
-    results = compare.compare_backbones(["mobilenet_v2", "mobilenet_0.25", "resnet50"], shared_photos,
-                                        image_size=96, per_class=5, epochs=10, progress=False,
-                                        cache_dir=tmp_path / "cache")
+    results = compare.compare_backbones(
+        ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
+        shared_photos,
+        image_size=96,
+        per_class=5,
+        epochs=10,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     by_name = {r.backbone: r for r in results}
     assert by_name["mobilenet_v2"].ok and by_name["mobilenet_0.25"].ok
-    assert by_name["mobilenet_v2"].test_accuracy > 0.6          # 3 classes: chance is 1/3
+    assert by_name["mobilenet_v2"].test_accuracy > 0.6  # 3 classes: chance is 1/3
     assert by_name["mobilenet_v2"].parameters > by_name["mobilenet_0.25"].parameters
     assert by_name["resnet50"].status == "skipped"
 
@@ -82,7 +103,8 @@ def test_with_downloads_off_a_missing_file_is_skipped_without_touching_the_netwo
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(resnet_module, "BASE_WEIGHTS_PATH", "http://must-not-be-used.invalid/")
-    [row] = compare.compare_backbones(["resnet50"], tiny_photos, image_size=48, allow_download=False,
-                                      progress=False, cache_dir=tmp_path / "cache")
+    [row] = compare.compare_backbones(
+        ["resnet50"], tiny_photos, image_size=48, allow_download=False, progress=False, cache_dir=tmp_path / "cache"
+    )
     assert row.status == "skipped" and "downloads are off" in row.reason
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in row.reason

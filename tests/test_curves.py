@@ -1,4 +1,5 @@
 """Live training curves (notebooks 03–05): one figure, updated in place, static when headless."""
+
 from __future__ import annotations
 
 import keras
@@ -33,12 +34,14 @@ def test_headless_liveplot_leaves_a_static_figure_and_saves_it(tmp_path):
 
 def test_in_a_notebook_kernel_the_figure_updates_in_place(tmp_path):
     """A real kernel: three epochs give ONE image output (updated twice), not three."""
-    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
-            "from test_curves import tiny_fit\n"
-            "from helpers.curves import LivePlot\n"
-            "plot = LivePlot()\n"
-            "_ = tiny_fit(plot)\n"
-            "print(plot.live, len(plot.history['loss']))")
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+        "from test_curves import tiny_fit\n"
+        "from helpers.curves import LivePlot\n"
+        "plot = LivePlot()\n"
+        "_ = tiny_fit(plot)\n"
+        "print(plot.live, len(plot.history['loss']))"
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = nb.cells[0].outputs

@@ -1,4 +1,5 @@
 """Cuts: pop the top, add a head, freeze below a block, count weights (notebooks 02, 04, 05)."""
+
 from __future__ import annotations
 
 import keras
@@ -22,7 +23,7 @@ def test_inception_v3_cut_points_are_the_mixed_blocks(inception_base):
     blocks = cuts.blocks(inception_base)
     assert [name for name, _ in blocks] == MIXED
     # every layer but the input is in exactly one block, in order
-    assert [layer.name for _, layers in blocks for layer in layers] == [l.name for l in inception_base.layers[1:]]
+    assert [layer.name for _, layers in blocks for layer in layers] == [lay.name for lay in inception_base.layers[1:]]
 
 
 def test_pop_removes_the_imagenet_classifier():
@@ -33,8 +34,8 @@ def test_pop_removes_the_imagenet_classifier():
     # the base without its top is the ImageNet classifier minus its pooling and 1000-way layer
     assert classifier.layers[-1].name == "predictions"
     assert isinstance(classifier.layers[-2], keras.layers.GlobalAveragePooling2D)
-    names = [l.name for l in popped.layers[1:]]  # input layers are numbered per session
-    assert names == [l.name for l in classifier.layers[1:len(names) + 1]]
+    names = [lay.name for lay in popped.layers[1:]]  # input layers are numbered per session
+    assert names == [lay.name for lay in classifier.layers[1 : len(names) + 1]]
     assert len(classifier.layers) - len(popped.layers) == 2
     assert popped.output.shape == (None, 7, 7, 1280)
 
@@ -44,7 +45,7 @@ def test_pop_down_to_a_cut_point(inception_base):
     part = cuts.split_at(model, "mixed9")
     assert part.name == "mixed9"
     assert part.bottom.output.shape == inception_base.get_layer("mixed9").output.shape
-    below = [l for l in part.bottom.layers if isinstance(l, keras.Model)]
+    below = [lay for lay in part.bottom.layers if isinstance(lay, keras.Model)]
     assert len(below) == 1 and below[0].layers[-1].name == "mixed9"
     assert "mixed10" not in [layer.name for layer in below[0].layers]
     assert part.top.output.shape == (None, 3)
@@ -53,8 +54,14 @@ def test_pop_down_to_a_cut_point(inception_base):
 def test_add_head_classifies_into_our_classes(inception_base):
     model = add_head(inception_base, CLASSES, backbones.preprocess_layer("inception_v3"))
     assert model.output.shape == (None, 3)
-    assert [layer.name for layer in model.layers] == ["image", "preprocess", inception_base.name,
-                                                      "pool", "dropout", "predictions"]
+    assert [layer.name for layer in model.layers] == [
+        "image",
+        "preprocess",
+        inception_base.name,
+        "pool",
+        "dropout",
+        "predictions",
+    ]
     assert cuts.base_of(model) is inception_base
     assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
     probs = model.predict(np.zeros((2, 75, 75, 3), "float32"), verbose=0)
@@ -98,10 +105,11 @@ def test_fine_tuning_from_mixed9_unfreezes_the_top_two_blocks(classifier):
     index = {layer.name: i for i, layer in enumerate(base.layers)}
     assert all(index[name] > index["mixed8"] for name in trainable)
     assert not any(isinstance(base.get_layer(n), keras.layers.BatchNormalization) for n in trainable)
-    bns = [l for l in base.layers[index["mixed8"] + 1:] if isinstance(l, keras.layers.BatchNormalization)]
-    assert bns and not any(l.trainable for l in bns)  # BatchNorm above the cut stays frozen
+    bns = [lay for lay in base.layers[index["mixed8"] + 1 :] if isinstance(lay, keras.layers.BatchNormalization)]
+    assert bns and not any(lay.trainable for lay in bns)  # BatchNorm above the cut stays frozen
     expected = cuts.count(classifier.get_layer("predictions").trainable_weights) + sum(
-        cuts.count(base.get_layer(n).trainable_weights) for n in trainable)
+        cuts.count(base.get_layer(n).trainable_weights) for n in trainable
+    )
     assert report.trainable_weights == expected
     assert str(report).startswith("trainable weights: ")
     assert "frozen blocks: 9 of 11" in str(report)

@@ -1,4 +1,5 @@
 """Photo folders: both layouts, seeded stable stratified splits, the per-class knob, loading pixels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +40,9 @@ def test_flat_layout_gets_a_seeded_stratified_split(tmp_path: Path):
     assert folder.report.layout == "DIR/<class>/"
     assert len(folder.train) + len(folder.val) == 63
     assert not set(folder.train.paths) & set(folder.val.paths)
-    assert all(1 <= n <= 12 for n in folder.val.counts(3))       # every class, even the small one, has val
+    assert all(1 <= n <= 12 for n in folder.val.counts(3))  # every class, even the small one, has val
     again = load_folder(root, val_fraction=0.2, seed=0)
-    assert again.val.paths == folder.val.paths                      # same seed, same split
+    assert again.val.paths == folder.val.paths  # same seed, same split
     assert load_folder(root, val_fraction=0.2, seed=1).val.paths != folder.val.paths
 
 
@@ -54,9 +55,10 @@ def test_adding_photos_to_one_class_does_not_reshuffle_the_others(tmp_path: Path
 
     def of(split: Split, label: int) -> list[Path]:
         return [p for p, y in zip(split.paths, split.labels) if y == label]
-    for label in (0, 2):   # bear, tiger untouched
+
+    for label in (0, 2):  # bear, tiger untouched
         assert of(after.val, label) == of(before.val, label) and of(after.train, label) == of(before.train, label)
-    assert set(of(before.val, 1)) <= set(of(after.val, 1))         # lion's old val photos stay in val
+    assert set(of(before.val, 1)) <= set(of(after.val, 1))  # lion's old val photos stay in val
 
 
 def test_per_class_picks_the_same_n_for_the_same_seed(tiny_photos: Path):
@@ -65,7 +67,7 @@ def test_per_class_picks_the_same_n_for_the_same_seed(tiny_photos: Path):
     c = load_folder(tiny_photos, per_class=3, seed=8)
     assert a.train.counts(3) == [3, 3, 3] and a.train.paths == b.train.paths
     assert a.train.paths != c.train.paths
-    assert len(a.val) == 12                                          # validation keeps everything
+    assert len(a.val) == 12  # validation keeps everything
     # a bigger N contains the smaller sample: adding photos only ever adds
     assert set(a.train.paths) <= set(load_folder(tiny_photos, per_class=5, seed=7).train.paths)
 

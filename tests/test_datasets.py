@@ -4,6 +4,7 @@ The real download cannot run here, so the tests build a tiny archive in CIFAR-10
 format (``cifar-100-python.tar.gz`` holding the ``train``, ``test`` and ``meta`` pickles)
 and feed it to the same code: from a file, and over HTTP from 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,23 +33,34 @@ FINE_LABEL_NAMES = (
     "man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck "
     "pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk "
     "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger "
-    "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
+    "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
+).split()
 COLOUR = {3: (120, 70, 30), 43: (220, 180, 60), 88: (40, 120, 220), 0: (0, 255, 0), 50: (255, 0, 255)}
 
 
 def cifar_batch(labels: list[int]) -> bytes:
     """One CIFAR pickle: rows of 3072 bytes (R plane, G plane, B plane), with fine and coarse labels."""
     images = np.stack([np.broadcast_to(np.array(COLOUR[y], np.uint8)[:, None, None], (3, 32, 32)) for y in labels])
-    batch = {b"data": images.reshape(len(labels), 3072), b"fine_labels": labels,
-             b"coarse_labels": [0] * len(labels), b"filenames": [b"x.png"] * len(labels), b"batch_label": b"b"}
+    batch = {
+        b"data": images.reshape(len(labels), 3072),
+        b"fine_labels": labels,
+        b"coarse_labels": [0] * len(labels),
+        b"filenames": [b"x.png"] * len(labels),
+        b"batch_label": b"b",
+    }
     return pickle.dumps(batch, protocol=4)
 
 
 def make_cifar_archive(path: Path, train: list[int], test: list[int], meta: bytes | None = None) -> Path:
-    members = {"cifar-100-python/train": cifar_batch(train), "cifar-100-python/test": cifar_batch(test),
-               "cifar-100-python/meta": meta or pickle.dumps(
-                   {b"fine_label_names": [n.encode() for n in FINE_LABEL_NAMES],
-                    b"coarse_label_names": [b"c"] * 20}, protocol=4)}
+    members = {
+        "cifar-100-python/train": cifar_batch(train),
+        "cifar-100-python/test": cifar_batch(test),
+        "cifar-100-python/meta": meta
+        or pickle.dumps(
+            {b"fine_label_names": [n.encode() for n in FINE_LABEL_NAMES], b"coarse_label_names": [b"c"] * 20},
+            protocol=4,
+        ),
+    }
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
@@ -57,7 +69,7 @@ def make_cifar_archive(path: Path, train: list[int], test: list[int], meta: byte
     return path
 
 
-TRAIN = [3, 43, 88, 0, 50] * 4 + [3]          # 5 bears, 4 lions, 4 tigers, and 8 of other classes
+TRAIN = [3, 43, 88, 0, 50] * 4 + [3]  # 5 bears, 4 lions, 4 tigers, and 8 of other classes
 TEST = [88, 3, 43, 0, 88]
 
 
@@ -77,7 +89,7 @@ def test_archive_reads_like_keras_load_data(archive: Path):
     assert x_train.shape == (len(TRAIN), 32, 32, 3) and x_train.dtype == np.uint8
     assert y_train.shape == (len(TRAIN), 1) and y_test.reshape(-1).tolist() == TEST
     assert names == FINE_LABEL_NAMES
-    assert tuple(x_train[1, 5, 5]) == COLOUR[43]            # channels-last, like Keras
+    assert tuple(x_train[1, 5, 5]) == COLOUR[43]  # channels-last, like Keras
 
 
 def test_archive_format_is_the_one_keras_parses(archive: Path, tmp_path: Path):
@@ -91,8 +103,9 @@ def test_archive_format_is_the_one_keras_parses(archive: Path, tmp_path: Path):
 
 
 def test_subset_is_selected_upscaled_and_labelled_low_resolution(archive: Path, tmp_path: Path):
-    dest = datasets.build_cifar_photos(tmp_path / "data" / datasets.cifar_folder_name(64), size=64,
-                                       archive=archive, sha256=sha256_of(archive))
+    dest = datasets.build_cifar_photos(
+        tmp_path / "data" / datasets.cifar_folder_name(64), size=64, archive=archive, sha256=sha256_of(archive)
+    )
     assert "32px-upscaled-to-64px" in dest.name
     folder = load_folder(dest)
     assert folder.class_names == ["bear", "lion", "tiger"]
@@ -102,7 +115,7 @@ def test_subset_is_selected_upscaled_and_labelled_low_resolution(archive: Path, 
         assert check.size == (64, 64) and check.status == "ok"
         pixels = np.asarray(Image.open(path).convert("RGB"))
         wanted = COLOUR[datasets.CIFAR100_CLASSES[folder.class_names[label]]]
-        assert np.allclose(pixels.reshape(-1, 3).mean(0), wanted, atol=4)   # the right class's pixels
+        assert np.allclose(pixels.reshape(-1, 3).mean(0), wanted, atol=4)  # the right class's pixels
     assert "LOW RESOLUTION" in (dest / "README.txt").read_text()
     info = json.loads((dest / "dataset.json").read_text())
     assert info["low_resolution"] and info["original_size"] == 32 and info["upscaled_to"] == 64
@@ -128,7 +141,7 @@ def test_a_foreign_folder_is_never_overwritten(archive: Path, tmp_path: Path):
 
 def test_an_archive_that_is_not_the_published_one_is_refused(archive: Path, tmp_path: Path):
     with pytest.raises(ChecksumError, match="download it again"):
-        datasets.build_cifar_photos(tmp_path / "cifar", archive=archive)     # default: the real sha256
+        datasets.build_cifar_photos(tmp_path / "cifar", archive=archive)  # default: the real sha256
     assert not (tmp_path / "cifar").exists()
 
 
@@ -136,6 +149,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path):
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned",))
+
     archive = make_cifar_archive(tmp_path / "evil.tar.gz", TRAIN, TEST, meta=pickle.dumps({b"x": Evil()}))
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         datasets.read_cifar100_archive(archive)
@@ -145,8 +159,13 @@ def test_subset_from_a_mirror_url_over_loopback(archive: Path, tmp_path: Path):
     server = Loopback()
     try:
         server.files["cifar-100-python.tar.gz"] = archive.read_bytes()
-        dest = datasets.build_cifar_photos(tmp_path / "cifar", size=48, url=server.url("cifar-100-python.tar.gz"),
-                                           sha256=sha256_of(archive), download_dir=tmp_path / "downloads")
+        dest = datasets.build_cifar_photos(
+            tmp_path / "cifar",
+            size=48,
+            url=server.url("cifar-100-python.tar.gz"),
+            sha256=sha256_of(archive),
+            download_dir=tmp_path / "downloads",
+        )
     finally:
         server.close()
     assert load_folder(dest).train.counts(3) == [5, 4, 4]

@@ -1,4 +1,5 @@
 """Devices: the report notebook 00 prints, mixed precision, and the mirrored (multi-device) path."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ def test_strategy_choice_and_tf_config(monkeypatch):
     assert device.workers_in_tf_config() == 0
     if len(device.gpus()) < 2:
         assert device.choose_strategy("auto").num_replicas_in_sync == 1
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
+    )
     assert device.workers_in_tf_config() == 2
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="TF_CONFIG"):
@@ -89,12 +91,16 @@ MIRRORED = textwrap.dedent("""
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_photos, tmp_path, random_backbone_weights):
     """MirroredStrategy over the CPU split in two: both recipes train with 2 replicas in sync."""
-    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_photos), str(tmp_path),
-                             str(random_backbone_weights)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tiny_photos), str(tmp_path), str(random_backbone_weights)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
-    found = json.loads(line[len("RESULT "):])
+    line = next(text for text in result.stdout.splitlines() if text.startswith("RESULT "))
+    found = json.loads(line[len("RESULT ") :])
     assert found["cpus"] == 2 and found["replicas"] == 2 and found["strategy"] == "MirroredStrategy"
     assert "MirroredStrategy with 2 replica(s)" in found["describe"]
     for recipe in ("cache=True", "cache=False"):

@@ -3,6 +3,7 @@
 The server (``http.server`` in a thread) understands ``Range`` requests and can misbehave
 on purpose: drop the connection halfway, answer 503 a few times, or 404.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers.download import (ChecksumError, DownloadError, UnsafeArchiveError, download, download_and_extract,
-                              extract, sha256_of)
+from helpers.download import (
+    ChecksumError,
+    DownloadError,
+    UnsafeArchiveError,
+    download,
+    download_and_extract,
+    extract,
+    sha256_of,
+)
 
 
 class Loopback:
@@ -26,12 +34,12 @@ class Loopback:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.drop: dict[str, int] = {}
-        self.fail: dict[str, int] = {}          # answer 503 this many times first
-        self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
+        self.fail: dict[str, int] = {}  # answer 503 this many times first
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):       # keep test output quiet
+            def log_message(self, *args):  # keep test output quiet
                 pass
 
             def do_GET(self):
@@ -121,7 +129,7 @@ def test_a_dropped_connection_is_resumed_with_a_range_request(server: Loopback, 
     path = download(server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), backoff=0, progress=False)
     assert path.read_bytes() == data
     assert server.requests[0][1] is None
-    assert server.requests[1][1] == f"bytes={len(data) // 2}-"      # asked only for the rest
+    assert server.requests[1][1] == f"bytes={len(data) // 2}-"  # asked only for the rest
 
 
 def test_an_interrupted_download_resumes_on_the_next_run(server: Loopback, tmp_path: Path):
@@ -145,7 +153,7 @@ def test_server_errors_are_retried_and_client_errors_are_not(server: Loopback, t
     assert len(server.requests) == 3
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(server.url("missing.zip"), tmp_path / "missing.zip", retries=3, backoff=0, progress=False)
-    assert len(server.requests) == 4                                 # one try only
+    assert len(server.requests) == 4  # one try only
 
 
 def test_an_existing_file_with_other_content_is_never_overwritten(server: Loopback, tmp_path: Path):
@@ -186,11 +194,12 @@ GOOD = {"photos/lion/a.jpg": b"lion", "photos/tiger/b.jpg": b"tiger"}
 def test_download_and_extract_end_to_end(server: Loopback, tmp_path: Path, fmt: str):
     data = tar_bytes(GOOD) if fmt == "tar.gz" else zip_bytes(GOOD)
     server.files[f"photos.{fmt}"] = data
-    out = download_and_extract(server.url(f"photos.{fmt}"), tmp_path / "data" / "photos", sha256=sha(data),
-                               progress=False)
+    out = download_and_extract(
+        server.url(f"photos.{fmt}"), tmp_path / "data" / "photos", sha256=sha(data), progress=False
+    )
     assert (out / "photos" / "lion" / "a.jpg").read_bytes() == b"lion"
-    assert (tmp_path / "data" / f"photos.{fmt}").exists()            # the archive is kept for next time
-    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]   # no staging left
+    assert (tmp_path / "data" / f"photos.{fmt}").exists()  # the archive is kept for next time
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]  # no staging left
 
 
 MALICIOUS = {
@@ -224,9 +233,9 @@ def test_extraction_never_overwrites_existing_user_files(tmp_path: Path):
     archive.write_bytes(tar_bytes(GOOD))
     with pytest.raises(UnsafeArchiveError, match="overwrite 1 existing"):
         extract(archive, dest)
-    assert mine.read_bytes() == b"my lion" and not (dest / "photos" / "tiger").exists()   # nothing changed
+    assert mine.read_bytes() == b"my lion" and not (dest / "photos" / "tiger").exists()  # nothing changed
 
-    mine.write_bytes(b"lion")                       # identical content: the rest is simply added
+    mine.write_bytes(b"lion")  # identical content: the rest is simply added
     extract(archive, dest)
     assert (dest / "photos" / "tiger" / "b.jpg").read_bytes() == b"tiger"
 
@@ -264,7 +273,7 @@ def test_a_symlink_stored_in_a_zip_is_refused(tmp_path: Path):
     archive = tmp_path / "links.zip"
     with zipfile.ZipFile(archive, "w") as z:
         link = zipfile.ZipInfo("photos/passwd")
-        link.external_attr = (0o120777) << 16          # S_IFLNK: how zip tools store a symlink
+        link.external_attr = (0o120777) << 16  # S_IFLNK: how zip tools store a symlink
         z.writestr(link, "/etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="a link"):
         extract(archive, tmp_path / "out")

@@ -1,4 +1,5 @@
 """Evaluation (notebook 06): accuracy, per-class precision/recall, confusion matrix, galleries."""
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,16 @@ NAMES = ["bear", "lion", "tiger"]
 
 def small_evaluation() -> evaluate.Evaluation:
     """Six photos: two bears right, a lion taken for a tiger (confidently), tigers right and wrong."""
-    probs = np.array([[0.9, 0.05, 0.05],   # bear  -> bear
-                      [0.6, 0.3, 0.1],     # bear  -> bear
-                      [0.1, 0.8, 0.1],     # lion  -> lion
-                      [0.05, 0.05, 0.9],   # lion  -> tiger (confidently wrong)
-                      [0.2, 0.2, 0.6],     # tiger -> tiger
-                      [0.4, 0.35, 0.25]])  # tiger -> bear (unsure)
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.05],  # bear  -> bear
+            [0.6, 0.3, 0.1],  # bear  -> bear
+            [0.1, 0.8, 0.1],  # lion  -> lion
+            [0.05, 0.05, 0.9],  # lion  -> tiger (confidently wrong)
+            [0.2, 0.2, 0.6],  # tiger -> tiger
+            [0.4, 0.35, 0.25],
+        ]
+    )  # tiger -> bear (unsure)
     return evaluate.Evaluation(NAMES, np.array([0, 0, 1, 1, 2, 2]), probs)
 
 
@@ -27,7 +32,7 @@ def test_accuracy_per_class_and_confusion_matrix():
     assert result.accuracy == pytest.approx(4 / 6)
     np.testing.assert_array_equal(result.confusion(), [[2, 0, 0], [0, 1, 1], [1, 0, 1]])
     per_class = result.per_class()
-    assert per_class["bear"]["precision"] == pytest.approx(2 / 3)   # one tiger called a bear
+    assert per_class["bear"]["precision"] == pytest.approx(2 / 3)  # one tiger called a bear
     assert per_class["bear"]["recall"] == pytest.approx(1.0)
     assert per_class["lion"]["recall"] == pytest.approx(0.5)
     assert per_class["tiger"]["support"] == 2

@@ -1,4 +1,5 @@
 """Grad-CAM (notebook 06): the heatmap points at the evidence for the class."""
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,9 @@ def test_grad_cam_really_runs_under_jax():
     if python is None:
         pytest.skip("JAX is not installed here and there is no .venv-jax (pip install -r requirements-jax.txt)")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([python, "-c", JAX_GRAD_CAM], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [python, "-c", JAX_GRAD_CAM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "grad-cam ok" in result.stdout
 

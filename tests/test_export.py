@@ -1,4 +1,5 @@
 """Export (notebook 08): .keras in safe mode, SavedModel and TFLite agree with the Keras model."""
+
 from __future__ import annotations
 
 import keras
@@ -8,8 +9,8 @@ import pytest
 from helpers import data, export
 
 NAMES = ["bear", "lion", "tiger"]
-SAVED_MODEL_TOLERANCE = 1e-3   # the issue's bound for the SavedModel
-TFLITE_TOLERANCE = 1e-3        # our stated bound for float32 TFLite (measured ~1e-6, see notebook 08)
+SAVED_MODEL_TOLERANCE = 1e-3  # the issue's bound for the SavedModel
+TFLITE_TOLERANCE = 1e-3  # our stated bound for float32 TFLite (measured ~1e-6, see notebook 08)
 
 
 @pytest.fixture(scope="module")

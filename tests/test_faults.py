@@ -5,6 +5,7 @@ or SIGINT, cache entries are damaged on disk, read-only and full file systems ar
 tmpfs mounts (root only; elsewhere a chmod-ed folder stands in for read-only and the
 disk-full tests skip, saying so), and the hostile photos are real PNG files.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import COLOURS, make_photo
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 48
@@ -37,25 +37,60 @@ def env(**extra: str) -> dict:
 
 
 def cli(*args, timeout: int = 300, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "helpers", *map(str, args)], capture_output=True, text=True,
-                          env=env(**extra), timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env(**extra),
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def start_cli(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "helpers", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "helpers", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
 
 
 def errors(result) -> list[str]:
     """stderr without TensorFlow's start-up chatter and progress bars."""
-    return [line for line in result.stderr.splitlines()
-            if line.strip() and not re.match(r"(WARNING: All log messages|I0000|To enable the following|"
-                                             r"bottleneck:|\s*$)", line)]
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip()
+        and not re.match(
+            r"(WARNING: All log messages|I0000|To enable the following|"
+            r"bottleneck:|\s*$)",
+            line,
+        )
+    ]
 
 
 def train_args(photos: Path, out: Path, weights: Path, cache: Path, epochs: int = 3, *extra) -> list:
-    return ["train", "--data", photos, "--backbone", BACKBONE, "--weights", weights, "--image-size", SIZE,
-            "--epochs", epochs, "--cache-dir", cache, "--out", out, *extra]
+    return [
+        "train",
+        "--data",
+        photos,
+        "--backbone",
+        BACKBONE,
+        "--weights",
+        weights,
+        "--image-size",
+        SIZE,
+        "--epochs",
+        epochs,
+        "--cache-dir",
+        cache,
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def metrics(out: Path) -> dict:
@@ -68,6 +103,7 @@ def assert_no_partial_files(folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------- tmpfs (real file systems)
+
 
 def _can_mount() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
@@ -96,6 +132,7 @@ def tmpfs(tmp_path):
 
 
 # --------------------------------------------------------------------------- damaged cache entries
+
 
 @pytest.fixture(scope="module")
 def lively_bottom(random_backbone_weights):
@@ -127,10 +164,20 @@ def _damage(path: Path, how: str, shape, dtype) -> None:
         path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["truncated", "random bytes", "wrong shape (plain .npy)",
-                                 "wrong shape (with checksum)", "NaN (with checksum)", "one flipped byte"])
-def test_a_damaged_cache_entry_is_named_recomputed_and_the_run_goes_on(lively_bottom, tiny_photos, tmp_path,
-                                                                       capsys, how):
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncated",
+        "random bytes",
+        "wrong shape (plain .npy)",
+        "wrong shape (with checksum)",
+        "NaN (with checksum)",
+        "one flipped byte",
+    ],
+)
+def test_a_damaged_cache_entry_is_named_recomputed_and_the_run_goes_on(
+    lively_bottom, tiny_photos, tmp_path, capsys, how
+):
     from helpers import cache
 
     paths = sorted((tiny_photos / "train").rglob("*.jpg"))[:6]
@@ -164,8 +211,16 @@ out = cache.BottleneckCache(sys.argv[1], progress=False).activations(
 np.save(sys.argv[2], out)
 """)
     shared = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, str(script), str(shared), str(tmp_path / f"out{i}.npy")],
-                              env=env(), cwd=ROOT, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(shared), str(tmp_path / f"out{i}.npy")],
+            env=env(),
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err[-2000:]
@@ -176,7 +231,8 @@ np.save(sys.argv[2], out)
 
 
 def test_kill_9_while_the_cache_is_written_then_a_rerun_equals_an_uninterrupted_run(
-        random_backbone_weights, lively_bottom, tiny_photos, tmp_path):
+    random_backbone_weights, lively_bottom, tiny_photos, tmp_path
+):
     from helpers import cache
 
     script = tmp_path / "fill.py"
@@ -192,8 +248,7 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(m
                                                                 paths, augment_copies=2, batch_size=1)
 """)
     shared = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, str(script), str(shared)], env=env(), cwd=ROOT,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, str(script), str(shared)], env=env(), cwd=ROOT, stderr=subprocess.DEVNULL)
     target = random.Random().randint(3, 60)  # a random point of the 108 writes
     deadline = time.time() + 120
     while time.time() < deadline and len(list(shared.rglob("*.npy"))) < target and proc.poll() is None:
@@ -206,12 +261,14 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(m
     store = cache.BottleneckCache(shared, progress=False)
     resumed, stats = store.fetch(lively_bottom, paths, augment_copies=2)
     assert stats.hits >= written - 1 and stats.bad == 0
-    fresh = cache.BottleneckCache(tmp_path / "fresh", progress=False).activations(lively_bottom, paths,
-                                                                                  augment_copies=2)
+    fresh = cache.BottleneckCache(tmp_path / "fresh", progress=False).activations(
+        lively_bottom, paths, augment_copies=2
+    )
     np.testing.assert_array_equal(resumed, fresh)
 
 
 # --------------------------------------------------------------------------- interrupted and stale runs
+
 
 @pytest.fixture(scope="module")
 def run_setup(tmp_path_factory, random_backbone_weights):
@@ -220,8 +277,11 @@ def run_setup(tmp_path_factory, random_backbone_weights):
     for split, n in (("train", 8), ("val", 4)):
         for c, (name, colour) in enumerate(COLOURS.items()):
             for i in range(n):
-                make_photo(root / "photos" / split / name / f"{name}_{i}.jpg", colour,
-                           seed=1000 * (split == "val") + 100 * c + i)
+                make_photo(
+                    root / "photos" / split / name / f"{name}_{i}.jpg",
+                    colour,
+                    seed=1000 * (split == "val") + 100 * c + i,
+                )
     return root / "photos", random_backbone_weights, root / "cache"
 
 
@@ -235,8 +295,7 @@ def whole_run(run_setup, tmp_path_factory) -> Path:
     return out
 
 
-def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupted_run(run_setup, whole_run,
-                                                                                       tmp_path):
+def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupted_run(run_setup, whole_run, tmp_path):
     photos, weights, cache_dir = run_setup
     out = tmp_path / "killed"
     delays = [round(random.uniform(2.0, 8.0), 1) for _ in range(2)]
@@ -249,8 +308,9 @@ def test_kill_9_at_random_points_of_training_then_a_rerun_equals_an_uninterrupte
     assert rerun.returncode == 0, f"killed at {delays} s: " + rerun.stderr[-2000:]
     a, b = metrics(whole_run), metrics(out)
     assert a["val_accuracy"] == b["val_accuracy"], delays
-    np.testing.assert_allclose(a["phases"]["head"]["history"]["loss"], b["phases"]["head"]["history"]["loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        a["phases"]["head"]["history"]["loss"], b["phases"]["head"]["history"]["loss"], rtol=1e-5
+    )
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert_no_partial_files(out)
 
@@ -314,6 +374,7 @@ def test_ctrl_c_is_one_line_and_exit_130_with_nothing_half_written(run_setup, tm
 
 # --------------------------------------------------------------------------- output locations
 
+
 def test_an_out_that_is_a_file_read_only_or_full_is_refused_before_any_work(run_setup, tmp_path, tmpfs):
     photos, weights, cache_dir = run_setup
     a_file = tmp_path / "taken.txt"
@@ -321,8 +382,7 @@ def test_an_out_that_is_a_file_read_only_or_full_is_refused_before_any_work(run_
     full = tmpfs("1m")
     (full / "filler").write_bytes(b"\0" * 900_000)
     readonly = tmpfs("1m", readonly=True)
-    for out, words in ((a_file, "is a file, not a folder"), (readonly / "run", "read-only"),
-                       (full, "free but about")):
+    for out, words in ((a_file, "is a file, not a folder"), (readonly / "run", "read-only"), (full, "free but about")):
         result = cli(*train_args(photos, out, weights, cache_dir))
         assert result.returncode != 0
         [line] = errors(result)
@@ -345,8 +405,15 @@ def test_the_disk_filling_up_during_a_run_is_one_line_and_leaves_nothing_half_wr
 
 def test_evaluate_into_a_read_only_folder_is_refused_before_the_forward_pass(tiny_trained_run, tmpfs):
     readonly = tmpfs("1m", readonly=True)
-    result = cli("evaluate", "--model", tiny_trained_run / "model.keras", "--data", tiny_trained_run / "photos",
-                 "--out", readonly)
+    result = cli(
+        "evaluate",
+        "--model",
+        tiny_trained_run / "model.keras",
+        "--data",
+        tiny_trained_run / "photos",
+        "--out",
+        readonly,
+    )
     assert result.returncode == 1
     [line] = errors(result)
     assert str(readonly) in line and "read-only" in line and "accuracy" not in result.stdout
@@ -355,8 +422,10 @@ def test_evaluate_into_a_read_only_folder_is_refused_before_the_forward_pass(tin
 def test_a_corrupt_model_file_is_named_as_not_a_keras_archive(tmp_path, tiny_photos):
     model = tmp_path / "model.keras"
     model.write_bytes(np.random.default_rng(1).bytes(5000))
-    for args in (("predict", "--model", model, next(tiny_photos.rglob("*.jpg"))),
-                 ("evaluate", "--model", model, "--data", tiny_photos)):
+    for args in (
+        ("predict", "--model", model, next(tiny_photos.rglob("*.jpg"))),
+        ("evaluate", "--model", model, "--data", tiny_photos),
+    ):
         result = cli(*args)
         assert result.returncode == 2
         [line] = errors(result)
@@ -365,16 +434,18 @@ def test_a_corrupt_model_file_is_named_as_not_a_keras_archive(tmp_path, tiny_pho
 
 # --------------------------------------------------------------------------- hostile photos
 
+
 def test_a_decompression_bomb_is_named_and_the_good_photo_is_still_classified(tiny_trained_run, tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (14000, 14000), 1).save(bomb)  # 196 megapixels in ~50 KB
     big = tmp_path / "big.png"
-    Image.new("1", (12000, 12000), 1).save(big)   # over the limit, under PIL's own error threshold
+    Image.new("1", (12000, 12000), 1).save(big)  # over the limit, under PIL's own error threshold
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"junk" * 10)
     good = sorted((tiny_trained_run / "photos" / "val" / "tiger").glob("*.jpg"))[0]
-    result = cli("predict", "--model", tiny_trained_run / "model.keras", bomb, good, big, corrupt,
-                 tmp_path / "missing.jpg")
+    result = cli(
+        "predict", "--model", tiny_trained_run / "model.keras", bomb, good, big, corrupt, tmp_path / "missing.jpg"
+    )
     assert result.returncode == 1
     assert re.search(rf"^{re.escape(str(good))}: (bear|lion|tiger) \d\.\d{{3}}", result.stdout, re.M)
     lines = errors(result)
@@ -400,11 +471,14 @@ def test_an_oversized_photo_is_refused_from_its_header_without_decoding(tmp_path
 
 # --------------------------------------------------------------------------- silent surprises in the data
 
+
 def _surprising_photos(root: Path) -> Path:
     for split, n in (("train", 8), ("val", 3)):
         for c, name in enumerate(("bear", "lion", "tiger")):
             for i in range(n):
-                make_photo(root / split / name / f"{name}_{i}.jpg", COLOURS[name], seed=1000 * (split == "val") + 100 * c + i)
+                make_photo(
+                    root / split / name / f"{name}_{i}.jpg", COLOURS[name], seed=1000 * (split == "val") + 100 * c + i
+                )
     make_photo(root / "train" / "okapi" / "okapi_0.jpg", (90, 60, 90), seed=7)  # 1 photo, train only
     os.symlink("..", root / "train" / "lion" / "loop")  # lion/loop/bear/* would be labelled lion
     return root
@@ -438,7 +512,8 @@ def test_check_data_never_ends_ok_while_listing_problems(tmp_path):
 
 
 def test_evaluate_scores_every_photo_of_a_folder_without_splits_and_warns_about_unknown_labels(
-        tiny_trained_run, tmp_path):
+    tiny_trained_run, tmp_path
+):
     model = tmp_path / "model" / "model.keras"  # no labels.txt or metrics.json beside it
     model.parent.mkdir()
     shutil.copy(tiny_trained_run / "model.keras", model)
@@ -457,7 +532,8 @@ def test_evaluate_scores_every_photo_of_a_folder_without_splits_and_warns_about_
 
 def test_the_cli_finds_photos_like_the_notebooks(tmp_path, monkeypatch, capsys):
     """No --data and no $WORKBOOK_DATA: the CIFAR-100 default (already built here), not a refusal."""
-    from helpers import cli as cli_mod, datasets
+    from helpers import cli as cli_mod
+    from helpers import datasets
 
     monkeypatch.delenv("WORKBOOK_DATA", raising=False)
     monkeypatch.setattr(datasets, "DATA_ROOT", tmp_path / "data")
@@ -465,7 +541,9 @@ def test_the_cli_finds_photos_like_the_notebooks(tmp_path, monkeypatch, capsys):
     for split in ("train", "val"):
         for c, name in enumerate(CLASSES):
             for i in range(3):
-                make_photo(built / split / name / f"{name}_{i}.jpg", COLOURS[name], seed=10 * c + i + 100 * (split == "val"))
+                make_photo(
+                    built / split / name / f"{name}_{i}.jpg", COLOURS[name], seed=10 * c + i + 100 * (split == "val")
+                )
     (built / "dataset.json").write_text("{}")
     assert cli_mod.main(["check-data"]) == 0
     assert str(built) in capsys.readouterr().out
@@ -477,8 +555,11 @@ def test_cli_defaults_are_not_duplicated_in_argparse():
     parser = build_parser()
     for command in ("train", "bench", "check-data"):
         args = parser.parse_args([command] + (["--out", "x"] if command == "train" else []))
-        given = {k: v for k, v in vars(args).items()
-                 if v not in (None, False) and k not in ("command", "func", "verbose", "out", "weights")}
+        given = {
+            k: v
+            for k, v in vars(args).items()
+            if v not in (None, False) and k not in ("command", "func", "verbose", "out", "weights")
+        }
         assert not given, f"{command} has literal defaults {given}: take them from the helper functions"
 
 

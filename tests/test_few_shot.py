@@ -4,6 +4,7 @@ The claim — the default ``python -m helpers train`` head reaches ≥ 99% mean 
 per class and no seed below 95% — needs the real photos and MobileNetV2 weights
 (``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``); without them it skips.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,9 +69,16 @@ def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_ph
 
     accs = []
     for seed in SEEDS:
-        m = train.train_classifier(shared_photos, tmp_path / f"s{seed}", backbone="mobilenet_v2",
-                                   weights=str(shared_weights_dir / MOBILENET_V2_FILE), per_class=PER_CLASS,
-                                   seed=seed, image_size=224, cache_dir=tmp_path / "cache")
+        m = train.train_classifier(
+            shared_photos,
+            tmp_path / f"s{seed}",
+            backbone="mobilenet_v2",
+            weights=str(shared_weights_dir / MOBILENET_V2_FILE),
+            per_class=PER_CLASS,
+            seed=seed,
+            image_size=224,
+            cache_dir=tmp_path / "cache",
+        )
         assert m["phases"]["head"]["start"] == "class means"
         accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"]))
     assert np.mean(accs) >= 0.99, accs

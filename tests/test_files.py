@@ -1,4 +1,5 @@
 """Atomic writes: a result file appears whole or not at all."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """What ImageNet already knows about lions, tigers and bears (notebook 01)."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,6 +26,7 @@ def test_is_related_counts_the_family_only():
 
 def _offline(monkeypatch):
     """Make Keras' download fail as it does offline (no network touched)."""
+
     def fail(spec, file_name):
         raise Exception(f"URL fetch failure on https://example.invalid/{file_name}: None -- offline")
 

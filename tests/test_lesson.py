@@ -5,6 +5,7 @@
   a parameters cell, train the classifier without ``helpers`` except for loading photos,
   and reach ≥ 97% validation accuracy with 10 photos per class (MobileNetV2, real weights).
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,7 +34,11 @@ def test_drift_is_detected(tmp_path):
     for path in notebook_paths():
         nb = nbformat.read(str(path), as_version=4)
         for cell in nb.cells:
-            if cell.cell_type == "code" and cell.source.startswith(lesson_export.SAVE_MARK) and "def add_head" in cell.source:
+            if (
+                cell.cell_type == "code"
+                and cell.source.startswith(lesson_export.SAVE_MARK)
+                and "def add_head" in cell.source
+            ):
                 cell.source = cell.source.replace("dropout=0.2", "dropout=0.5")
         nbformat.write(nb, str(copies / path.name))
     target = tmp_path / "lesson.py"
@@ -48,8 +53,9 @@ def test_every_saved_function_names_its_notebook_and_is_plain_keras():
     source = lesson_export.LESSON_FILE.read_text(encoding="utf-8")
     tree = ast.parse(source)
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    assert {"add_head", "compile_model", "fit_keep_best", "unfreeze_above", "split_at",
-            "start_at_class_means"} <= set(functions)
+    assert {"add_head", "compile_model", "fit_keep_best", "unfreeze_above", "split_at", "start_at_class_means"} <= set(
+        functions
+    )
     for name in functions:
         assert re.search(rf"# Defined in notebooks/\d\d_\w+\.ipynb\ndef {name}\(", source), name
     imports = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
@@ -59,8 +65,11 @@ def test_every_saved_function_names_its_notebook_and_is_plain_keras():
 def lesson_cells() -> list[str]:
     cells = []
     for path in notebook_paths(only=LESSON_NOTEBOOKS):
-        cells += [c.source for c in nbformat.read(str(path), as_version=4).cells
-                  if c.cell_type == "code" and "lesson" in c.metadata.get("tags", [])]
+        cells += [
+            c.source
+            for c in nbformat.read(str(path), as_version=4).cells
+            if c.cell_type == "code" and "lesson" in c.metadata.get("tags", [])
+        ]
     return cells
 
 
@@ -78,21 +87,29 @@ def test_lesson_cells_alone_train_the_classifier(tmp_path, shared_weights_dir, s
     """An empty notebook: parameters, `import keras`, the photo loader, then only the lesson cells."""
     from conftest import MOBILENET_V2_FILE
 
-    parameters = (f"BACKBONE = 'MobileNetV2'\nWEIGHTS = {str(shared_weights_dir / MOBILENET_V2_FILE)!r}\n"
-                  f"IMAGE_SIZE = 224\nDATA_DIR = {str(shared_photos)!r}\nPER_CLASS = 10\nSEED = 0\nEPOCHS = 15\n"
-                  "HEAD_EPOCHS = 15\nFINE_TUNE_EPOCHS = 2\nPATIENCE = 5\nLEARNING_RATE = 1e-3\nFINE_TUNE_LEARNING_RATE = 1e-5\nBATCH_SIZE = 32\nPOP_BLOCKS = 3\n"
-                  "CUT = 'block_15_add'\n")
+    parameters = (
+        f"BACKBONE = 'MobileNetV2'\nWEIGHTS = {str(shared_weights_dir / MOBILENET_V2_FILE)!r}\n"
+        f"IMAGE_SIZE = 224\nDATA_DIR = {str(shared_photos)!r}\nPER_CLASS = 10\nSEED = 0\nEPOCHS = 15\n"
+        "HEAD_EPOCHS = 15\nFINE_TUNE_EPOCHS = 2\nPATIENCE = 5\nLEARNING_RATE = 1e-3\n"
+        "FINE_TUNE_LEARNING_RATE = 1e-5\nBATCH_SIZE = 32\nPOP_BLOCKS = 3\n"
+        "CUT = 'block_15_add'\n"
+    )
     imports = "import time\nimport keras\nimport numpy as np\nfrom helpers import photos  # only to load the photos"
     body = lesson_cells() + [
         "val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, verbose=0)\n"
-        "print('VAL_ACCURACY', val_accuracy)"]
+        "print('VAL_ACCURACY', val_accuracy)"
+    ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in [parameters, imports, *body]])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     from nbclient import NotebookClient
 
     with kernel_environment():
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        NotebookClient(
+            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+    text = "".join(
+        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
+    )
     accuracy = float(re.search(r"VAL_ACCURACY ([0-9.]+)", text).group(1))
     assert accuracy >= 0.97, f"validation accuracy {accuracy:.3f} with 10 photos per class"
     assert "helpers" not in "\n".join(body).replace("from helpers import photos", "")

@@ -7,6 +7,7 @@ outputs (``notebooks.nbval_replay``) instead of executing the notebook a second 
 need the real photos and weights (``WORKBOOK_DATA``, ``WORKBOOK_WEIGHTS_DIR``) and skip
 without them.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ def code_cells(path: Path) -> list:
 
 
 # --- stored form ------------------------------------------------------------------------
+
 
 def test_stored_notebooks_are_clean():
     dirty = notebooks.dirty_notebooks(NOTEBOOKS)
@@ -57,8 +59,15 @@ def test_notebook_shape(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_parameter_defaults_are_the_real_thing(path):
     declared = notebooks.declared_parameters(path)
-    real = {"BACKBONE": '"InceptionV3"', "CLASSIFIER": '"InceptionV3"', "WEIGHTS": '"imagenet"',
-            "DATA_DIR": "None", "IMAGE_SIZE": "None", "SEED": "0", "QUICK": "False"}
+    real = {
+        "BACKBONE": '"InceptionV3"',
+        "CLASSIFIER": '"InceptionV3"',
+        "WEIGHTS": '"imagenet"',
+        "DATA_DIR": "None",
+        "IMAGE_SIZE": "None",
+        "SEED": "0",
+        "QUICK": "False",
+    }
     for name, default in real.items():
         if name in declared:
             assert declared[name] == default, f"{path.name}: {name} = {declared[name]}"
@@ -86,6 +95,7 @@ def test_quick_parameters_name_real_notebooks_and_parameters():
 
 # --- the runner and the cleaning tool ---------------------------------------------------
 
+
 def test_parameters_for_injects_only_what_a_notebook_declares():
     nb01 = next(p for p in NOTEBOOKS if p.stem.startswith("01"))
     nb03 = next(p for p in NOTEBOOKS if p.stem.startswith("03"))
@@ -108,11 +118,13 @@ def test_parse_value_reads_literals_else_strings():
 
 
 def _tiny_notebook(path: Path, body: str) -> Path:
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# tiny"),
-        nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(body),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# tiny"),
+            nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(body),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(path))
     return path
@@ -133,7 +145,9 @@ def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
     assert any("FAILED: 01_broken" in line for line in lines)
     summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
     assert [(r["name"], r["ok"], r["parameters"]) for r in summary["notebooks"]] == [
-        ("00_ok", True, {"VALUE": 21}), ("01_broken", False, {"VALUE": 21})]
+        ("00_ok", True, {"VALUE": 21}),
+        ("01_broken", False, {"VALUE": 21}),
+    ]
     assert summary["complete"] and summary["pending"] == [] and summary["forward_passes"] == []
 
 
@@ -153,8 +167,11 @@ def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
             summaries.append(json.loads((out / "notebooks.json").read_text()))
 
     runs = notebooks.run_notebooks(out, parameters={"VALUE": 21}, notebooks_dir=src, log=log, timeout=2)
-    assert [(r.name, r.ok, r.timed_out) for r in runs] == [("00_slow", False, True), ("01_dies", False, False),
-                                                           ("02_ok", True, False)]
+    assert [(r.name, r.ok, r.timed_out) for r in runs] == [
+        ("00_slow", False, True),
+        ("01_dies", False, False),
+        ("02_ok", True, False),
+    ]
     assert runs[0].seconds < 30, "the timeout must stop the sleeping cell"
     # the third code cell: the parameters cell, papermill's injected one, then the body
     assert runs[0].cell == 3 and "cell 3 `import time`" in runs[0].error and "CellTimeoutError" in runs[0].error
@@ -164,8 +181,10 @@ def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
     assert any("FAILED: 00_slow (timed out), 01_dies" in line for line in lines)
     # a summary after each notebook: what ran so far, and what is still to run
     assert [([n["name"] for n in s["notebooks"]], s["pending"], s["complete"]) for s in summaries[:3]] == [
-        (["00_slow"], ["01_dies", "02_ok"], False), (["00_slow", "01_dies"], ["02_ok"], False),
-        (["00_slow", "01_dies", "02_ok"], [], True)]
+        (["00_slow"], ["01_dies", "02_ok"], False),
+        (["00_slow", "01_dies"], ["02_ok"], False),
+        (["00_slow", "01_dies", "02_ok"], [], True),
+    ]
     final = json.loads((out / "notebooks.json").read_text())
     assert final["complete"] and [n["name"] for n in final["notebooks"]] == ["00_slow", "01_dies", "02_ok"]
     slow, dies, ok = final["notebooks"]
@@ -179,12 +198,17 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
     monkeypatch.delenv("WORKBOOK_PASS_LOG", raising=False)
     src = tmp_path / "src"
     src.mkdir()
-    body = ("from helpers import passes\n"
-            "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
-            "passes.record(key, IDS, COMPUTED)")
+    body = (
+        "from helpers import passes\n"
+        "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
+        "passes.record(key, IDS, COMPUTED)"
+    )
     _tiny_notebook(src / "00_first.ipynb", body.replace("IDS", "['p1', 'p2', 'p3']").replace("COMPUTED", "3"))
-    _tiny_notebook(src / "01_again.ipynb", body.replace("IDS", "['p2', 'p3', 'p4']").replace("COMPUTED", "1")
-                   + "\npasses.record(key, ['p1'], 1, kind='fine_tune')")
+    _tiny_notebook(
+        src / "01_again.ipynb",
+        body.replace("IDS", "['p2', 'p3', 'p4']").replace("COMPUTED", "1")
+        + "\npasses.record(key, ['p1'], 1, kind='fine_tune')",
+    )
     out = tmp_path / "out"
     out.mkdir()
     (out / "passes.jsonl").write_text('{"key": {"stale": 1}, "kind": "frozen", "photo_ids": ["x"], "computed": 9}\n')
@@ -194,7 +218,8 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
     summary = json.loads((out / "notebooks.json").read_text())
     assert summary["forward_passes"] == [
         {"key": key, "kind": "frozen", "distinct": 4, "computed": 4, "ratio": 1.0},
-        {"key": key, "kind": "fine_tune", "distinct": 1, "computed": 1, "ratio": 1.0}]
+        {"key": key, "kind": "fine_tune", "distinct": 1, "computed": 1, "ratio": 1.0},
+    ]
     sources = [json.loads(line)["source"] for line in (out / "passes.jsonl").read_text().splitlines()]
     assert sources == ["00_first", "01_again", "01_again"]
     assert "WORKBOOK_PASS_LOG" not in os.environ, "the runner's own environment is left as it was"
@@ -224,8 +249,10 @@ def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp
     assert "01_ok.ipynb: ok" in captured.out
     assert "FAILED 00_slow: cell 2" in captured.err and "timeout" in captured.err
     summary = json.loads((tmp_path / "out" / "notebooks.json").read_text())
-    assert [(n["name"], n["ok"], n["timed_out"]) for n in summary["notebooks"]] == [("00_slow", False, True),
-                                                                                   ("01_ok", True, False)]
+    assert [(n["name"], n["ok"], n["timed_out"]) for n in summary["notebooks"]] == [
+        ("00_slow", False, True),
+        ("01_ok", True, False),
+    ]
 
 
 def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
@@ -267,6 +294,7 @@ def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
 # cells' outputs against the stored ones (on an ``nbval_replay`` of the run: nbval compares
 # with all its own machinery without executing the notebook a second time).
 
+
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -295,8 +323,9 @@ def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
     print(json.dumps(summary["forward_passes"], indent=1))
 
 
-def _nbval(stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None,
-           edit=None) -> subprocess.CompletedProcess:
+def _nbval(
+    stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None, edit=None
+) -> subprocess.CompletedProcess:
     """Run nbval --nbval-lax on the replay of ``executed`` against ``stored``'s outputs (see nbval_replay)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     copy = tmp_path / stored.name
@@ -304,16 +333,38 @@ def _nbval(stored: Path, executed: Path, tmp_path: Path, parameters: dict | None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
-         "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), "-c", os.devnull, str(copy)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(copy),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _executed(quick_workbook, path: Path):
     run = quick_workbook["runs"][path.stem]
     if not run.ok:
-        pytest.fail(f"{path.name} did not run ({run.error}), so there is nothing to compare; "
-                    "see test_notebook_runs_headless_in_quick_mode")
+        pytest.fail(
+            f"{path.name} did not run ({run.error}), so there is nothing to compare; "
+            "see test_notebook_runs_headless_in_quick_mode"
+        )
     return run
 
 
@@ -346,16 +397,27 @@ def test_nbval_fails_when_a_checked_output_changes(path, quick_workbook, tmp_pat
 def test_nbval_replay_compares_what_the_run_printed(tmp_path):
     """The replay is faithful: a same (sanitized) output passes, a different or a missing one fails."""
     stored = tmp_path / "00_tiny.ipynb"
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# tiny"),
-        nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE, '0xdeadbeef')", execution_count=2,
-                                  outputs=[nbformat.v4.new_output("stream", text="7 0x1234\n")]),
-        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(VALUE + 1)", execution_count=3,
-                                  outputs=[nbformat.v4.new_output("stream", text="9\n")]),
-        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('quiet')", execution_count=4,
-                                  outputs=[nbformat.v4.new_output("stream", text="quiet\n")]),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# tiny"),
+            nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nprint(VALUE, '0xdeadbeef')",
+                execution_count=2,
+                outputs=[nbformat.v4.new_output("stream", text="7 0x1234\n")],
+            ),
+            nbformat.v4.new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nprint(VALUE + 1)",
+                execution_count=3,
+                outputs=[nbformat.v4.new_output("stream", text="9\n")],
+            ),
+            nbformat.v4.new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nprint('quiet')",
+                execution_count=4,
+                outputs=[nbformat.v4.new_output("stream", text="quiet\n")],
+            ),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(stored))
     run = notebooks.run_notebook(stored, tmp_path / "out", {"VALUE": 7})

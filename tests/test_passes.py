@@ -1,4 +1,5 @@
 """Forward-pass accounting (helpers/passes.py): records append whole lines, summaries count right."""
+
 from __future__ import annotations
 
 import json
@@ -72,5 +73,6 @@ def test_several_processes_append_whole_lines(tmp_path):
         assert w.exitcode == 0
     lines = log.read_text().splitlines()
     assert len(lines) == 800 and all(len(json.loads(line)["photo_ids"]) == 80 for line in lines)
-    assert passes.summarise(log) == [{"key": MOBILE, "kind": "frozen", "distinct": 64000, "computed": 64000,
-                                      "ratio": 1.0}]
+    assert passes.summarise(log) == [
+        {"key": MOBILE, "kind": "frozen", "distinct": 64000, "computed": 64000, "ratio": 1.0}
+    ]

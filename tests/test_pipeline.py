@@ -1,4 +1,5 @@
 """tf.data input pipeline: parallel decode + resize + prefetch, with the same pixels as load_image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,17 @@ def test_labels_travel_with_their_photos_and_shuffling_is_seeded(tiny_photos):
     xs, ys = zip(*batches(ds))
     assert [len(b) for b in ys] == [7, 7, 7, 3]
     np.testing.assert_array_equal(np.concatenate(ys), folder.train.labels)
-    shuffled = [np.concatenate([b[1] for b in batches(pipeline.photo_dataset(
-        folder.train.paths, size, folder.train.labels, shuffle=True, seed=3))]) for _ in range(2)]
+    shuffled = [
+        np.concatenate(
+            [
+                b[1]
+                for b in batches(
+                    pipeline.photo_dataset(folder.train.paths, size, folder.train.labels, shuffle=True, seed=3)
+                )
+            ]
+        )
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(shuffled[0], shuffled[1])
     assert sorted(shuffled[0]) == sorted(folder.train.labels) and list(shuffled[0]) != folder.train.labels
 

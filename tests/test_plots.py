@@ -1,4 +1,5 @@
 """The network diagram of notebook 02 and the photo grids of notebooks 01 and 03."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -30,8 +31,11 @@ def transferred(full):
 
 
 def _all_layers(model):
-    return [name for layer in model.layers
-            for name in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer.name])]
+    return [
+        name
+        for layer in model.layers
+        for name in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer.name])
+    ]
 
 
 def test_every_layer_is_in_exactly_one_box(full, transferred):

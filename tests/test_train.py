@@ -1,4 +1,5 @@
 """Training: the ``train`` recipe writes a model and metrics, repeats exactly, and uses its cache."""
+
 from __future__ import annotations
 
 import json
@@ -43,15 +44,19 @@ def test_train_classifier_writes_model_and_metrics(tiny_photos, tmp_path):
 
 def test_the_same_seed_gives_the_same_model(tiny_photos, tmp_path, random_backbone_weights):
     kw = dict(TINY, weights=str(random_backbone_weights), fine_tune_epochs=0)
-    runs = [train.train_classifier(tiny_photos, tmp_path / f"run{i}", seed=seed, cache_dir=tmp_path / f"cache{i}", **kw)
-            for i, seed in enumerate((7, 7, 8))]
+    runs = [
+        train.train_classifier(tiny_photos, tmp_path / f"run{i}", seed=seed, cache_dir=tmp_path / f"cache{i}", **kw)
+        for i, seed in enumerate((7, 7, 8))
+    ]
     a, b, c = (keras.models.load_model(tmp_path / f"run{i}" / "model.keras") for i in range(3))
     assert runs[0]["val_accuracy"] == runs[1]["val_accuracy"]
     assert runs[0]["phases"]["head"]["history"] == runs[1]["phases"]["head"]["history"]
-    np.testing.assert_array_equal(a.get_layer("predictions").get_weights()[0],
-                                  b.get_layer("predictions").get_weights()[0])
-    assert not np.array_equal(a.get_layer("predictions").get_weights()[0],
-                              c.get_layer("predictions").get_weights()[0])  # the seed matters
+    np.testing.assert_array_equal(
+        a.get_layer("predictions").get_weights()[0], b.get_layer("predictions").get_weights()[0]
+    )
+    assert not np.array_equal(
+        a.get_layer("predictions").get_weights()[0], c.get_layer("predictions").get_weights()[0]
+    )  # the seed matters
 
 
 def test_a_model_cut_in_two_computes_the_same_function(tiny_photos, random_backbone_weights):
@@ -101,9 +106,26 @@ def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):
     out = tmp_path / "cli"
 
     def command(to):
-        return [sys.executable, "-m", "helpers", "train", "--data", str(tiny_photos), "--backbone",
-                "mobilenet_v2_0.35", "--weights", "none", "--image-size", "48", "--epochs", "2", "--out", str(to),
-                "--cache-dir", str(tmp_path / "cache")]
+        return [
+            sys.executable,
+            "-m",
+            "helpers",
+            "train",
+            "--data",
+            str(tiny_photos),
+            "--backbone",
+            "mobilenet_v2_0.35",
+            "--weights",
+            "none",
+            "--image-size",
+            "48",
+            "--epochs",
+            "2",
+            "--out",
+            str(to),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
 
     result = subprocess.run(command(out), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -121,8 +143,13 @@ def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):
 
 
 def test_cli_train_explains_a_missing_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "helpers", "train", "--data", str(tmp_path / "nowhere"),
-                             "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "nowhere" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
@@ -133,9 +160,27 @@ def test_ten_photos_per_class_reach_97_percent(shared_photos, shared_weights_dir
     """The workbook's promise, on real photos and genuine ImageNet weights (MobileNetV2)."""
     weights = shared_weights_dir / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     result = subprocess.run(
-        [sys.executable, "-m", "helpers", "train", "--data", str(shared_photos), "--backbone", "mobilenet_v2",
-         "--weights", str(weights), "--per-class", "10", "--out", str(tmp_path / "real")],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "train",
+            "--data",
+            str(shared_photos),
+            "--backbone",
+            "mobilenet_v2",
+            "--weights",
+            str(weights),
+            "--per-class",
+            "10",
+            "--out",
+            str(tmp_path / "real"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "real" / "metrics.json").read_text())
     assert metrics["n_train"] == 30 and metrics["n_val"] + metrics["n_test"] == 180
@@ -149,10 +194,16 @@ def test_cli_without_photos_says_how_to_give_them(tmp_path):
     # like the notebooks, the CLI falls back to the CIFAR-100 default; with the download unreachable
     # (a dead proxy, an empty Keras cache) it must say how to give photos, in one line
     env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_DATA"}
-    env.update(KERAS_HOME=str(tmp_path / "keras"), http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
-    result = subprocess.run([sys.executable, "-m", "helpers", "check-data"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    env.update(
+        KERAS_HOME=str(tmp_path / "keras"),
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "check-data"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode != 0
     assert "could not get CIFAR-100" in result.stderr and "WORKBOOK_DATA" in result.stderr
     assert "--data" in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
 """Classify your own photo (notebook 08): the upload control, driven the way the browser drives it."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -36,13 +37,18 @@ def test_the_control_classifies_each_uploaded_file_and_reports_bad_ones(tiny_tra
     assert upload.UPLOAD_CLASS in box._dom_classes
     photo = sorted((tiny_trained_run / "photos" / "val" / "tiger").glob("*.jpg"))[0]
     # what the browser sends when a learner picks two files (ipywidgets 8 value format)
-    button.value = ({"name": photo.name, "type": "image/jpeg", "size": 1, "content": memoryview(photo.read_bytes()),
-                     "last_modified": NOW},
-                    {"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
-                     "last_modified": NOW})
+    button.value = (
+        {
+            "name": photo.name,
+            "type": "image/jpeg",
+            "size": 1,
+            "content": memoryview(photo.read_bytes()),
+            "last_modified": NOW,
+        },
+        {"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"), "last_modified": NOW},
+    )
     texts = "".join(o.get("text", "") for o in output.outputs if o.get("output_type") == "stream")
     images = [o for o in output.outputs if "image/png" in o.get("data", {})]
     assert "notes.txt: not an image" in texts
     assert f"{photo.name}: " in texts and "%" in texts
     assert len(images) == 1  # the photo is shown, the text file is not
-

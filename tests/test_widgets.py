@@ -1,4 +1,5 @@
 """The notebook-04 freeze chooser: a slider over the blocks that freezes the model as it moves."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,7 +53,10 @@ def test_moving_the_slider_updates_the_count_and_the_model(model):
     lower = shown_count(chooser)
     assert lower > head_only
     assert lower == cuts.trainable_report(model).trainable_weights
-    assert cuts.base_of(model).get_layer("block_12_expand").trainable and not cuts.base_of(model).get_layer("block_11_expand").trainable
+    assert (
+        cuts.base_of(model).get_layer("block_12_expand").trainable
+        and not cuts.base_of(model).get_layer("block_11_expand").trainable
+    )
     assert not cuts.base_of(model).get_layer("block_12_expand_BN").trainable  # BatchNorm stays frozen
     assert "frozen blocks: 11 of 17" in chooser.count.value
     chooser.slider.value = "head only"
