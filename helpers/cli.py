@@ -94,6 +94,19 @@ def cmd_sync_lesson(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What makes a `train` run: recorded in run.json, compared on a re-run, and passed to train_classifier.
+RUN_SETTINGS = (
+    "backbone",
+    "per_class",
+    "image_size",
+    "epochs",
+    "fine_tune_from",
+    "fine_tune_epochs",
+    "seed",
+    "batch_size",
+)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import files, runs
 
@@ -103,17 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--per-class must be at least 1, got {args.per_class}")
     from .train import train_classifier
 
-    settings_ = _defaults(train_classifier) | _given(
-        args,
-        "backbone",
-        "per_class",
-        "image_size",
-        "epochs",
-        "fine_tune_from",
-        "fine_tune_epochs",
-        "seed",
-        "batch_size",
-    )
+    settings_ = _defaults(train_classifier) | _given(args, *RUN_SETTINGS)
     weights = settings_["weights"] if args.weights is _UNSET else args.weights
     data = _photo_folder(args.data)
     cache_dir = args.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None)
@@ -121,18 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     files.check_output_dir(args.out, runs.estimate_bytes(settings_["backbone"], weights), "--out folder")
     if cache_dir is not None and not args.no_cache:
         files.check_output_dir(cache_dir, 0, "cache folder")
-    config = runs.run_config(
-        data,
-        backbone=settings_["backbone"],
-        weights=weights,
-        image_size=settings_["image_size"],
-        per_class=settings_["per_class"],
-        epochs=settings_["epochs"],
-        fine_tune_from=settings_["fine_tune_from"],
-        fine_tune_epochs=settings_["fine_tune_epochs"],
-        seed=settings_["seed"],
-        batch_size=settings_["batch_size"],
-    )
+    run = {k: settings_[k] for k in RUN_SETTINGS}
+    config = runs.run_config(data, weights=weights, **run)
     print(runs.prepare(args.out, config, fresh=args.fresh), flush=True)
     if settings_["epochs"] == 0:
         print(
@@ -152,15 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = train_classifier(
             data,
             args.out,
-            backbone=settings_["backbone"],
             weights=weights,
-            per_class=settings_["per_class"],
-            image_size=settings_["image_size"],
-            epochs=settings_["epochs"],
-            fine_tune_from=settings_["fine_tune_from"],
-            fine_tune_epochs=settings_["fine_tune_epochs"],
-            seed=settings_["seed"],
-            batch_size=settings_["batch_size"],
+            **run,
             cache=not args.no_cache,
             cache_dir=cache_dir,
         )
