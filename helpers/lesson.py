@@ -16,7 +16,7 @@ def add_head(base, class_names, preprocess, dropout=0.2, normalize=False):
     x = base(x, training=False)  # run the base in inference mode (notebook 04 shows the catch)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if normalize:  # features of length 1: the softmax compares directions (notebook 05, for tiny data)
-        x = keras.layers.UnitNormalization(name="l2")(x)
+        x = keras.layers.UnitNormalization(name="l2", dtype="float32")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(len(class_names), activation="softmax", dtype="float32",
                                  name="predictions")(x)

@@ -28,8 +28,15 @@ def test_headless_liveplot_leaves_a_static_figure_and_saves_it(tmp_path):
     assert set(plot.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss_axis = plot.figure.axes[0]
-    assert loss_axis.get_title() == "loss" and len(loss_axis.lines) == 2
+    assert loss_axis.get_title() == "loss" and len(loss_axis.lines) == 3  # train, val, and the epoch kept
     assert list(loss_axis.lines[0].get_ydata()) == history.history["loss"]
+    kept = curves.best_epoch(history.history)
+    assert kept == 1 + int(np.argmin(history.history["val_loss"]))
+    assert (
+        list(loss_axis.lines[2].get_xdata()) == [kept, kept] and f"kept: epoch {kept}" in loss_axis.lines[2].get_label()
+    )
+    assert plot.figure.axes[1].get_ylim() == (0, 1.02)  # accuracy on a fixed scale
+    assert all(float(t).is_integer() for t in loss_axis.get_xticks())  # whole epochs
 
 
 def test_in_a_notebook_kernel_the_figure_updates_in_place(tmp_path):
