@@ -14,7 +14,7 @@ import ipywidgets as W
 import keras
 import numpy as np
 
-from .data import load_image
+from .data import PhotoError, load_image
 from .evaluate import model_image_size, top_classes
 
 UPLOAD_CLASS = "workbook-photo-upload"
@@ -29,8 +29,9 @@ def classify_bytes(
     """
     try:
         pixels = load_image(io.BytesIO(bytes(content)), model_image_size(model))
-    except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"{name}: not an image we can read ({exc}); upload a JPEG or PNG photo") from None
+    except (PhotoError, OSError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        reason = str(exc).split(": ", 1)[-1] if isinstance(exc, PhotoError) else str(exc)  # it names "the photo"
+        raise ValueError(f"{name}: not an image we can read ({reason}); upload a JPEG or PNG photo") from None
     return pixels, top_classes(model, pixels, class_names, top)
 
 
