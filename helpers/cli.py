@@ -104,6 +104,7 @@ RUN_SETTINGS = (
     "fine_tune_epochs",
     "seed",
     "batch_size",
+    "patience",
 )
 
 
@@ -329,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fine-tune-epochs", type=int)
     p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="stop a phase when the validation loss has not improved for this many epochs (default 10)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(

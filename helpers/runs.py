@@ -91,6 +91,7 @@ def run_config(
     fine_tune_epochs: int,
     seed: int,
     batch_size: int,
+    patience: int,
 ) -> dict:
     """Everything that decides what a run produces: compared by :func:`prepare`."""
     return {
@@ -105,6 +106,7 @@ def run_config(
         "fine_tune_epochs": fine_tune_epochs if fine_tune_from else None,
         "seed": seed,
         "batch_size": batch_size,
+        "patience": patience,
     }
 
 

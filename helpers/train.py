@@ -214,6 +214,7 @@ def train_classifier(
     augment_copies: int = 0,
     live_plot: bool = False,
     strategy=None,
+    patience: int = PATIENCE,
 ) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
@@ -224,6 +225,8 @@ def train_classifier(
     weights computes nothing; ``cache=False`` is the plain recipe. Writes
     ``out/model.keras`` and ``out/metrics.json`` (atomically). ``strategy``: a
     ``tf.distribute`` strategy (default: :func:`helpers.device.choose_strategy` for this machine).
+    ``patience``: each phase stops when the validation loss has not improved for that many
+    epochs, and keeps its best epoch.
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)
@@ -237,7 +240,7 @@ def train_classifier(
     if augment_copies and store is None:
         raise ValueError("augment_copies needs the activation cache (leave cache on)")
     phases: dict[str, PhaseResult] = {}
-    head = Recipe(HEAD_LEARNING_RATE, epochs, batch_size, PATIENCE, seed, live_plot, store, augment_copies, strategy)
+    head = Recipe(HEAD_LEARNING_RATE, epochs, batch_size, patience, seed, live_plot, store, augment_copies, strategy)
     last_cut = cuts.POOL
     if epochs > 0:
         freeze_for(model, None)
@@ -248,7 +251,7 @@ def train_classifier(
             FINE_TUNE_LEARNING_RATE,
             fine_tune_epochs,
             batch_size,
-            PATIENCE,
+            patience,
             seed,
             live_plot,
             store,

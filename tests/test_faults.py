@@ -355,11 +355,13 @@ def test_a_folder_holding_another_run_is_refused_then_fresh_replaces_it(run_setu
 def test_ctrl_c_is_one_line_and_exit_130_with_nothing_half_written(run_setup, tmp_path):
     photos, weights, cache_dir = run_setup
     out = tmp_path / "run"
-    proc = start_cli(*train_args(photos, out, weights, cache_dir, 200))
+    # long enough to be interrupted for sure: no early stop (the run must still be training when Ctrl-C comes)
+    proc = start_cli(*train_args(photos, out, weights, cache_dir, 3000, "--patience", "100000"))
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "run.json").exists():
         time.sleep(0.05)
     time.sleep(random.uniform(1.0, 4.0))
+    assert proc.poll() is None, "the run ended before Ctrl-C: nothing was interrupted"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
