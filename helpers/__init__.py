@@ -55,3 +55,8 @@ def _start_keras_quietly() -> None:
 
 
 _start_keras_quietly()
+
+if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.passes)
+    from . import passes
+
+    passes.count_keras_calls()

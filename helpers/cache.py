@@ -419,14 +419,14 @@ class BottleneckCache:
         if missing:
             self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position)
         passes.record(
-            _pass_key(bottom, folder),
+            passes.network_key(bottom),
             digests,
             sum(1 for _, c in missing if c == 0),
             kind=f"frozen, up to {_cut_name(bottom)}",
         )
         if augment_copies:
             passes.record(
-                _pass_key(bottom, folder),
+                passes.network_key(bottom),
                 [f"{d}-views-s{seed}" for d in digests],
                 sum(1 for _, c in missing if c > 0),
                 kind=f"augmented views, up to {_cut_name(bottom)}",
@@ -497,16 +497,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _pass_key(bottom: keras.Model, folder: Path) -> dict:
-    """What :mod:`helpers.passes` counts photos per: the backbone, the image size, the weights (below the cut)."""
-    nested = [layer.name for layer in bottom.layers if isinstance(layer, keras.Model)]
-    return {
-        "backbone": nested[0] if nested else bottom.name,
-        "image_size": int(bottom.inputs[0].shape[1]),
-        "weights": folder.name.rsplit("-", 1)[-1],
-    }
 
 
 def _cut_name(bottom: keras.Model) -> str:

@@ -24,6 +24,14 @@ def add_head(base, class_names, preprocess, dropout=0.2, normalize=False):
 
 
 # Defined in notebooks/03_train_the_head.ipynb
+def split_at(model, cut):
+    """Cut ``model`` at layer ``cut``: ``bottom`` (pixels → activations), ``top`` (activations → output)."""
+    bottom = keras.Model(model.input, model.get_layer(cut).output)
+    top = keras.Model(model.get_layer(cut).output, model.output)
+    return bottom, top
+
+
+# Defined in notebooks/03_train_the_head.ipynb
 def compile_model(model, learning_rate):
     """Adam, sparse categorical cross-entropy and accuracy: the workbook's one recipe."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -51,14 +59,6 @@ def unfreeze_above(base, cut):
         layer.trainable = above and not isinstance(layer, keras.layers.BatchNormalization)
         above = above or layer.name == cut
     return base
-
-
-# Defined in notebooks/05_small_data_short_time.ipynb
-def split_at(model, cut):
-    """Cut ``model`` at layer ``cut``: ``bottom`` (pixels → activations), ``top`` (activations → output)."""
-    bottom = keras.Model(model.input, model.get_layer(cut).output)
-    top = keras.Model(model.get_layer(cut).output, model.output)
-    return bottom, top
 
 
 # Defined in notebooks/05_small_data_short_time.ipynb

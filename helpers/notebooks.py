@@ -280,7 +280,9 @@ def write_summary(
     """Write ``out_dir/notebooks.json`` (atomically): the runs so far, the forward-pass counts.
 
     ``{"notebooks": [one NotebookRun.to_dict() each], "pending": [names still to run],
-    "complete": bool, "forward_passes": helpers.passes.summarise(pass_log)}``.
+    "complete": bool, "forward_passes": helpers.passes.summarise(pass_log),
+    "forward_passes_per_network": helpers.passes.totals(pass_log)}``: the first per cut and
+    kind, the second per network over all of them (what "one pass per photo" is judged on).
     """
     from . import passes
     from .files import write_json
@@ -291,10 +293,12 @@ def write_summary(
         "pending": pending,
         "complete": not pending,
         "forward_passes": [],
+        "forward_passes_per_network": [],
     }
     if pass_log is not None:
         try:
             summary["forward_passes"] = passes.summarise(pass_log)
+            summary["forward_passes_per_network"] = passes.totals(pass_log)
         except ValueError as exc:  # a torn log must not cost the summary of the notebooks
             summary["forward_passes_error"] = str(exc)
     return write_json(Path(out_dir) / SUMMARY, summary)
@@ -349,7 +353,25 @@ def run_notebooks(
             f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {total:.1f} s; outputs in {out_dir}"
             + (f"; FAILED: {', '.join(failed)}" if failed else "")
         )
+        for net in _totals_or_empty(pass_log):
+            key = net["key"]
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in net["kinds"].items())
+            log(
+                f"forward passes, {key['backbone']} at {key['image_size']} px: {net['computed']} photo images "
+                f"through the frozen part for {net['distinct']} distinct photos"
+                + (f" (ratio {net['ratio']:.2f})" if net["ratio"] is not None else "")
+                + f" — {kinds}"
+            )
     return runs
+
+
+def _totals_or_empty(pass_log: Path) -> list[dict]:
+    from . import passes
+
+    try:
+        return passes.totals(pass_log)
+    except ValueError:  # a torn log: notebooks.json already says so
+        return []
 
 
 # --- checking outputs with nbval without executing twice ----------------------------

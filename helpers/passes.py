@@ -19,6 +19,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 LOG_ENV = "WORKBOOK_PASS_LOG"
 #: Set by the notebook runner to the running notebook's name; stored with each record.
 SOURCE_ENV = "WORKBOOK_PASS_SOURCE"
@@ -112,3 +114,152 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# --------------------------------------------------------------------------- every network, all kinds
+
+#: The kind of the records :func:`count_keras_calls` writes.
+PLAIN_KIND = "plain Keras calls on pixels (fit, evaluate, predict)"
+#: Kinds that are not passes of the photos themselves (augmented copies are counted apart).
+EXTRA_PREFIXES = ("augmented",)
+
+
+def totals(log_path: str | os.PathLike) -> list[dict]:
+    """Per network (backbone, image size, weights): every pass through its frozen part, all cuts and kinds.
+
+    The cache counts per cut point, so a photo that went up to ``pool`` in one notebook and up
+    to a lower block in another counts once in each; here it counts twice, as it ran twice
+    through the layers below that block. Plain Keras calls (:data:`PLAIN_KIND`) name no photos,
+    so they add to ``computed`` and never to ``distinct``. Augmented copies are left out
+    (they are other images). Returns ``{"key", "distinct", "computed", "ratio", "kinds"}``
+    per network, ``kinds`` mapping each kind to the photos it computed.
+    """
+    path = Path(log_path)
+    if not path.is_file():
+        return []
+    networks: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)  # summarise() has already named a torn line
+        kind = entry.get("kind", "frozen")
+        if kind.startswith(EXTRA_PREFIXES):
+            continue
+        net = networks.setdefault(
+            json.dumps(entry["key"], sort_keys=True), {"key": entry["key"], "ids": set(), "computed": 0, "kinds": {}}
+        )
+        net["ids"].update(entry["photo_ids"])
+        net["computed"] += int(entry["computed"])
+        net["kinds"][kind] = net["kinds"].get(kind, 0) + int(entry["computed"])
+    out = []
+    for net in networks.values():
+        distinct = len(net["ids"])
+        out.append(
+            {
+                "key": net["key"],
+                "distinct": distinct,
+                "computed": net["computed"],
+                "ratio": net["computed"] / distinct if distinct else None,
+                "kinds": net["kinds"],
+            }
+        )
+    return out
+
+
+def network_key(model) -> dict:
+    """What photos are counted per: the pretrained base in ``model``, the image size, and its weights.
+
+    The base is the model nested in ``model`` (the lesson's base, or the part of it below a cut
+    that :func:`helpers.cuts.split_at` made), else ``model`` itself; the weights are named by a
+    digest of the base's first weight tensor, which no cut and no fine-tuning of the top blocks
+    changes. The bottleneck cache and :func:`count_keras_calls` use the same key, so their
+    records add up per network.
+    """
+    import hashlib
+
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    base = nested[0] if nested else model
+    first = next((v for layer in _flat_layers(base) for v in layer.weights), None)
+    digest = hashlib.blake2b(digest_size=12)
+    if first is not None:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(first)).tobytes())
+    return {
+        "backbone": base.name.split("_below_")[0],
+        "image_size": int(model.inputs[0].shape[1]),
+        "weights": digest.hexdigest(),
+    }
+
+
+def frozen_base(model):
+    """The pretrained base a whole-model call runs photos through, or None (a head, a CNN from scratch)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return None if "_above_" in layer.name else layer
+    return None
+
+
+_COUNTED = False
+
+
+def count_keras_calls() -> bool:
+    """Count the photos that ``Model.fit``, ``evaluate`` and ``predict`` send through a pretrained base.
+
+    The cache counts what it computes, photo by photo; a lesson cell's plain ``model.fit(pixels)``
+    runs the frozen base over every photo in every epoch, inside Keras. This wraps the three
+    public methods of ``keras.Model`` so that each call on a model holding a base records
+    ``samples × epochs`` (fit; its validation goes through ``evaluate``) or ``samples``
+    (evaluate, predict) under :data:`PLAIN_KIND`. Only the notebook runner switches it on
+    (``helpers`` calls this when ``$WORKBOOK_PASS_LOG`` is set); returns whether it is on.
+    """
+    global _COUNTED
+    if _COUNTED or log_path() is None:
+        return _COUNTED
+    import functools
+
+    import keras
+
+    def counting(name, original):
+        @functools.wraps(original)
+        def method(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            base = frozen_base(self)
+            if base is not None:
+                x = args[0] if args else kwargs.get("x")
+                n = _samples(x)
+                if name == "fit":
+                    n = None if n is None else round(n * (1 - float(kwargs.get("validation_split") or 0)))
+                    n = None if n is None else n * len(getattr(result, "epoch", []) or [])
+                record(network_key(self), [], n or 0, kind=PLAIN_KIND if n is not None else f"{PLAIN_KIND}, uncounted")
+            return result
+
+        return method
+
+    for name in ("fit", "evaluate", "predict"):
+        setattr(keras.Model, name, counting(name, getattr(keras.Model, name)))
+    _COUNTED = True
+    return True
+
+
+def _samples(x) -> int | None:
+    """How many samples an ``x`` of fit/evaluate/predict holds (arrays, tensors, lists or dicts of them)."""
+    if isinstance(x, dict):
+        x = next(iter(x.values()), None)
+    if isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) and shape[0] is not None:
+        return int(shape[0])
+    return None
+
+
+def _flat_layers(model) -> list:
+    import keras
+
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out

@@ -280,14 +280,15 @@ def time_to_accuracy(rows: list[PhotosResult]) -> str:
 
 
 def timing_table(rows: list[tuple]) -> str:
-    """``(recipe, total s, forward s, fit s, test accuracy, epochs)`` rows, with speed-ups over the first."""
+    """``(recipe, total s, forward s, fit s, test accuracy or None, epochs)`` rows, with speed-ups over the first."""
     lines = [
-        f"{'recipe':44s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'epochs':>7s} {'test acc':>9s} "
+        f"{'recipe':48s} {'total s':>8s} {'forward s':>10s} {'fit s':>7s} {'epochs':>7s} {'test acc':>9s} "
         f"{'speed-up':>9s}"
     ]
     for recipe, total, forward, fit, accuracy, epochs in rows:
+        shown = "—" if accuracy is None else f"{accuracy:.1%}"
         lines.append(
-            f"{recipe:44s} {total:8.1f} {forward:10.1f} {fit:7.1f} {epochs:7d} {accuracy:9.1%} "
+            f"{recipe:48s} {total:8.1f} {forward:10.1f} {fit:7.1f} {epochs:7d} {shown:>9s} "
             f"{rows[0][1] / max(total, 1e-9):8.1f}×"
         )
     return "\n".join(lines)

@@ -149,9 +149,17 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
             break
         wanted.add(Path(path).stem)
     out = tmp_path_factory.mktemp("quick_workbook")
-    runs = notebooks.run_notebooks(
-        out, quick=True, only=sorted(wanted) or None, log=print, timeout=QUICK_CELL_TIMEOUT_S
-    )
+    saved = os.environ.get("WORKBOOK_CACHE")
+    os.environ["WORKBOOK_CACHE"] = str(out / "cache")  # from an empty activation store, as issue 9 counts
+    try:
+        runs = notebooks.run_notebooks(
+            out, quick=True, only=sorted(wanted) or None, log=print, timeout=QUICK_CELL_TIMEOUT_S
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("WORKBOOK_CACHE", None)
+        else:
+            os.environ["WORKBOOK_CACHE"] = saved
     if os.environ.get("WORKBOOK_ARTIFACTS"):  # CI keeps the executed notebooks and notebooks.json
         import shutil
 
@@ -169,3 +177,17 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
 
 
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the two long runs whole under ``pytest -n 2 --dist loadgroup`` (pytest-xdist).
+
+    The quick workbook (a session fixture) must run once, on one worker, for every test that
+    shares it; the JAX runs share one JAX virtual environment's compile cache. Everything else
+    spreads over both workers. Without xdist the marks do nothing.
+    """
+    for item in items:
+        if "quick_workbook" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("workbook"))
+        elif item.path.name == "test_backends.py":
+            item.add_marker(pytest.mark.xdist_group("jax"))

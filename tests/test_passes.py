@@ -76,3 +76,77 @@ def test_several_processes_append_whole_lines(tmp_path):
     assert passes.summarise(log) == [
         {"key": MOBILE, "kind": "frozen", "distinct": 64000, "computed": 64000, "ratio": 1.0}
     ]
+
+
+def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_views(tmp_path, monkeypatch):
+    log = tmp_path / "passes.jsonl"
+    monkeypatch.setenv(passes.LOG_ENV, str(log))
+    passes.record(MOBILE, ["a", "b", "c", "d"], 4, kind="frozen, up to pool")
+    passes.record(MOBILE, ["a", "b"], 2, kind="frozen, up to block_15_add")
+    passes.record(MOBILE, ["a-views"], 3, kind="augmented views, up to pool")
+    passes.record(MOBILE, [], 6, kind=passes.PLAIN_KIND)
+    passes.record({**MOBILE, "image_size": 224}, ["a"], 1, kind="frozen, up to pool")
+    assert passes.totals(log) == [
+        {
+            "key": MOBILE,
+            "distinct": 4,
+            "computed": 12,
+            "ratio": 3.0,
+            "kinds": {"frozen, up to pool": 4, "frozen, up to block_15_add": 2, passes.PLAIN_KIND: 6},
+        },
+        {
+            "key": {**MOBILE, "image_size": 224},
+            "distinct": 1,
+            "computed": 1,
+            "ratio": 1.0,
+            "kinds": {"frozen, up to pool": 1},
+        },
+    ]
+
+
+COUNTING = r"""
+import json, os, sys
+import numpy as np
+import helpers  # with $WORKBOOK_PASS_LOG set, this wraps Model.fit/evaluate/predict
+import keras
+from helpers import passes
+from helpers.cache import BottleneckCache
+from helpers.cuts import split_at
+from helpers.lesson import add_head
+
+base = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3))
+base.trainable = False
+model = add_head(base, ["a", "b", "c"], keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess"))
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+x, y = np.random.default_rng(0).uniform(0, 255, (10, 32, 32, 3)).astype("float32"), np.arange(10) % 3
+model.fit(x, y, validation_data=(x[:4], y[:4]), epochs=3, batch_size=4, verbose=0)  # 10 × 3 + 4 × 3
+model.predict(x[:5], verbose=0)  # 5
+model.evaluate(x[:4], y[:4], verbose=0)  # 4
+cut = split_at(model, "pool")
+cut.top.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+cut.top.fit(np.zeros((10, cut.top.input_shape[-1]), "float32"), y, epochs=2, verbose=0)  # the head alone: 0
+paths = sys.argv[1:]
+BottleneckCache(os.environ["CACHE"]).activations(cut.bottom, paths)  # 3 photos, recorded by the cache
+print(json.dumps(passes.totals(passes.log_path())))
+"""
+
+
+def test_plain_keras_calls_are_counted_with_the_cache_under_one_network_key(tmp_path):
+    """In a fresh process (the wrapping is process-wide): fit, its validation, predict, evaluate; heads not."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_photo
+
+    photos = [make_photo(tmp_path / f"p{i}.jpg", (40 * i, 90, 200), size=40, seed=i) for i in range(3)]
+    log = tmp_path / "passes.jsonl"
+    env = dict(os.environ, WORKBOOK_PASS_LOG=str(log), CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(
+        [sys.executable, "-c", COUNTING, *map(str, photos)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [network] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert network["key"]["backbone"].startswith("mobilenetv2_0.35") and network["key"]["image_size"] == 32
+    assert network["kinds"] == {passes.PLAIN_KIND: 30 + 12 + 5 + 4, "frozen, up to pool": 3}
+    assert network["distinct"] == 3 and network["computed"] == 54
