@@ -3,7 +3,8 @@
 - ``helpers/lesson.py`` is exactly what the notebooks' ``#@save`` cells say (the drift test);
 - the cells tagged ``lesson`` in notebooks 02–04, copied into an empty notebook with only
   a parameters cell, train the classifier without ``helpers`` except for loading photos,
-  storing activations and cutting inside the base (the machinery of ``MACHINERY``), and reach ≥ 97% validation accuracy with 10 photos per class (MobileNetV2, real weights).
+  storing activations and cutting inside the base (the machinery of ``MACHINERY``), and
+  reach ≥ 97% validation accuracy with 10 photos per class (MobileNetV2, real weights).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def test_lesson_cells_alone_train_the_classifier(tmp_path, shared_weights_dir, s
         "from helpers import cache, cuts, photos  # the photos, the activation store, cutting inside the base"
     )
     body = lesson_cells() + [
-        "val_accuracy = np.mean(model.predict(data.x_val, verbose=0).argmax(-1) == data.y_val)  # the whole model, pixels\n"
+        "val_accuracy = np.mean(model.predict(data.x_val, verbose=0).argmax(-1) == data.y_val)  # whole model\n"
         "print('VAL_ACCURACY', val_accuracy)"
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in [parameters, imports, *body]])
