@@ -179,6 +179,7 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks into its groups
 def pytest_collection_modifyitems(config, items):
     """Keep the two long runs whole under ``pytest -n 2 --dist loadgroup`` (pytest-xdist).
 
