@@ -390,6 +390,20 @@ def _executed(quick_workbook, path: Path):
 
 @pytest.mark.slow
 @pytest.mark.shared
+def test_a_second_run_computes_nothing_the_first_stored(quick_workbook, tmp_path, monkeypatch):
+    """Notebook 03 again, on the store the quick workbook filled: every photo's features are read back."""
+    if "03_train_the_head" not in quick_workbook["runs"]:
+        pytest.skip("notebook 03 was not part of this session's quick workbook")
+    monkeypatch.setenv("WORKBOOK_CACHE", str(quick_workbook["out"] / "cache"))
+    [run] = notebooks.run_notebooks(tmp_path, quick=True, only=["03"], log=None, timeout=900)
+    assert run.ok, run.error
+    summary = json.loads((tmp_path / notebooks.SUMMARY).read_text())
+    cached = [e for e in summary["forward_passes"] if e["kind"].startswith("frozen, up to")]
+    assert cached and all(e["computed"] == 0 and e["distinct"] > 0 for e in cached), cached
+
+
+@pytest.mark.slow
+@pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_checked_outputs_match_under_nbval(path, quick_workbook, tmp_path):
     run = _executed(quick_workbook, path)
