@@ -111,8 +111,13 @@ def evaluate(
     class_names: list[str],
     paths: list[Path] | None = None,
     batch_size: int = 32,
+    probabilities: np.ndarray | None = None,
 ) -> Evaluation:
-    """Predict ``images`` (raw 0–255 pixels) and score them against ``labels``."""
+    """Predict ``images`` (raw 0–255 pixels) and score them against ``labels``.
+
+    ``probabilities``, when given (e.g. ``train.probabilities`` from stored activations), are
+    scored instead of running the model over ``images`` again.
+    """
     labels = np.asarray(labels, dtype=int)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -122,7 +127,11 @@ def evaluate(
             f"the model predicts {n_out} classes but the data has {len(class_names)} "
             f"({class_names}); evaluate it on photos of the classes it was trained on"
         )
-    probs = np.asarray(model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
+    if probabilities is None:
+        probabilities = model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0)
+    probs = np.asarray(probabilities)
+    if probs.shape != (len(labels), n_out):
+        raise ValueError(f"probabilities of shape {probs.shape}, expected {(len(labels), n_out)}")
     return Evaluation(list(class_names), labels, probs, list(paths or []))
 
 

@@ -179,22 +179,26 @@ def train_phase(
     )
 
 
-def accuracy(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str | None = None) -> float:
-    """Share of ``split`` whose most probable class is right, by ``model``.
+def probabilities(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str | None = None) -> np.ndarray:
+    """``model``'s class probabilities for every photo of ``split``.
 
     With a cache and a cut whose bottom is still frozen, the stored activations are scored
     by the top (no photo goes through the frozen part again); otherwise the photos are
     streamed through the whole model in batches.
     """
-    if not len(split):
-        return float("nan")
     if recipe.cache is not None and cut is not None:
         part = cuts.split_at(model, cut)
         x = recipe.cache.activations(part.bottom, split.paths, 0, recipe.seed, recipe.batch_size)
-        probs = part.top.predict(x, batch_size=recipe.batch_size, verbose=0)
-    else:
-        probs = model.predict(_pixels(split, image_size_of(model), recipe.batch_size), verbose=0)
-    return float(np.mean(np.asarray(probs).argmax(-1) == np.asarray(split.labels)))
+        return np.asarray(part.top.predict(x, batch_size=recipe.batch_size, verbose=0))
+    return np.asarray(model.predict(_pixels(split, image_size_of(model), recipe.batch_size), verbose=0))
+
+
+def accuracy(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str | None = None) -> float:
+    """Share of ``split`` whose most probable class is right, by ``model`` (see :func:`probabilities`)."""
+    if not len(split):
+        return float("nan")
+    probs = probabilities(model, split, recipe, cut)
+    return float(np.mean(probs.argmax(-1) == np.asarray(split.labels)))
 
 
 def train_classifier(

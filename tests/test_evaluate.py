@@ -96,3 +96,20 @@ def test_figures_draw_without_a_display():
     gallery = evaluate.plot_gallery(result, result.misclassified(), images, title="misclassified")
     titles = [ax.get_title() for ax in gallery.axes if ax.get_title()]
     assert titles == ["true lion\npredicted tiger 90%", "true tiger\npredicted bear 40%"]
+
+
+def test_evaluate_scores_probabilities_from_stored_activations_like_the_model(tiny_trained_run, tmp_path):
+    """06's path: the test photos' stored activations through the top give the whole model's verdict."""
+    from helpers import train
+    from helpers.cache import BottleneckCache
+
+    model = export.load_model(tiny_trained_run / "model.keras")
+    folder = data.load_folder(tiny_trained_run / "photos")
+    x = data.load_images(folder.val.paths, 48).astype("float32")
+    recipe = train.Recipe(cache=BottleneckCache(tmp_path / "cache", dtype="float32"))
+    stored = train.probabilities(model, folder.val, recipe, "pool")
+    np.testing.assert_allclose(stored, model.predict(x, verbose=0), atol=1e-5)
+    result = evaluate.evaluate(model, x, folder.val.labels, NAMES, probabilities=stored)
+    assert result.accuracy == pytest.approx(float(np.mean(stored.argmax(1) == np.array(folder.val.labels))))
+    with pytest.raises(ValueError, match="probabilities of shape"):
+        evaluate.evaluate(model, x, folder.val.labels, NAMES, probabilities=stored[:3])
