@@ -52,6 +52,33 @@ def _start_keras_quietly() -> None:
             import tensorflow as tf
 
             tf.get_logger().setLevel("ERROR")
+        elif keras.backend.backend() == "jax":
+            _keep_jax_compilations()
+
+
+JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def _keep_jax_compilations() -> None:
+    """Keep JAX's compiled XLA programs on disk, so the next kernel or command reuses them.
+
+    On the CPU, JAX compiles one small program for every new shape it meets, starting with
+    each layer's weight initialiser: building MobileNet took about 20 s under JAX against
+    1 s under TensorFlow, nearly all of it compiling, and every notebook builds its models
+    anew. JAX's persistent compilation cache (every program, however quick to compile) in
+    ``~/.cache/transfer-workbook/jax`` (beside the activation cache) brings a second build
+    down to about 2 s. ``$JAX_COMPILATION_CACHE_DIR``, if set, is left to JAX (empty: off).
+    """
+    if JAX_CACHE_ENV in os.environ:
+        return
+    from pathlib import Path
+
+    import jax
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    jax.config.update("jax_compilation_cache_dir", str(base / "transfer-workbook" / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 _start_keras_quietly()

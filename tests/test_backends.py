@@ -1,4 +1,4 @@
-"""The same workbook on JAX with no TensorFlow installed: notebooks 02–05 quick, and train → predict.
+"""The same workbook on JAX with no TensorFlow installed: every notebook quick, and train → predict.
 
 These run in a subprocess with the project's ``.venv-jax`` (``pip install -r requirements-jax.txt``:
 ``jax[cpu]``, no TensorFlow) and ``KERAS_BACKEND=jax``; they skip, saying why, where that venv
@@ -14,6 +14,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,8 @@ def test_the_jax_venv_has_no_tensorflow(jax_python):
     assert result.stdout.split() == ["jax", "True", "False"]
 
 
-def test_notebooks_02_to_05_run_quick_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
+def test_every_notebook_runs_quick_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
+    """One runner call, as CI's TensorFlow run does: notebooks 00–08 in quick mode under JAX."""
     out = tmp_path / "runs"
     result = run_jax(
         jax_python,
@@ -59,11 +61,6 @@ def test_notebooks_02_to_05_run_quick_under_jax(jax_python, shared_photos, share
         "helpers",
         "notebooks",
         "--quick",
-        "--only",
-        "02",
-        "03",
-        "04",
-        "05",
         "--out",
         str(out),
         env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
@@ -71,6 +68,18 @@ def test_notebooks_02_to_05_run_quick_under_jax(jax_python, shared_photos, share
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     for stem in ("02_pop_and_add_head", "03_train_the_head", "04_fine_tune", "05_small_data_short_time"):
         assert (out / f"{stem}.ipynb").is_file(), stem
+    summary = json.loads((out / "notebooks.json").read_text())
+    ran = {run["name"]: run for run in summary["notebooks"]}
+    assert summary["complete"] and all(run["ok"] for run in ran.values()), summary["notebooks"]
+    assert sorted(ran) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    # notebook 08: the .keras file checked, SavedModel and TFLite skipped with the reason
+    said = nbformat.read(str(out / "08_export_and_predict.ipynb"), as_version=4)
+    text = "".join(o.get("text", "") for c in said.cells if c.cell_type == "code" for o in c.outputs)
+    assert "SavedModel skipped: TensorFlow is not installed" in text and "TFLite skipped:" in text
+    agreed = next(line for line in text.splitlines() if line.startswith("agree with Keras:"))
+    assert "keras_reloaded" in agreed
+    if (ROOT / ".venv" / "bin" / "python").is_file():  # the TensorFlow venv reads the JAX-written .keras file
+        assert "other_backend" in agreed and "under tensorflow" in text, text[-2000:]
 
 
 def test_cli_train_then_predict_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):

@@ -72,3 +72,22 @@ def test_export_refuses_class_names_that_do_not_fit(exported, tmp_path):
     with pytest.raises(ValueError, match="3 outputs but 2 class names"):
         export.export_all(model, ["cat", "dog"], tmp_path)
     assert not (tmp_path / "model.keras").exists()
+
+
+def test_a_format_that_cannot_be_written_says_why(exported, monkeypatch):
+    model, files = exported
+    assert (files.onnx is None) == ("onnx" in files.skipped)  # ONNX where Keras' converter is installed
+    monkeypatch.setitem(export.ONNX_CONVERTERS, keras.backend.backend(), "no_such_converter_pkg")
+    assert "no_such_converter_pkg is not installed" in export.onnx_missing(model)
+    with pytest.raises(RuntimeError, match="ONNX export skipped"):
+        export.export_onnx(model, "never.onnx")
+
+
+def test_without_another_backend_the_cross_check_is_skipped_with_the_reason(exported, tmp_path, monkeypatch):
+    from helpers import settings
+
+    _, files = exported
+    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)  # no .venv, .venv-jax or .venv-torch there
+    monkeypatch.setattr(export, "BACKEND_PACKAGES", {name: "no_such_backend_pkg" for name in export.BACKEND_PACKAGES})
+    report = export.check_other_backend(files.keras_file, np.zeros((1, 48, 48, 3), "float32"), np.ones((1, 3)) / 3)
+    assert "no other Keras backend installed" in report["skipped"]
