@@ -153,7 +153,12 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     os.environ["WORKBOOK_CACHE"] = str(out / "cache")  # from an empty activation store, as issue 9 counts
     try:
         runs = notebooks.run_notebooks(
-            out, quick=True, only=sorted(wanted) or None, log=print, timeout=QUICK_CELL_TIMEOUT_S
+            out,
+            quick=True,
+            parameters=WORKBOOK_PARAMETERS,
+            only=sorted(wanted) or None,
+            log=print,
+            timeout=QUICK_CELL_TIMEOUT_S,
         )
     finally:
         if saved is None:
@@ -176,6 +181,9 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     }
 
 
+#: On top of quick mode, for the TensorFlow workbook run: 08 does not reload its .keras file under
+#: JAX here (a 15–50 s subprocess); the JAX run of 08 (tests/test_backends.py) reloads it under TensorFlow.
+WORKBOOK_PARAMETERS = {"OTHER_BACKEND": False}
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
 
 

@@ -1,4 +1,4 @@
-"""The same workbook on JAX with no TensorFlow installed: every notebook quick, and train → predict.
+"""The same workbook on JAX with no TensorFlow installed: notebooks 02–05 and 08 quick, and train → predict.
 
 These run in a subprocess with the project's ``.venv-jax`` (``pip install -r requirements-jax.txt``:
 ``jax[cpu]``, no TensorFlow) and ``KERAS_BACKEND=jax``; they skip, saying why, where that venv
@@ -52,8 +52,15 @@ def test_the_jax_venv_has_no_tensorflow(jax_python):
     assert result.stdout.split() == ["jax", "True", "False"]
 
 
-def test_every_notebook_runs_quick_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
-    """One runner call, as CI's TensorFlow run does: notebooks 00–08 in quick mode under JAX."""
+JAX_NOTEBOOKS = ("02", "03", "04", "05", "08")
+
+
+def test_notebooks_run_quick_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
+    """One runner call: the lesson notebooks 02–05 and the export notebook 08, quick, under JAX.
+
+    00, 01, 06 and 07 also run under JAX (quick and full mode, checked by hand: see the README);
+    they stay out of CI to keep the tests within 10 minutes (about 125 s more, measured).
+    """
     out = tmp_path / "runs"
     result = run_jax(
         jax_python,
@@ -61,6 +68,8 @@ def test_every_notebook_runs_quick_under_jax(jax_python, shared_photos, shared_w
         "helpers",
         "notebooks",
         "--quick",
+        "--only",
+        *JAX_NOTEBOOKS,
         "--out",
         str(out),
         env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
@@ -71,7 +80,7 @@ def test_every_notebook_runs_quick_under_jax(jax_python, shared_photos, shared_w
     summary = json.loads((out / "notebooks.json").read_text())
     ran = {run["name"]: run for run in summary["notebooks"]}
     assert summary["complete"] and all(run["ok"] for run in ran.values()), summary["notebooks"]
-    assert sorted(ran) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    assert sorted(stem[:2] for stem in ran) == sorted(JAX_NOTEBOOKS)
     # notebook 08: the .keras file checked, SavedModel and TFLite skipped with the reason
     said = nbformat.read(str(out / "08_export_and_predict.ipynb"), as_version=4)
     text = "".join(o.get("text", "") for c in said.cells if c.cell_type == "code" for o in c.outputs)

@@ -300,7 +300,9 @@ def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_runs_headless_in_quick_mode(path, quick_workbook):
     run = quick_workbook["runs"][path.stem]
-    assert run.parameters == notebooks.parameters_for(path, quick=True)
+    from conftest import WORKBOOK_PARAMETERS
+
+    assert run.parameters == notebooks.parameters_for(path, quick=True, parameters=WORKBOOK_PARAMETERS)
     assert run.ok, f"{path.name} failed: {run.error} (see {run.output})"
     executed = nbformat.read(str(run.output), as_version=4)
     for cell in executed.cells:
