@@ -11,16 +11,30 @@ SavedModel and TFLite are TensorFlow formats, so this module (and notebook 08, w
 talks to ``tensorflow`` directly. The checks (:func:`check_exports`: every format reloaded and
 compared with the Keras model) are here.
 
-Without TensorFlow installed (``requirements-jax.txt``), only the ``.keras`` file and the
-labels are written; :func:`export_all` records why SavedModel and TFLite were skipped
-(``Exported.skipped``), and :func:`check_exports` reports them as skipped.
+Without TensorFlow installed (``requirements-jax.txt``, ``requirements-torch.txt``), the
+``.keras`` file and the labels are written; :func:`export_all` records why SavedModel and TFLite
+were skipped (``Exported.skipped``), and :func:`check_exports` reports them as skipped.
+
+ONNX (:func:`export_onnx`, Keras' ``model.export(path, format="onnx")``) is written where Keras can
+do it here: under PyTorch with ``onnx`` and ``onnxscript`` installed (``requirements-torch.txt``),
+under TensorFlow with ``tf2onnx``, under JAX with ``jax2onnx``; ONNX Runtime checks it. Where any of
+that is missing, :func:`onnx_missing` says why and the format is skipped, as above.
+
+``check_exports(..., other_backend=True)`` also reloads the ``.keras`` file under *another* Keras
+backend, in a subprocess of another virtual environment (:func:`other_backend_python`), and
+compares: a ``.keras`` file written under PyTorch must predict the same under TensorFlow.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +45,13 @@ from . import (
     backbones,  # noqa: F401  (registers the custom preprocessing layer for loading)
     files,
 )
+from .settings import PROJECT_ROOT
 
 LABELS_FILE = "labels.txt"
 
 
 def tensorflow_missing() -> str | None:
     """Why SavedModel/TFLite cannot be written here (None when TensorFlow is installed)."""
-    import importlib.util
-
     if importlib.util.find_spec("tensorflow") is not None:
         return None
     return (
@@ -131,6 +144,63 @@ def export_tflite(saved_model_dir: str | os.PathLike, target: str | os.PathLike)
     return Path(target)
 
 
+#: What Keras' ONNX export needs under each backend (``keras.src.export.onnx``).
+ONNX_EXPORTERS = {"torch": ("onnx", "onnxscript"), "tensorflow": ("tf2onnx",), "jax": ("jax2onnx",)}
+
+
+def onnx_missing() -> str | None:
+    """Why an ONNX file cannot be written here (None when Keras can export one on this backend)."""
+    name = keras.backend.backend()
+    needed = ONNX_EXPORTERS.get(name)
+    if needed is None:
+        return f"Keras exports ONNX under TensorFlow, JAX or PyTorch, not {name!r}"
+    absent = [module for module in needed if importlib.util.find_spec(module) is None]
+    if absent:
+        hint = " (requirements-torch.txt installs them)" if name == "torch" else ""
+        return f"Keras' ONNX export under {name!r} needs {' and '.join(absent)}, not installed here{hint}"
+    return None
+
+
+def onnxruntime_missing() -> str | None:
+    """Why an ONNX file cannot be checked here (None when ONNX Runtime is installed)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "ONNX Runtime is not installed (pip install onnxruntime) to run the ONNX file"
+    return None
+
+
+def export_onnx(model: keras.Model, target: str | os.PathLike) -> Path:
+    """Export ``model`` as an ONNX file (``model.export(path, format="onnx")``), atomically.
+
+    The input keeps a free batch dimension (raw 0–255 pixels, like the Keras model); under
+    PyTorch Keras traces the model with TorchScript for that. A model that was never called
+    is called once on a blank image first (Keras exports only called models).
+    """
+    reason = onnx_missing()
+    if reason:
+        raise RuntimeError(f"ONNX export skipped: {reason}")
+    if not getattr(model, "_called", True):
+        model(np.zeros((1, *model.input_shape[1:]), "float32"), training=False)
+    with files.atomic_path(target) as tmp, warnings.catch_warnings():
+        # the tracer's notes on Python-side shape checks ("might cause the trace to be incorrect"):
+        # they concern input shapes, and the exported graph is checked against Keras afterwards
+        warnings.simplefilter("ignore")
+        model.export(str(tmp), format="onnx", verbose=False)
+    return Path(target)
+
+
+class ONNXPredictor:
+    """An ONNX file run by ONNX Runtime on the CPU: ``predict(images) -> probabilities``."""
+
+    def __init__(self, path: str | os.PathLike):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self._input: np.asarray(images, np.float32)})[0])
+
+
 @dataclass
 class Exported:
     """Where :func:`export_all` put each format."""
@@ -140,6 +210,7 @@ class Exported:
     tflite: Path | None
     labels: Path
     skipped: dict[str, str] = field(default_factory=dict)  # format -> why it was not written
+    onnx: Path | None = None
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk of each format written."""
@@ -151,24 +222,35 @@ class Exported:
             "keras": self.keras_file,
             "saved_model": self.saved_model,
             "tflite": self.tflite,
+            "onnx": self.onnx,
             "labels": self.labels,
         }
         return {name: size(p) for name, p in found.items() if p is not None}
 
 
 def export_all(model: keras.Model, class_names: list[str], out_dir: str | os.PathLike) -> Exported:
-    """``out_dir/model.keras``, ``out_dir/saved_model/``, ``out_dir/model.tflite``, ``out_dir/labels.txt``."""
+    """``out_dir/model.keras``, ``out_dir/saved_model/``, ``out_dir/model.tflite``, ``out_dir/labels.txt``,
+    and ``out_dir/model.onnx`` where :func:`onnx_missing` allows (formats that cannot be written
+    here are recorded in ``Exported.skipped`` with the reason)."""
     out = Path(out_dir)
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
         raise ValueError(f"the model has {n_out} outputs but {len(class_names)} class names were given")
     keras_file = save_keras(model, out / "model.keras", class_names)
+    skipped: dict[str, str] = {}
+    saved = tflite = onnx = None
     reason = tensorflow_missing()
     if reason:
-        return Exported(keras_file, None, None, out / LABELS_FILE, {"saved_model": reason, "tflite": reason})
-    saved = export_saved_model(model, out / "saved_model")
-    tflite = export_tflite(saved, out / "model.tflite")
-    return Exported(keras_file, saved, tflite, out / LABELS_FILE)
+        skipped.update(saved_model=reason, tflite=reason)
+    else:
+        saved = export_saved_model(model, out / "saved_model")
+        tflite = export_tflite(saved, out / "model.tflite")
+    reason = onnx_missing()
+    if reason:
+        skipped["onnx"] = reason
+    else:
+        onnx = export_onnx(model, out / "model.onnx")
+    return Exported(keras_file, saved, tflite, out / LABELS_FILE, skipped, onnx)
 
 
 class SavedModelPredictor:
@@ -227,12 +309,16 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     }
 
 
-def check_exports(exported: Exported, images: np.ndarray, model: keras.Model | None = None) -> dict[str, dict]:
+def check_exports(
+    exported: Exported, images: np.ndarray, model: keras.Model | None = None, other_backend: bool = False
+) -> dict[str, dict]:
     """Reload every exported format and compare its predictions with the Keras model's.
 
     The reference is ``model`` if given, else the ``.keras`` file reloaded in safe mode.
-    Returns ``{"keras_reloaded"|"saved_model"|"tflite": {"max_abs_diff", "top1_agreement"}}``
-    (``{"skipped": reason}`` for a format that was not exported).
+    Returns ``{"keras_reloaded"|"saved_model"|"tflite"|"onnx": {"max_abs_diff", "top1_agreement"}}``
+    (``{"skipped": reason}`` for a format that was not exported, or that cannot be run here).
+    With ``other_backend``, also ``"keras_other_backend"``: the ``.keras`` file reloaded under
+    another Keras backend (:func:`predict_in_other_backend`; its entry names the backend).
     """
     x = np.asarray(images, np.float32)
     reloaded = load_model(exported.keras_file)
@@ -242,9 +328,99 @@ def check_exports(exported: Exported, images: np.ndarray, model: keras.Model | N
     for name, predictor, where in (
         ("saved_model", SavedModelPredictor, exported.saved_model),
         ("tflite", TFLitePredictor, exported.tflite),
+        ("onnx", ONNXPredictor, exported.onnx),
     ):
         if where is None:
             checks[name] = {"skipped": exported.skipped.get(name, "not exported")}
+        elif name == "onnx" and onnxruntime_missing():
+            checks[name] = {"skipped": onnxruntime_missing()}
         else:
             checks[name] = agreement(ref, predictor(where).predict(x))
+    if other_backend:
+        try:
+            backend, probabilities = predict_in_other_backend(exported.keras_file, x)
+        except OtherBackendUnavailable as exc:
+            checks["keras_other_backend"] = {"skipped": str(exc)}
+        else:
+            checks["keras_other_backend"] = {"backend": backend, **agreement(ref, probabilities)}
     return checks
+
+
+# --- the same .keras file under another Keras backend --------------------------------
+
+OTHER_PYTHON_ENV = "WORKBOOK_OTHER_PYTHON"
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+class OtherBackendUnavailable(RuntimeError):
+    """No other virtual environment with another Keras backend was found (the message says where we looked)."""
+
+
+def other_backend_python() -> Path | None:
+    """A Python of another virtual environment of this project, to reload a ``.keras`` file in.
+
+    ``$WORKBOOK_OTHER_PYTHON`` if set, else the first of ``.venv`` (TensorFlow), ``.venv-jax``
+    and ``.venv-torch`` beside the notebooks that is not the running interpreter's.
+    """
+    if os.environ.get(OTHER_PYTHON_ENV):
+        return Path(os.environ[OTHER_PYTHON_ENV])
+    running = Path(sys.prefix).resolve()
+    for venv in (".venv", ".venv-jax", ".venv-torch"):
+        python = PROJECT_ROOT / venv / "bin" / "python"
+        if python.is_file() and (PROJECT_ROOT / venv).resolve() != running:
+            return python
+    return None
+
+
+# Runs in the other environment: picks a Keras backend other than ours that is installed
+# there, loads the file in safe mode and writes the probabilities.
+_OTHER_BACKEND_SCRIPT = """
+import importlib.util, os, sys
+keras_file, images, out, current = sys.argv[1:5]
+modules = {modules!r}
+chosen = [name for name, module in modules.items() if name != current and importlib.util.find_spec(module)]
+if not chosen:
+    print("installed Keras backends: " + ", ".join(n for n, m in modules.items() if importlib.util.find_spec(m)))
+    sys.exit(3)
+os.environ["KERAS_BACKEND"] = chosen[0]
+import numpy as np
+from helpers import export
+model = export.load_model(keras_file)
+np.save(out, np.asarray(model.predict(np.load(images), verbose=0), np.float32))
+import keras
+print(keras.backend.backend())
+"""
+
+
+def predict_in_other_backend(
+    keras_file: str | os.PathLike, images: np.ndarray, python: str | os.PathLike | None = None, timeout: float = 900
+) -> tuple[str, np.ndarray]:
+    """``(backend, probabilities)``: the ``.keras`` file loaded (safe mode) and run under another backend.
+
+    Runs ``python`` (default :func:`other_backend_python`) in a subprocess, which picks an
+    installed Keras backend other than this one (TensorFlow first, then JAX, then PyTorch).
+    Raises :class:`OtherBackendUnavailable`, saying why, when there is no such Python or backend.
+    """
+    python = Path(python) if python else other_backend_python()
+    current = keras.backend.backend()
+    if python is None or not python.is_file():
+        raise OtherBackendUnavailable(
+            f"no other virtual environment to load the .keras file in ({python or 'none'} found; looked for "
+            f"${OTHER_PYTHON_ENV}, then .venv, .venv-jax, .venv-torch in {PROJECT_ROOT})"
+        )
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "images.npy", np.asarray(images, np.float32))
+        script = _OTHER_BACKEND_SCRIPT.format(modules=BACKEND_MODULES)
+        args = [str(Path(keras_file).resolve()), str(Path(tmp) / "images.npy"), str(Path(tmp) / "out.npy"), current]
+        result = subprocess.run(
+            [str(python), "-c", script, *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if result.returncode == 3:
+            raise OtherBackendUnavailable(
+                f"{python} has no Keras backend other than {current!r} ({result.stdout.strip()})"
+            )
+        if result.returncode != 0:
+            raise RuntimeError(f"reloading {keras_file} with {python} failed:\n{result.stderr[-3000:]}")
+        return result.stdout.strip().splitlines()[-1], np.load(Path(tmp) / "out.npy")
