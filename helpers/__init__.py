@@ -45,6 +45,12 @@ def quiet_native_stderr() -> Iterator[None]:
 def _start_keras_quietly() -> None:
     """Import Keras (and TensorFlow) without TensorFlow's start-up lines; retracing warnings turned down too."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # PyTorch's CPU threads (OpenMP) spin while they wait for work; on a busy machine (two cores
+    # shared with other processes, as here and in CI) the spinning threads starve each other:
+    # MobileNetV2's predict at 96 px took 11.9 s instead of 1.6 s (measured here, load ~10 on 2
+    # cores). PASSIVE makes them sleep instead. It must be set before torch is imported; setting
+    # OMP_WAIT_POLICY yourself wins, and TensorFlow's and JAX's own thread pools ignore it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with quiet_native_stderr():
         import keras
 

@@ -254,7 +254,7 @@ def run(
     )
 
     # 4. input pipeline vs in-memory arrays
-    from .pipeline import photo_dataset
+    from .pipeline import has_tensorflow, photo_dataset
 
     reset()
     best = {"memory": 0.0, "pipeline": 0.0}
@@ -274,7 +274,8 @@ def run(
         "memory_peak_mb": peaks["memory"],
     }
     p(
-        f"\n4. predict fed by tf.data from the files: {best['pipeline']:.1f} images/s "
+        f"\n4. predict fed by {'tf.data' if has_tensorflow() else 'a Keras PyDataset'} from the files: "
+        f"{best['pipeline']:.1f} images/s "
         f"(peak {peaks['pipeline']:.0f} MB);"
         f" on decoded arrays in memory: {best['memory']:.1f} images/s (peak {peaks['memory']:.0f} MB)"
     )

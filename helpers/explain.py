@@ -140,7 +140,11 @@ def gradients(
         elif backend == "torch":
             import torch
 
-            maps, scores = grad_model(ops.convert_to_tensor(x), training=False)
+            # like tape.watch(inputs): a frozen base's weights do not require grad, so without
+            # this the maps below the trainable head would carry no autograd graph at all
+            inputs = ops.convert_to_tensor(x).requires_grad_(True)
+            with torch.enable_grad():
+                maps, scores = grad_model(inputs, training=False)
             chosen = chosen_of(scores)
             score = ops.sum(scores * ops.one_hot(ops.convert_to_tensor(chosen), int(scores.shape[-1])))
             grads = torch.autograd.grad(score, maps)[0]

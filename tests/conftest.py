@@ -192,7 +192,7 @@ def pytest_collection_modifyitems(config, items):
     """Keep the two long runs whole under ``pytest -n 2 --dist loadgroup`` (pytest-xdist).
 
     The quick workbook (a session fixture) must run once, on one worker, for every test that
-    shares it; the JAX runs share one JAX virtual environment's compile cache. Everything else
+    shares it; the JAX runs (and the PyTorch runs) share one virtual environment and its compile cache. Everything else
     spreads over both workers. Without xdist the marks do nothing.
     """
     for item in items:
@@ -200,3 +200,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("workbook"))
         elif item.path.name == "test_backends.py":
             item.add_marker(pytest.mark.xdist_group("jax"))
+        elif item.path.name == "test_torch.py":
+            item.add_marker(pytest.mark.xdist_group("torch"))
