@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +187,10 @@ def export_onnx(model: keras.Model, target: str | os.PathLike) -> Path:
         raise RuntimeError(f"ONNX export skipped: {reason}")
     shape = tuple(1 if d is None else int(d) for d in model.input_shape)
     model(np.zeros(shape, "float32"), training=False)
-    with files.atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp, warnings.catch_warnings():
+        # PyTorch's tracer warns about every Python int it meets in Keras' layers (TracerWarning)
+        # and about constant folding: lines a learner cannot act on. The export is checked instead.
+        warnings.filterwarnings("ignore", module=r"(torch|keras)\.")
         model.export(str(tmp), format="onnx", verbose=False)
     return Path(target)
 
