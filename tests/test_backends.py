@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -92,34 +91,8 @@ def test_notebooks_run_quick_under_jax(jax_python, shared_photos, shared_weights
 
 
 def test_cli_train_then_predict_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
-    run = tmp_path / "run"
-    result = run_jax(
-        jax_python,
-        "-m",
-        "helpers",
-        "train",
-        "--data",
-        str(shared_photos),
-        "--backbone",
-        "mobilenet_v2",
-        "--weights",
-        str(shared_weights_dir / MOBILENET_V2_FILE),
-        "--per-class",
-        "5",
-        "--image-size",
-        "96",
-        "--epochs",
-        "10",
-        "--out",
-        str(run),
-        env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
+    from conftest import check_train_then_predict
+
+    check_train_then_predict(
+        lambda *args, **kw: run_jax(jax_python, *args, **kw), shared_photos, shared_weights_dir, tmp_path
     )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["class_names"] == ["bear", "lion", "tiger"] and metrics["test_accuracy"] > 0.5
-    tiger = sorted((shared_photos / "val" / "tiger").glob("*.jpg"))[0]
-    result = run_jax(jax_python, "-m", "helpers", "predict", "--model", str(run / "model.keras"), str(tiger))
-    assert result.returncode == 0, result.stderr[-2000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith(str(tiger)))
-    probabilities = [float(p) for p in re.findall(r"(?:bear|lion|tiger) (\d\.\d{3})", line)]
-    assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 0.01, line
