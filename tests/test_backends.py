@@ -90,9 +90,13 @@ def test_notebooks_run_quick_under_jax(jax_python, shared_photos, shared_weights
         assert "other_backend" in agreed and "under tensorflow" in text, text[-2000:]
 
 
-def test_cli_train_then_predict_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
+def test_ten_photos_per_class_reach_97_percent_under_jax(jax_python, shared_photos, shared_weights_dir, tmp_path):
+    """tests/test_train.py's promise under JAX: `train` at 224 px with 10 photos per class, then `predict`."""
     from conftest import check_train_then_predict
 
-    check_train_then_predict(
-        lambda *args, **kw: run_jax(jax_python, *args, **kw), shared_photos, shared_weights_dir, tmp_path
-    )
+    metrics = check_train_then_predict(
+        lambda *args, **kw: run_jax(jax_python, *args, **kw),
+        shared_photos, shared_weights_dir, tmp_path, per_class=10, size=None, least=0.97,
+    )  # fmt: skip
+    assert metrics["n_train"] == 30 and metrics["n_val"] + metrics["n_test"] == 180
+    print(f"JAX: test accuracy {metrics['test_accuracy']:.1%} on {metrics['n_test']} photos")
