@@ -272,3 +272,42 @@ def describe(strategy=None) -> str:
     if workers_in_tf_config():
         lines.append(f"TF_CONFIG: {workers_in_tf_config()} workers")
     return "\n".join(lines)
+
+
+def gpu_advice(system: str | None = None, machine: str | None = None, nvidia: bool | None = None) -> str:
+    """What to install for a GPU on this kind of machine, for each Keras backend (notebook 00, README).
+
+    ``system``/``machine`` default to this computer (``platform``); ``nvidia`` to whether an
+    ``nvidia-smi`` is on the PATH. Says what this workbook has and has not tried.
+    """
+    import shutil
+
+    system = system or platform.system()
+    machine = (machine or platform.machine()).lower()
+    nvidia = shutil.which("nvidia-smi") is not None if nvidia is None else nvidia
+    found = gpus()
+    lines = [f"this machine: {system} {machine}, backend {backend()}, GPU: {', '.join(found) or 'none found'}"]
+    if system == "Linux":
+        lines += [
+            "Linux + NVIDIA: TensorFlow: pip install 'tensorflow[and-cuda]' (instead of tensorflow-cpu);",
+            "  or JAX: requirements-jax.txt with jax[cuda12] instead of jax[cpu], then KERAS_BACKEND=jax;",
+            "  or PyTorch: a CUDA build of torch from pytorch.org, then KERAS_BACKEND=torch.",
+        ]
+        if not nvidia:
+            lines.append("  (no nvidia-smi here: install the NVIDIA driver first; without a GPU the CPU is used)")
+    elif system == "Windows":
+        lines += [
+            "Windows + NVIDIA: TensorFlow has no GPU support on native Windows after 2.10.",
+            "  Use the PyTorch backend (a CUDA build of torch from pytorch.org, requirements-torch.txt for",
+            "  the rest, KERAS_BACKEND=torch), or run the Linux instructions inside WSL2.",
+        ]
+    elif system == "Darwin" and machine in ("arm64", "aarch64"):
+        lines += [
+            "Apple silicon: everything runs on the CPU out of the box. GPU routes exist — tensorflow-metal,",
+            "  PyTorch's mps device (KERAS_BACKEND=torch), the experimental jax-metal — but none was tried",
+            "  for this workbook: treat them as unverified.",
+        ]
+    else:
+        lines.append("no GPU route known to this workbook for this system: the CPU is used")
+    lines.append("check any of them with: python -m helpers gpu-check")
+    return "\n".join(lines)

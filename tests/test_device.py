@@ -107,3 +107,16 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_photos, tmp_path, ran
         loss = found[recipe]["loss"]
         assert all(np.isfinite(loss)) and loss[-1] < loss[0], (recipe, loss)  # it learns on both replicas
         assert 0.0 <= found[recipe]["val_accuracy"] <= 1.0
+
+
+def test_gpu_advice_names_the_route_for_each_system():
+    from helpers import device
+
+    linux = device.gpu_advice("Linux", "x86_64", nvidia=False)
+    assert "tensorflow[and-cuda]" in linux and "jax[cuda12]" in linux and "install the NVIDIA driver" in linux
+    assert "install the NVIDIA driver" not in device.gpu_advice("Linux", "x86_64", nvidia=True)
+    windows = device.gpu_advice("Windows", "AMD64", nvidia=True)
+    assert "no GPU support on native Windows" in windows and "KERAS_BACKEND=torch" in windows and "WSL2" in windows
+    mac = device.gpu_advice("Darwin", "arm64", nvidia=False)
+    assert "unverified" in mac and "mps" in mac
+    assert all(text.startswith("this machine: ") for text in (linux, windows, mac))
