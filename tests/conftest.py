@@ -187,23 +187,6 @@ WORKBOOK_PARAMETERS = {"OTHER_BACKEND": False}
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks into its groups
-def pytest_collection_modifyitems(config, items):
-    """Keep the two long runs whole under ``pytest -n 2 --dist loadgroup`` (pytest-xdist).
-
-    The quick workbook (a session fixture) must run once, on one worker, for every test that
-    shares it; the JAX runs (and the PyTorch runs) share one virtual environment and its compile cache. Everything else
-    spreads over both workers. Without xdist the marks do nothing.
-    """
-    for item in items:
-        if "quick_workbook" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("workbook"))
-        elif item.path.name == "test_backends.py":
-            item.add_marker(pytest.mark.xdist_group("jax"))
-        elif item.path.name == "test_torch.py":
-            item.add_marker(pytest.mark.xdist_group("torch"))
-
-
 def check_train_then_predict(
     run, photos: Path, weights_dir: Path, tmp_path: Path, per_class: int = 5, size: int | None = 96, least: float = 0.5
 ) -> dict:
