@@ -43,7 +43,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import files, passes
+from . import cuts, files, passes
 from .data import load_images
 
 CACHE_ENV = "WORKBOOK_CACHE"
@@ -99,14 +99,6 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def _layers_flat(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of ``model`` in graph order, nested models expanded into their own layers."""
-    out = []
-    for layer in model.layers:
-        out.extend(_layers_flat(layer) if isinstance(layer, keras.Model) else [layer])
-    return out
-
-
 def _canonical(value):
     """A layer config with every number as a float: ``offset=-1`` and ``offset=-1.0`` are the same layer."""
     if isinstance(value, dict):
@@ -128,7 +120,7 @@ def model_fingerprint(bottom: keras.Model) -> str:
     """
     h = hashlib.blake2b(digest_size=20)
     h.update(json.dumps([list(t.shape) for t in bottom.inputs] + [list(bottom.output.shape)]).encode())
-    for layer in _layers_flat(bottom):
+    for layer in cuts.flat_layers(bottom):
         config = _canonical({k: v for k, v in layer.get_config().items() if k != "name"})
         h.update(f"{type(layer).__name__}:{json.dumps(config, sort_keys=True, default=str)}".encode())
         for variable in layer.weights:

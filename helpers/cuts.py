@@ -43,6 +43,14 @@ def base_of(model: keras.Model) -> keras.Model:
     return nested[0]
 
 
+def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model`` in graph order, nested models expanded into their own layers."""
+    out = []
+    for layer in model.layers:
+        out.extend(flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
 def _is_candidate(layer: keras.layers.Layer, base: keras.Model) -> bool:
     if base.name.startswith("xception"):  # Xception's blocks end in unnamed Add layers
         return isinstance(layer, keras.layers.Add)

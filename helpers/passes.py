@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,26 @@ def record(key: dict, photo_ids: Sequence[str], computed: int, kind: str = "froz
         os.close(fd)
 
 
+def _records(log_path: str | os.PathLike) -> Iterator[tuple[dict, str, list, int]]:
+    """Each record of a pass log as ``(key, kind, photo_ids, computed)``; none for a missing log.
+
+    A line that is not a record raises ``ValueError`` naming the file and line.
+    """
+    path = Path(log_path)
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                record = entry["key"], entry.get("kind", "frozen"), list(entry["photo_ids"]), int(entry["computed"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a pass record ({exc}): {line[:200]!r}") from None
+            yield record
+
+
 def summarise(log_path: str | os.PathLike) -> list[dict]:
     """Group a pass log by key and kind: distinct photos, photos computed, and their ratio.
 
@@ -74,25 +94,13 @@ def summarise(log_path: str | os.PathLike) -> list[dict]:
     None when no photo was named). A missing or empty log gives ``[]``; a line that is not
     a record raises ``ValueError`` naming the line.
     """
-    path = Path(log_path)
-    if not path.is_file():
-        return []
     groups: dict[tuple[str, str], dict] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                key, kind = entry["key"], entry.get("kind", "frozen")
-                photo_ids, computed = entry["photo_ids"], int(entry["computed"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not a pass record ({exc}): {line[:200]!r}") from None
-            group = groups.setdefault(
-                (json.dumps(key, sort_keys=True), kind), {"key": key, "kind": kind, "ids": set(), "computed": 0}
-            )
-            group["ids"].update(photo_ids)
-            group["computed"] += computed
+    for key, kind, photo_ids, computed in _records(log_path):
+        group = groups.setdefault(
+            (json.dumps(key, sort_keys=True), kind), {"key": key, "kind": kind, "ids": set(), "computed": 0}
+        )
+        group["ids"].update(photo_ids)
+        group["computed"] += computed
     summary = []
     for group in groups.values():
         distinct = len(group["ids"])
@@ -134,23 +142,16 @@ def totals(log_path: str | os.PathLike) -> list[dict]:
     (they are other images). Returns ``{"key", "distinct", "computed", "ratio", "kinds"}``
     per network, ``kinds`` mapping each kind to the photos it computed.
     """
-    path = Path(log_path)
-    if not path.is_file():
-        return []
     networks: dict[str, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)  # summarise() has already named a torn line
-        kind = entry.get("kind", "frozen")
+    for key, kind, photo_ids, computed in _records(log_path):
         if kind.startswith(EXTRA_PREFIXES):
             continue
         net = networks.setdefault(
-            json.dumps(entry["key"], sort_keys=True), {"key": entry["key"], "ids": set(), "computed": 0, "kinds": {}}
+            json.dumps(key, sort_keys=True), {"key": key, "ids": set(), "computed": 0, "kinds": {}}
         )
-        net["ids"].update(entry["photo_ids"])
-        net["computed"] += int(entry["computed"])
-        net["kinds"][kind] = net["kinds"].get(kind, 0) + int(entry["computed"])
+        net["ids"].update(photo_ids)
+        net["computed"] += computed
+        net["kinds"][kind] = net["kinds"].get(kind, 0) + computed
     out = []
     for net in networks.values():
         distinct = len(net["ids"])
@@ -181,7 +182,9 @@ def network_key(model) -> dict:
 
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     base = nested[0] if nested else model
-    first = next((v for layer in _flat_layers(base) for v in layer.weights), None)
+    from .cuts import flat_layers
+
+    first = next((v for layer in flat_layers(base) for v in layer.weights), None)
     digest = hashlib.blake2b(digest_size=12)
     if first is not None:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(first)).tobytes())
@@ -254,12 +257,3 @@ def _samples(x) -> int | None:
     if shape is not None and len(shape) and shape[0] is not None:
         return int(shape[0])
     return None
-
-
-def _flat_layers(model) -> list:
-    import keras
-
-    out = []
-    for layer in model.layers:
-        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return out
