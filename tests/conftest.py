@@ -187,6 +187,21 @@ WORKBOOK_PARAMETERS = {"OTHER_BACKEND": False}
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
 
 
+def run_under(backend: str, python: Path, *args: str, env: dict | None = None, timeout: int = 1500):
+    """``python *args`` with ``KERAS_BACKEND=backend``, in the project root, no ``PYTHONPATH``.
+
+    For another backend's venv (``.venv-jax``, ``.venv-torch``): only what that venv has, and the
+    ``helpers`` and ``tests`` of this checkout (the working directory). Returns the CompletedProcess.
+    """
+    import subprocess
+
+    environ = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    environ.pop("PYTHONPATH", None)
+    environ.update(env or {})
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([str(python), *args], cwd=root, env=environ, capture_output=True, text=True, timeout=timeout)
+
+
 def check_train_then_predict(
     run, photos: Path, weights_dir: Path, tmp_path: Path, per_class: int = 5, size: int | None = 96, least: float = 0.5
 ) -> dict:

@@ -9,7 +9,6 @@ not set. The TensorFlow runs of the same notebooks are tests/test_notebooks.py.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -34,9 +33,9 @@ def jax_python() -> Path:
 
 
 def run_jax(python: Path, *args: str, env: dict | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
-    environ.pop("PYTHONPATH", None)  # only what .venv-jax has (helpers is installed there, editable)
-    return subprocess.run([str(python), *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout)
+    from conftest import run_under
+
+    return run_under("jax", python, *args, env=env, timeout=timeout)
 
 
 def test_the_jax_venv_has_no_tensorflow(jax_python):

@@ -49,29 +49,39 @@ def test_the_gradient_is_the_exact_one():
 
 
 ROOT = Path(__file__).resolve().parent.parent
-JAX_GRAD_CAM = textwrap.dedent("""
-    import keras, numpy as np
-    assert keras.backend.backend() == "jax", keras.backend.backend()
-    import jax
-    from tests.test_explain import red_detector, test_the_gradient_is_the_exact_one
-    from helpers import cuts, explain, train
-    test_the_gradient_is_the_exact_one()             # the red detector, by jax.vjp
-    keras.utils.set_random_seed(0)  # random weights: unseeded, a lower cut's map could come out all zero
-    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32,
-                                 normalize=False)  # score = W . mean(maps): an exact gradient to check
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    # the maps are the nested base's output: score = W[:, c] . mean(maps), so d score / d maps = W[:, c] / (h w)
-    maps, grads, chosen = explain.gradients(explain.grad_model(model), images, return_classes=True)
-    w = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
-    h, wd = maps.shape[1:3]
-    for i, c in enumerate(chosen):
-        np.testing.assert_allclose(grads[i], np.broadcast_to(w[:, c] / (h * wd), grads[i].shape), rtol=1e-4, atol=1e-9)
-    # maps inside the nested base (a lower cut point): the gradient flows through the blocks above
-    lower = cuts.cut_points(cuts.base_of(model))[-3]
-    heat, _ = explain.grad_cam(model, images, layer_name=lower)
-    assert heat.shape[0] == 2 and np.isfinite(heat).all() and heat.max() > 0
-    print("jax", jax.__version__, "grad-cam ok")
-""")
+
+
+def grad_cam_script(backend: str) -> str:
+    """Grad-CAM with ``backend``'s own autodiff, checked against the exact gradient, for ``python -c``.
+
+    ``backend`` is also the module imported for its version (``jax``, ``torch``); run with
+    ``KERAS_BACKEND`` set to it and the project root as the working directory.
+    """
+    return textwrap.dedent(f"""
+        import keras, numpy as np
+        assert keras.backend.backend() == "{backend}", keras.backend.backend()
+        import {backend}
+        from tests.test_explain import test_the_gradient_is_the_exact_one
+        from helpers import cuts, explain, train
+        test_the_gradient_is_the_exact_one()             # the red detector, by the backend's autodiff
+        keras.utils.set_random_seed(0)  # random weights: unseeded, a lower cut's map could come out all zero
+        model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32,
+                                     normalize=False)  # score = W . mean(maps): an exact gradient to check
+        assert not cuts.base_of(model).trainable  # frozen: under torch its weights do not require grad
+        images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+        # the maps are the nested base's output: score = W[:, c] . mean(maps), so d score / d maps = W[:, c] / (h w)
+        maps, grads, chosen = explain.gradients(explain.grad_model(model), images, return_classes=True)
+        w = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
+        h, wd = maps.shape[1:3]
+        for i, c in enumerate(chosen):
+            exact = np.broadcast_to(w[:, c] / (h * wd), grads[i].shape)
+            np.testing.assert_allclose(grads[i], exact, rtol=1e-4, atol=1e-9)
+        # maps inside the nested base (a lower cut point): the gradient flows through the blocks above
+        lower = cuts.cut_points(cuts.base_of(model))[-3]
+        heat, _ = explain.grad_cam(model, images, layer_name=lower)
+        assert heat.shape[0] == 2 and np.isfinite(heat).all() and heat.max() > 0
+        print("{backend}", {backend}.__version__, "grad-cam ok")
+    """)
 
 
 def _python_with_jax() -> str | None:
@@ -91,7 +101,7 @@ def test_grad_cam_really_runs_under_jax():
         pytest.skip("JAX is not installed here and there is no .venv-jax (pip install -r requirements-jax.txt)")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [python, "-c", JAX_GRAD_CAM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [python, "-c", grad_cam_script("jax")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "grad-cam ok" in result.stdout

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -37,10 +36,9 @@ def torch_python() -> Path:
 
 
 def run_torch(python: Path, *args: str, env: dict | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3")
-    environ.pop("PYTHONPATH", None)  # only what the torch venv has, and the helpers of this checkout (cwd)
-    environ.update(env or {})
-    return subprocess.run([str(python), *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout)
+    from conftest import run_under
+
+    return run_under("torch", python, *args, env=env, timeout=timeout)
 
 
 def test_the_torch_venv_has_no_tensorflow(torch_python):
@@ -57,32 +55,12 @@ def test_the_torch_venv_has_no_tensorflow(torch_python):
     assert Path(where).resolve().is_relative_to(ROOT), f"helpers came from {where}, not this checkout"
 
 
-TORCH_GRAD_CAM = textwrap.dedent("""
-    import keras, numpy as np
-    assert keras.backend.backend() == "torch", keras.backend.backend()
-    import torch
-    from tests.test_explain import test_the_gradient_is_the_exact_one
-    from helpers import cuts, explain, train
-    test_the_gradient_is_the_exact_one()             # the red detector, by torch.autograd.grad
-    keras.utils.set_random_seed(0)  # random weights: unseeded, a lower cut's map could come out all zero
-    model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32,
-                                 normalize=False)  # score = W . mean(maps): an exact gradient to check
-    assert not cuts.base_of(model).trainable  # frozen: its weights do not require grad under torch
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    maps, grads, chosen = explain.gradients(explain.grad_model(model), images, return_classes=True)
-    w = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
-    h, wd = maps.shape[1:3]
-    for i, c in enumerate(chosen):
-        np.testing.assert_allclose(grads[i], np.broadcast_to(w[:, c] / (h * wd), grads[i].shape), rtol=1e-4, atol=1e-9)
-    lower = cuts.cut_points(cuts.base_of(model))[-3]  # inside the frozen base: through the blocks above
-    heat, _ = explain.grad_cam(model, images, layer_name=lower)
-    assert heat.shape[0] == 2 and np.isfinite(heat).all() and heat.max() > 0
-    print("torch", torch.__version__, "grad-cam ok")
-""")
-
-
 def test_grad_cam_really_runs_under_torch_autograd(torch_python):
-    result = run_torch(torch_python, "-c", TORCH_GRAD_CAM, timeout=600)  # cwd: tests and helpers of this checkout
+    from test_explain import grad_cam_script
+
+    result = run_torch(
+        torch_python, "-c", grad_cam_script("torch"), timeout=600
+    )  # cwd: tests and helpers of this checkout
     assert result.returncode == 0, result.stderr[-3000:]
     assert "grad-cam ok" in result.stdout
 
