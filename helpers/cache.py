@@ -19,6 +19,14 @@ point, the image size and the preprocessing layer are all covered), the storage 
 the pixel loader. Each photo's file name is a hash of the photo's *content* (plus the
 augmentation copy it is). Change any of these and the activations are recomputed.
 
+**Checkpoints.** While the store runs photos up to a cut (``pool``), it also keeps, from the
+same forward pass, their activations at a *checkpoint* lower down: by default the cut point below
+the top two blocks (:data:`CHECKPOINT_BLOCKS`), where fine-tuning starts by default (notebook 04,
+``helpers train --fine-tune-from 2``). It runs the photos up to the checkpoint, stores that, and
+goes on from the stored activations to the cut. Fine-tuning then reads the checkpoint back: no
+photo goes through the frozen layers below it a second time. The price is disk, per photo the
+checkpoint's size (``python -m helpers cache --list``); ``checkpoint=None`` keeps only the cut.
+
 Augmentation and caching conflict: a cached activation is one fixed view of a photo. The
 honest options here are ``augment_copies=0`` (no augmentation while training on the cache)
 or ``augment_copies=K`` (K extra, fixed, seeded random views per photo — flips and
@@ -51,6 +59,9 @@ DEFAULT_DTYPE = "float16"
 FORMAT_VERSION = 2  # 2: entries carry a checksum trailer
 LOADER = "helpers.data.load_image/v1"  # bump when load_image changes its pixels
 AUGMENT = "flip+crop/v1"  # bump when augment_pixels changes
+#: By default the store also keeps the activations below the top this-many blocks of the base
+#: (the cut notebook 04's ``FINE_TUNE_FROM = 2`` fine-tunes above), computed in the same pass.
+CHECKPOINT_BLOCKS = 2
 
 
 def default_root() -> Path:
@@ -221,7 +232,8 @@ class CacheStats:
     """What one :meth:`BottleneckCache.fetch` call did.
 
     ``hits`` entries were read back, ``computed`` were computed (among them ``bad``
-    entries that were found damaged and recomputed), in ``seconds``, in ``folder``.
+    entries that were found damaged and recomputed, and ``continued`` ones computed from
+    activations stored at the checkpoint, not from pixels), in ``seconds``, in ``folder``.
     """
 
     hits: int = 0
@@ -229,6 +241,7 @@ class CacheStats:
     seconds: float = 0.0
     folder: Path | None = None
     bad: int = 0
+    continued: int = 0
 
 
 @dataclass
@@ -264,14 +277,23 @@ class BottleneckCache:
 
     Several processes may share one root: entries are written atomically and checked when
     read, so a reader never sees half an entry; a damaged entry is named and recomputed.
+
+    ``checkpoint``: where below a higher cut the store also keeps activations, from the same
+    pass (see the module's doc): a number of top blocks (default :data:`CHECKPOINT_BLOCKS`),
+    a cut point's name, or None (only the cut asked for).
     """
 
     def __init__(
-        self, root: str | os.PathLike | None = None, dtype: str = DEFAULT_DTYPE, progress: bool = True
+        self,
+        root: str | os.PathLike | None = None,
+        dtype: str = DEFAULT_DTYPE,
+        progress: bool = True,
+        checkpoint: int | str | None = CHECKPOINT_BLOCKS,
     ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.dtype = np.dtype(dtype).name
         self.progress = progress
+        self.checkpoint = checkpoint
 
     # -- what is there ------------------------------------------------------------------
 
@@ -408,34 +430,108 @@ class BottleneckCache:
                     file=sys.stderr,
                     flush=True,
                 )
-        if missing:
-            self._compute(bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position)
-        passes.record(
-            passes.network_key(bottom),
-            digests,
-            sum(1 for _, c in missing if c == 0),
-            kind=f"frozen, up to {_cut_name(bottom)}",
-        )
+        via = self.checkpoint_for(bottom) if any(c == 0 for _, c in missing) else None
+        continued = [ic for ic in missing if ic[1] == 0] if via is not None else []
+        direct = [ic for ic in missing if not (continued and ic[1] == 0)]  # augmented views: from pixels
+        if continued:
+            self._continue(via, paths, continued, names, folder, batch_size, out, position, weights_source)
+        if direct:
+            self._compute(bottom, paths, digests, direct, names, folder, size, seed, batch_size, out, position)
+        cut, key = _cut_name(bottom), passes.network_key(bottom)
+        passes.record(key, digests, sum(1 for _, c in direct if c == 0), kind=f"frozen, up to {cut}")
+        if continued:
+            passes.record(
+                key,
+                [digests[i] for i, _ in continued],
+                len(continued),
+                kind=f"{passes.CONTINUED_PREFIX} {via.name}, up to {cut}",
+            )
         if augment_copies:
             passes.record(
-                passes.network_key(bottom),
+                key,
                 [f"{d}-views-s{seed}" for d in digests],
                 sum(1 for _, c in missing if c > 0),
-                kind=f"augmented views, up to {_cut_name(bottom)}",
+                kind=f"augmented views, up to {cut}",
             )
-        return out, CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
+        stats = CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
+        stats.continued = len(continued)
+        return out, stats
+
+    def checkpoint_for(self, bottom: keras.Model) -> cuts.Cut | None:
+        """``bottom`` cut at the store's checkpoint, when that lies below ``bottom``'s own cut; else None.
+
+        Needs the lesson's shape (one nested base, :func:`helpers.cuts.base_of`). A number of top
+        blocks is counted on the whole base, so it applies to bottoms that hold all of it (cut at
+        ``pool``); a checkpoint given by name also applies to bottoms cut higher inside the base.
+        """
+        if self.checkpoint is None:
+            return None
+        try:
+            base = cuts.base_of(bottom)
+        except ValueError:
+            return None
+        names = cuts.cut_points(base)
+        if isinstance(self.checkpoint, str):
+            at = self.checkpoint
+        elif "_below_" in base.name:  # part of a base: its top blocks are not the base's top blocks
+            return None
+        else:
+            try:
+                at = cuts.resolve_block(base, self.checkpoint)
+            except ValueError:  # a base with too few blocks
+                return None
+        if at not in names[:-1]:
+            return None
+        return cuts.split_at(bottom, at)
+
+    def _continue(self, via, paths, wanted, names, folder, batch_size, out, position, weights_source) -> None:
+        """The ``wanted`` photos from their activations at the checkpoint (read back, or computed and stored).
+
+        In chunks, so memory holds one chunk of checkpoint activations, never all of them.
+        """
+        self._announce(
+            via.top,
+            len(wanted),
+            folder,
+            f", on from their activations at {via.name} (stored as well: fine-tuning above it reads them back)",
+        )
+        chunk_size = max(batch_size, 512)
+        for start in range(0, len(wanted), chunk_size):
+            chunk = wanted[start : start + chunk_size]
+            below = self.activations(
+                via.bottom, [paths[i] for i, _ in chunk], batch_size=batch_size, weights_source=weights_source
+            )
+            for b in range(0, len(chunk), batch_size):
+                rows = via.top.predict_on_batch(below[b : b + batch_size].astype("float32"))
+                self._store(rows, chunk[b : b + batch_size], paths, names, folder, out, position)
+
+    def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
+        """Say, before the work starts, how many activations are computed, how big, and where they go."""
+        per_item = math.prod(int(d) for d in model.output.shape[1:]) * np.dtype(self.dtype).itemsize
+        print(
+            f"bottleneck cache: computing {n} activations at {folder.name.split('-')[0]} "
+            f"({tuple(model.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
+            f"≈ {_human(per_item * n)} in {folder}{how}",
+            flush=True,
+        )
+
+    def _store(self, rows, chunk, paths, names, folder, out, position) -> None:
+        """Check and store one batch of computed activations, and put them in ``out``."""
+        for row, ic in zip(np.asarray(rows).astype(self.dtype), chunk):
+            if not np.isfinite(row).all():
+                raise ValueError(
+                    f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
+                    f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
+                    "values overflow float16 (use dtype='float32')"
+                )
+            write_entry(folder / names[ic], row)
+            out[position[ic]] = row
 
     def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position) -> None:
         """Run ``bottom`` over the ``missing`` photos in batches; store each entry and put it in ``out``."""
         from tqdm.auto import tqdm
 
-        per_item = math.prod(int(d) for d in bottom.output.shape[1:]) * np.dtype(self.dtype).itemsize
-        print(
-            f"bottleneck cache: computing {len(missing)} activations at {folder.name.split('-')[0]} "
-            f"({tuple(bottom.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
-            f"≈ {_human(per_item * len(missing))} in {folder}",
-            flush=True,
-        )
+        self._announce(bottom, len(missing), folder)
         bar = tqdm(total=len(missing), desc="bottleneck", unit="img", disable=not self.progress)
         try:
             for start in range(0, len(missing), batch_size):
@@ -447,16 +543,7 @@ class BottleneckCache:
                         for pix, (i, c) in zip(originals, chunk)
                     ]
                 )
-                rows = np.asarray(bottom.predict_on_batch(pixels)).astype(self.dtype)
-                for row, ic in zip(rows, chunk):
-                    if not np.isfinite(row).all():
-                        raise ValueError(
-                            f"the activations of {paths[ic[0]]} at {folder.name.split('-')[0]} are "
-                            f"not finite (NaN or inf) in {self.dtype}: the weights are broken, or the "
-                            "values overflow float16 (use dtype='float32')"
-                        )
-                    write_entry(folder / names[ic], row)
-                    out[position[ic]] = row
+                self._store(bottom.predict_on_batch(pixels), chunk, paths, names, folder, out, position)
                 bar.update(len(chunk))
         finally:
             bar.close()
@@ -527,6 +614,7 @@ def _describe_source(source: str | None) -> str | None:
 
 
 __all__ = [
+    "CHECKPOINT_BLOCKS",
     "BadEntry",
     "BottleneckCache",
     "CacheFolder",

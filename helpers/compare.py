@@ -107,7 +107,7 @@ def compare_one(
     image_size: int | None = None,
     epochs: int = 10,
     seed: int = 0,
-    inference_images: int = 16,
+    inference_images: int = 8,
     allow_download: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> BackboneResult:
@@ -134,7 +134,8 @@ def compare_one(
     except (FileNotFoundError, ValueError) as exc:
         return BackboneResult(spec.name, "skipped", _first_line(exc), size, str(weights))
     parts = splits(photos, seed)
-    recipe = train.Recipe(epochs=epochs, seed=seed, cache=BottleneckCache(cache_dir, progress=False))
+    store = BottleneckCache(cache_dir, progress=False, checkpoint=None)  # head only: the pooled features
+    recipe = train.Recipe(epochs=epochs, seed=seed, cache=store)
     accuracy, feature_seconds, train_seconds = train_head_cached(model, parts, recipe)
     shown = parts["val"] if len(parts["val"]) else parts["train"]
     sample = data_mod.load_images(shown.paths[:inference_images], size)

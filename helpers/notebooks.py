@@ -361,6 +361,7 @@ def run_notebooks(
                 f"through the frozen part for {net['distinct']} distinct photos"
                 + (f" (ratio {net['ratio']:.2f})" if net["ratio"] is not None else "")
                 + f" — {kinds}"
+                + "".join(f"; not counted again, {kind}: {n}" for kind, n in net["continued"].items())
             )
     return runs
 

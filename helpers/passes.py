@@ -128,8 +128,11 @@ def _jsonable(value: object) -> object:
 
 #: The kind of the records :func:`count_keras_calls` writes.
 PLAIN_KIND = "plain Keras calls on pixels (fit, evaluate, predict)"
-#: Kinds that are not passes of the photos themselves (augmented copies are counted apart).
-EXTRA_PREFIXES = ("augmented",)
+#: The kind of the records the cache writes for activations it computed from the activations it
+#: stores at a lower cut (its checkpoint), not from pixels: the rest of the same one pass.
+CONTINUED_PREFIX = "continued from stored"
+#: Augmented copies are other images than the photos: their passes are counted apart.
+AUGMENTED_PREFIX = "augmented"
 
 
 def totals(log_path: str | os.PathLike) -> list[dict]:
@@ -139,16 +142,22 @@ def totals(log_path: str | os.PathLike) -> list[dict]:
     to a lower block in another counts once in each; here it counts twice, as it ran twice
     through the layers below that block. Plain Keras calls (:data:`PLAIN_KIND`) name no photos,
     so they add to ``computed`` and never to ``distinct``. Augmented copies are left out
-    (they are other images). Returns ``{"key", "distinct", "computed", "ratio", "kinds"}``
-    per network, ``kinds`` mapping each kind to the photos it computed.
+    (they are other images), and so are activations continued from a stored checkpoint
+    (:data:`CONTINUED_PREFIX`: the photo went through the layers below it once, counted there).
+    Returns ``{"key", "distinct", "computed", "ratio", "kinds", "continued"}`` per network,
+    ``kinds`` mapping each counted kind to the photos it computed, ``continued`` each kind of
+    continued pass to its photos (reported, not in ``computed``).
     """
     networks: dict[str, dict] = {}
     for key, kind, photo_ids, computed in _records(log_path):
-        if kind.startswith(EXTRA_PREFIXES):
+        if kind.startswith(AUGMENTED_PREFIX):
             continue
         net = networks.setdefault(
-            json.dumps(key, sort_keys=True), {"key": key, "ids": set(), "computed": 0, "kinds": {}}
+            json.dumps(key, sort_keys=True), {"key": key, "ids": set(), "computed": 0, "kinds": {}, "continued": {}}
         )
+        if kind.startswith(CONTINUED_PREFIX):  # reported, not added: these photos were counted below the checkpoint
+            net["continued"][kind] = net["continued"].get(kind, 0) + computed
+            continue
         net["ids"].update(photo_ids)
         net["computed"] += computed
         net["kinds"][kind] = net["kinds"].get(kind, 0) + computed
@@ -162,6 +171,7 @@ def totals(log_path: str | os.PathLike) -> list[dict]:
                 "computed": net["computed"],
                 "ratio": net["computed"] / distinct if distinct else None,
                 "kinds": net["kinds"],
+                "continued": net["continued"],
             }
         )
     return out

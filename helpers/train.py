@@ -147,6 +147,7 @@ def train_phase(
             extra.update(
                 cache_hits=seen.hits + seen_val.hits,
                 cache_computed=seen.computed + seen_val.computed,
+                cache_continued=seen.continued + seen_val.continued,  # from the checkpoint, not pixels
                 cache_folder=str(seen.folder),
                 augment_copies=recipe.augment_copies,
             )
@@ -240,7 +241,10 @@ def train_classifier(
     strategy = strategy or device.choose_strategy()
     with device.strategy_scope(strategy):  # the plain recipe keeps the classic head (no features to start from)
         model = build_classifier(folder.class_names, backbone, weights, size, normalize=cache)
-    store = BottleneckCache(cache_dir) if cache else None
+    fine_tuning = bool(fine_tune_from) and fine_tune_epochs > 0
+    # the head's pass also keeps the activations below the blocks that fine-tune: that phase reads them back
+    checkpoint = cuts.resolve_block(cuts.base_of(model), fine_tune_from) if fine_tuning else None
+    store = BottleneckCache(cache_dir, checkpoint=checkpoint) if cache else None
     if augment_copies and store is None:
         raise ValueError("augment_copies needs the activation cache (leave cache on)")
     phases: dict[str, PhaseResult] = {}
@@ -249,7 +253,7 @@ def train_classifier(
     if epochs > 0:
         freeze_for(model, None)
         phases["head"] = train_phase(model, parts["train"], parts["val"], head, cuts.POOL)
-    if fine_tune_from and fine_tune_epochs > 0:
+    if fine_tuning:
         last_cut = freeze_for(model, fine_tune_from)
         tune = Recipe(
             FINE_TUNE_LEARNING_RATE,

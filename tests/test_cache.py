@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import make_photo
 
-from helpers import cache, cuts, train
+from helpers import cache, cuts, passes, train
 from helpers.data import load_folder, load_images
 from helpers.lesson import split_at
 
@@ -123,8 +123,8 @@ def test_every_key_component_invalidates_the_cache(photos, tmp_path):
     tiny_model(seed=2).save_weights(wfile)  # new values, same path
     reloaded.load_weights(wfile)
     assert computed(pooled(reloaded)) == 4
-    # cut point
-    assert computed(cuts.split_at(model, "block_15_add").bottom) == 4
+    # cut point (not block_15_add: the checkpoint, stored in the same pass as the pooled features)
+    assert computed(cuts.split_at(model, "block_14_add").bottom) == 4
     # image size
     assert computed(pooled(tiny_model(size=64))) == 4
     # preprocessing: the same network behind a different preprocessing layer
@@ -147,6 +147,56 @@ def test_every_key_component_invalidates_the_cache(photos, tmp_path):
     assert computed(base, augment_copies=1, seed=0) == 4
     assert computed(base, augment_copies=1, seed=0) == 0
     assert computed(base, augment_copies=1, seed=1) == 4
+
+
+def test_the_pooled_pass_keeps_the_checkpoint_and_fine_tuning_reads_it(photos, tmp_path, monkeypatch, capsys):
+    """One pass per photo: pixels → checkpoint (stored) → pool; fine-tuning above the checkpoint reads it."""
+    folder, _, _ = photos
+    paths = folder.train.paths[:6]
+    log = tmp_path / "passes.jsonl"
+    monkeypatch.setenv(passes.LOG_ENV, str(log))
+    model = tiny_model(**LIVELY)  # random ResNet50: activations O(1), worth comparing
+    bottom = pooled(model)
+    store = cache.BottleneckCache(tmp_path / "cache", progress=False)
+    checkpoint = cuts.resolve_block(cuts.base_of(model), cache.CHECKPOINT_BLOCKS)
+    assert store.checkpoint_for(bottom).name == checkpoint == "conv5_block1_out"
+    features, stats = store.fetch(bottom, paths)
+    assert (stats.computed, stats.continued, stats.hits) == (6, 6, 0)
+    printed = capsys.readouterr().out
+    assert "computing 6 activations at pool ((2048,) float16, 4.0 KB each)" in printed
+    assert f"on from their activations at {checkpoint}" in printed
+    assert f"computing 6 activations at {checkpoint}" in printed
+    # the pooled features went on from float16 activations at the checkpoint: still the model's own
+    exact = bottom.predict(load_images(paths, LIVELY["size"]), verbose=0)
+    assert np.abs(exact).mean() > 0.1
+    np.testing.assert_allclose(features, exact, rtol=1e-2, atol=1e-2)
+    # fine-tuning the top two blocks: its bottom is the checkpoint, read back, nothing computed
+    train.freeze_for(model, cache.CHECKPOINT_BLOCKS)
+    fine = cuts.split_at(model, checkpoint)
+    below, again = store.fetch(fine.bottom, paths)
+    assert (again.computed, again.hits) == (0, 6)
+    pixels = load_images(paths, LIVELY["size"])
+    np.testing.assert_allclose(fine.top.predict(below, verbose=0), model.predict(pixels, verbose=0), atol=1e-2)
+    # counted once per photo through the frozen part; the rest of the pass is counted apart
+    [network] = passes.totals(log)
+    assert (network["distinct"], network["computed"]) == (6, 6)
+    kinds = {e["kind"]: e["computed"] for e in passes.summarise(log)}
+    assert kinds == {
+        f"frozen, up to {checkpoint}": 6,
+        "frozen, up to pool": 0,
+        f"{passes.CONTINUED_PREFIX} {checkpoint}, up to pool": 6,
+    }
+    # a damaged checkpoint entry is named and recomputed, never used
+    entry = next(again.folder.glob("*.npy"))
+    entry.write_bytes(entry.read_bytes()[:100])
+    for p in stats.folder.glob("*.npy"):
+        p.unlink()
+    np.testing.assert_allclose(store.activations(bottom, paths), features, rtol=1e-2, atol=1e-2)
+    assert "is damaged" in capsys.readouterr().err
+    # checkpoint=None keeps only the cut asked for
+    only = cache.BottleneckCache(tmp_path / "only", progress=False, checkpoint=None)
+    assert only.checkpoint_for(bottom) is None and only.fetch(bottom, paths)[1].continued == 0
+    assert [f.meta["cut"] for f in only.folders()] == ["pool"]
 
 
 def test_augmented_copies_are_different_views_and_repeatable(photos, tmp_path):
@@ -174,9 +224,12 @@ def test_train_classifier_uses_the_disk_cache_on_the_second_run(tiny_photos, tmp
     second = train.train_classifier(tiny_photos, tmp_path / "run2", **kw)
     assert first["phases"]["fine_tune"]["cut"] == "block_15_add"
     assert first["val_accuracy"] == second["val_accuracy"]
+    n = first["n_train"] + first["n_val"]
+    head, tune = first["phases"]["head"], first["phases"]["fine_tune"]
+    # the head's pass stored the activations below the fine-tuned block as well: fine-tuning read them
+    assert head["cache_computed"] == head["cache_continued"] == n and head["cache_hits"] == 0
+    assert tune["cache_computed"] == 0 and tune["cache_hits"] == n
     for phase in ("head", "fine_tune"):
-        n = first["n_train"] + first["n_val"]
-        assert first["phases"][phase]["cache_computed"] == n and first["phases"][phase]["cache_hits"] == 0
         assert second["phases"][phase]["cache_computed"] == 0 and second["phases"][phase]["cache_hits"] == n
     folders = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir())
     assert folders == ["block_15_add", "pool"]

@@ -78,12 +78,13 @@ def test_several_processes_append_whole_lines(tmp_path):
     ]
 
 
-def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_views(tmp_path, monkeypatch):
+def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_or_continued_views(tmp_path, monkeypatch):
     log = tmp_path / "passes.jsonl"
     monkeypatch.setenv(passes.LOG_ENV, str(log))
     passes.record(MOBILE, ["a", "b", "c", "d"], 4, kind="frozen, up to pool")
     passes.record(MOBILE, ["a", "b"], 2, kind="frozen, up to block_15_add")
     passes.record(MOBILE, ["a-views"], 3, kind="augmented views, up to pool")
+    passes.record(MOBILE, ["c", "d"], 2, kind=f"{passes.CONTINUED_PREFIX} block_15_add, up to pool")
     passes.record(MOBILE, [], 6, kind=passes.PLAIN_KIND)
     passes.record({**MOBILE, "image_size": 224}, ["a"], 1, kind="frozen, up to pool")
     assert passes.totals(log) == [
@@ -93,6 +94,7 @@ def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_views
             "computed": 12,
             "ratio": 3.0,
             "kinds": {"frozen, up to pool": 4, "frozen, up to block_15_add": 2, passes.PLAIN_KIND: 6},
+            "continued": {f"{passes.CONTINUED_PREFIX} block_15_add, up to pool": 2},  # reported, not counted
         },
         {
             "key": {**MOBILE, "image_size": 224},
@@ -100,6 +102,7 @@ def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_views
             "computed": 1,
             "ratio": 1.0,
             "kinds": {"frozen, up to pool": 1},
+            "continued": {},
         },
     ]
 
@@ -126,7 +129,8 @@ cut = split_at(model, "pool")
 cut.top.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 cut.top.fit(np.zeros((10, cut.top.input_shape[-1]), "float32"), y, epochs=2, verbose=0)  # the head alone: 0
 paths = sys.argv[1:]
-BottleneckCache(os.environ["CACHE"]).activations(cut.bottom, paths)  # 3 photos, recorded by the cache
+# 3 photos, recorded by the cache: up to its checkpoint (block_15_add), then on to pool from there
+BottleneckCache(os.environ["CACHE"]).activations(cut.bottom, paths)
 print(json.dumps(passes.totals(passes.log_path())))
 """
 
@@ -148,5 +152,9 @@ def test_plain_keras_calls_are_counted_with_the_cache_under_one_network_key(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     [network] = json.loads(done.stdout.strip().splitlines()[-1])
     assert network["key"]["backbone"].startswith("mobilenetv2_0.35") and network["key"]["image_size"] == 32
-    assert network["kinds"] == {passes.PLAIN_KIND: 30 + 12 + 5 + 4, "frozen, up to pool": 3}
+    assert network["kinds"] == {
+        passes.PLAIN_KIND: 30 + 12 + 5 + 4,
+        "frozen, up to block_15_add": 3,  # the photos went through the frozen part once
+        "frozen, up to pool": 0,  # … and on from the stored block_15_add: not counted again
+    }
     assert network["distinct"] == 3 and network["computed"] == 54
