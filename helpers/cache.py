@@ -453,9 +453,8 @@ class BottleneckCache:
                 sum(1 for _, c in missing if c > 0),
                 kind=f"augmented views, up to {cut}",
             )
-        stats = CacheStats(len(wanted) - len(missing), len(missing), time.perf_counter() - start, folder, bad)
-        stats.continued = len(continued)
-        return out, stats
+        seconds = time.perf_counter() - start
+        return out, CacheStats(len(wanted) - len(missing), len(missing), seconds, folder, bad, len(continued))
 
     def checkpoint_for(self, bottom: keras.Model) -> cuts.Cut | None:
         """``bottom`` cut at the store's checkpoint, when that lies below ``bottom``'s own cut; else None.

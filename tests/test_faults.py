@@ -8,6 +8,7 @@ disk-full tests skip, saying so), and the hostile photos are real PNG files.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import random
@@ -231,9 +232,9 @@ np.save(sys.argv[2], out)
 
 
 def test_kill_9_while_the_cache_is_written_then_a_rerun_equals_an_uninterrupted_run(
-    random_backbone_weights, lively_bottom, tiny_photos, tmp_path
+    random_backbone_weights, lively_bottom, tiny_photos, tmp_path, monkeypatch
 ):
-    from helpers import cache
+    from helpers import cache, passes
 
     script = tmp_path / "fill.py"
     script.write_text(f"""
@@ -255,12 +256,17 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(m
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    written = len(list(shared.rglob("*.npy")))
-    assert 0 < written < 108, f"killed after {written} entries: not in the middle"
+    # 36 photos: 36 entries at the checkpoint, 36 continued from them to pool, then 72 augmented views
+    written = collections.Counter(p.parent.name.split("-")[0] for p in shared.rglob("*.npy"))
+    assert 0 < sum(written.values()) < 144, f"killed after {written}: not in the middle"
     paths = sorted(tiny_photos.rglob("*.jpg"))
     store = cache.BottleneckCache(shared, progress=False)
+    checkpoint = store.checkpoint_for(lively_bottom).name
+    monkeypatch.setenv(passes.LOG_ENV, str(tmp_path / "passes.jsonl"))
     resumed, stats = store.fetch(lively_bottom, paths, augment_copies=2)
-    assert stats.hits >= written - 1 and stats.bad == 0
+    assert stats.hits >= written["pool"] - 1 and stats.bad == 0
+    computed = {e["kind"]: e["computed"] for e in passes.summarise(tmp_path / "passes.jsonl")}
+    assert computed.get(f"frozen, up to {checkpoint}", 0) <= len(paths) - written[checkpoint] + 1, computed
     fresh = cache.BottleneckCache(tmp_path / "fresh", progress=False).activations(
         lively_bottom, paths, augment_copies=2
     )
@@ -573,9 +579,11 @@ def test_cache_list_and_clear_touch_only_the_cache(lively_bottom, tiny_photos, t
     (root / "keep.txt").write_text("not the cache's")
     store = cache.BottleneckCache(root, progress=False)
     store.activations(lively_bottom, sorted(tiny_photos.rglob("*.jpg"))[:4])
-    assert store.total_bytes > 4 * 2560 and "1 folders, 4 entries" in store.describe()
+    # the pooled features and, from the same pass, the checkpoint fine-tuning starts from
+    assert store.total_bytes > 4 * 2560 and "2 folders, 8 entries" in store.describe()
     listed = cli("cache", "--list", "--cache-dir", root)
-    assert listed.returncode == 0 and "pool-48px" in listed.stdout and "48 px" in listed.stdout
+    assert listed.returncode == 0 and "48 px" in listed.stdout
+    assert "pool-48px" in listed.stdout and "block_15_add-48px" in listed.stdout
     cleared = cli("cache", "--clear", "--cache-dir", root)
     assert cleared.returncode == 0 and "freed" in cleared.stdout
     assert [p.name for p in root.iterdir()] == ["keep.txt"]
