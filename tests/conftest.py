@@ -187,6 +187,19 @@ WORKBOOK_PARAMETERS = {"OTHER_BACKEND": False}
 QUICK_CELL_TIMEOUT_S = 900  # one quick-mode cell; a hung cell fails its notebook, not the session
 
 
+def backend_python(venv: str, requirements: str, env_var: str | None = None) -> Path:
+    """The Python of another backend's venv (``venv`` in the project root, or ``$env_var``).
+
+    Skips the test, saying how to make the venv, where there is none.
+    """
+    root = Path(__file__).resolve().parent.parent
+    python = Path((env_var and os.environ.get(env_var)) or root / venv / "bin" / "python")
+    if not python.is_file():
+        how = f" (or set ${env_var} to a Python that has its backend and keras)" if env_var else ""
+        pytest.skip(f"{python} does not exist: python3 -m venv {venv} && {venv}/bin/pip install -r {requirements}{how}")
+    return python
+
+
 def run_under(backend: str, python: Path, *args: str, env: dict | None = None, timeout: int = 1500):
     """``python *args`` with ``KERAS_BACKEND=backend``, in the project root, no ``PYTHONPATH``.
 

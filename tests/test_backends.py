@@ -8,15 +8,15 @@ not set. The TensorFlow runs of the same notebooks are tests/test_notebooks.py.
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import backend_python, run_under
 
 ROOT = Path(__file__).resolve().parent.parent
-JAX_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 pytestmark = pytest.mark.slow
@@ -24,18 +24,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def jax_python() -> Path:
-    if not JAX_PYTHON.is_file():
-        pytest.skip(
-            f"{JAX_PYTHON.relative_to(ROOT)} does not exist: python3 -m venv .venv-jax && "
-            ".venv-jax/bin/pip install -r requirements-jax.txt"
-        )
-    return JAX_PYTHON
+    return backend_python(".venv-jax", "requirements-jax.txt")
 
 
-def run_jax(python: Path, *args: str, env: dict | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
-    from conftest import run_under
-
-    return run_under("jax", python, *args, env=env, timeout=timeout)
+run_jax = functools.partial(run_under, "jax")
 
 
 def test_the_jax_venv_has_no_tensorflow(jax_python):

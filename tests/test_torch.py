@@ -10,12 +10,12 @@ The JAX runs are tests/test_backends.py, the TensorFlow ones tests/test_notebook
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import backend_python, run_under
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_PYTHON_ENV = "WORKBOOK_TORCH_PYTHON"
@@ -26,19 +26,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def torch_python() -> Path:
-    python = Path(os.environ.get(TORCH_PYTHON_ENV) or ROOT / ".venv-torch" / "bin" / "python")
-    if not python.is_file():
-        pytest.skip(
-            f"{python} does not exist: python3 -m venv .venv-torch && .venv-torch/bin/pip install -r "
-            f"requirements-torch.txt (or set ${TORCH_PYTHON_ENV} to a Python that has torch and keras)"
-        )
-    return python
+    return backend_python(".venv-torch", "requirements-torch.txt", TORCH_PYTHON_ENV)
 
 
-def run_torch(python: Path, *args: str, env: dict | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
-    from conftest import run_under
-
-    return run_under("torch", python, *args, env=env, timeout=timeout)
+run_torch = functools.partial(run_under, "torch")
 
 
 def test_the_torch_venv_has_no_tensorflow(torch_python):
