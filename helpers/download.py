@@ -6,6 +6,13 @@
   download continues where it stopped (HTTP ``Range``), both on retry and on the next run;
 - **retries**: dropped connections and server errors (5xx) are retried with back-off;
   client errors (404, 403) are not, they will not fix themselves;
+- **no endless downloads**: each read waits at most ``timeout`` seconds, a transfer slower than
+  ``min_speed`` bytes/s over ``stall_seconds`` is a stall (retried, then one error line), and
+  ``deadline`` (off by default) bounds the whole download, retries included;
+- **keyed by address**: :func:`download_and_extract` keeps its archive under a name made from
+  the URL (and checksum), so two URLs that end in the same file name never share an archive;
+- **damaged archives**: a truncated or corrupt archive is named in one line
+  (:class:`DamagedArchiveError`); :func:`download_and_extract` deletes the one it downloaded;
 - **integrity**: with ``sha256=…`` a wrong file is deleted and reported, never used;
 - **atomic**: the archive only gets its final name once complete and verified, and an
   extraction appears whole (temporary folder + rename) or not at all;
@@ -16,8 +23,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import shutil
 import stat
@@ -26,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -46,6 +56,18 @@ class UnsafeArchiveError(RuntimeError):
     """An archive tried to write outside its folder, create links, or overwrite files."""
 
 
+class DamagedArchiveError(UnsafeArchiveError):
+    """The archive cannot be read to its end (truncated, corrupt, or not an archive at all)."""
+
+
+#: What reading a truncated or corrupt zip / tar(.gz/.bz2/.xz) raises, besides tarfile.TarError.
+_DAMAGE = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+MIN_SPEED = 1024
+"""Bytes per second: a download slower than this over :data:`STALL_SECONDS` has stalled."""
+STALL_SECONDS = 60.0
+
+
 def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """The sha256 hex digest of a file (what ``sha256sum`` prints)."""
     digest = hashlib.sha256()
@@ -59,12 +81,37 @@ class _Incomplete(ConnectionError):
     """The server closed the connection before sending everything it announced."""
 
 
-def _fetch(url: str, part: Path, timeout: float, progress: bool, chunk_size: int) -> None:
+class _Stalled(TimeoutError):
+    """Bytes still arrive, but too slowly to ever finish (a trickle): retried like a dropped connection."""
+
+
+class _PastDeadline(TimeoutError):
+    """The whole download took longer than its ``deadline``: not retried."""
+
+
+@dataclass
+class _Limits:
+    timeout: float  # seconds one read (or the connection) may wait
+    min_speed: float  # bytes/s over stall_seconds, else _Stalled
+    stall_seconds: float
+    deadline_at: float | None  # time.monotonic() by which everything must be done
+
+    def read_timeout(self) -> float:
+        if self.deadline_at is None:
+            return self.timeout
+        return max(0.01, min(self.timeout, self.deadline_at - time.monotonic()))
+
+    def check_deadline(self, deadline: float | None) -> None:
+        if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
+            raise _PastDeadline(f"it ran past its deadline of {deadline:g} s")
+
+
+def _fetch(url: str, part: Path, limits: _Limits, progress: bool, chunk_size: int, deadline: float | None) -> None:
     """Append the missing bytes of ``url`` to ``part`` (resuming with an HTTP Range request)."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(request, timeout=limits.read_timeout())
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to fetch: the part file is complete
             content_range = exc.headers.get("Content-Range", "")
@@ -93,9 +140,26 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, chunk_size: int
                 leave=False,
             ) as bar,
         ):
-            while chunk := response.read(chunk_size):
+            # read1 returns what has arrived (read() would wait for a whole chunk, however slowly it trickles)
+            mark_time, mark_bytes, got = time.monotonic(), 0, 0
+            while True:
+                limits.check_deadline(deadline)
+                chunk = response.read1(chunk_size)
+                if not chunk:
+                    break
                 f.write(chunk)
                 bar.update(len(chunk))
+                got += len(chunk)
+                now = time.monotonic()
+                if now - mark_time >= limits.stall_seconds:
+                    speed = (got - mark_bytes) / (now - mark_time)
+                    if speed < limits.min_speed:
+                        f.flush()
+                        raise _Stalled(
+                            f"stalled: {got - mark_bytes} bytes in the last {now - mark_time:.0f} s, "
+                            f"below {limits.min_speed:g} bytes/s"
+                        )
+                    mark_time, mark_bytes = now, got
     if total is not None and part.stat().st_size < total:
         raise _Incomplete(f"connection closed after {part.stat().st_size} of {total} bytes")
 
@@ -109,11 +173,21 @@ def download(
     backoff: float = 1.0,
     progress: bool = True,
     chunk_size: int = 1 << 16,
+    min_speed: float = MIN_SPEED,
+    stall_seconds: float = STALL_SECONDS,
+    deadline: float | None = None,
 ) -> Path:
     """Download ``url`` to the file ``target`` (resuming, retrying, verifying) and return its path.
 
     An existing ``target`` with the right checksum is reused; one with a different checksum
-    is left alone and reported (it may be yours). ``sha256=None`` skips verification.
+    is left alone and reported (it may be yours). ``sha256=None`` skips verification (an
+    existing ``target`` is then taken as it is: :func:`download_and_extract` names its
+    archives by URL for that reason).
+
+    ``timeout`` bounds each read and the connection; fewer than ``min_speed`` bytes/s over
+    ``stall_seconds`` is a stall, retried like a dropped connection (``min_speed=0``: no such
+    rule); ``deadline`` (seconds, None: none) bounds the whole download, retries included.
+    Every failure is a :class:`DownloadError` with a one-line message.
     """
     target = Path(target).expanduser()
     expected = sha256.lower() if sha256 else None
@@ -126,9 +200,10 @@ def download(
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    limits = _Limits(timeout, min_speed, stall_seconds, None if deadline is None else time.monotonic() + deadline)
     for attempt in range(retries + 1):
         try:
-            _fetch(url, part, timeout, progress, chunk_size)
+            _fetch(url, part, limits, progress, chunk_size, deadline)
             break
         except urllib.error.HTTPError as exc:
             if exc.code < 500 and exc.code != 429:
@@ -136,6 +211,15 @@ def download(
             problem: Exception = exc
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
             problem = exc
+        past = isinstance(problem, _PastDeadline) or (
+            limits.deadline_at is not None and time.monotonic() + backoff * 2**attempt >= limits.deadline_at
+        )
+        if past and attempt < retries:
+            kept = part.stat().st_size if part.exists() else 0
+            raise DownloadError(
+                f"could not download {url}: it ran past its deadline of {deadline:g} s ({problem}); "
+                f"{kept} bytes are kept in {part}: run again to resume, or allow more time"
+            ) from problem
         if attempt == retries:
             kept = part.stat().st_size if part.exists() else 0
             raise DownloadError(
@@ -165,6 +249,19 @@ class _Member:
 
 
 def _members(archive: Path) -> tuple[str, list[_Member]]:
+    try:
+        return _read_members(archive)
+    except DamagedArchiveError:
+        raise
+    except _DAMAGE as exc:
+        raise DamagedArchiveError(f"{archive} is damaged or truncated ({_describe(exc)})") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _read_members(archive: Path) -> tuple[str, list[_Member]]:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             out = []
@@ -191,8 +288,10 @@ def _members(archive: Path) -> tuple[str, list[_Member]]:
                 )
                 for m in t.getmembers()
             ]
-    except tarfile.TarError as exc:
-        raise UnsafeArchiveError(f"{archive} is neither a zip nor a tar archive ({exc})") from exc
+    except tarfile.ReadError as exc:
+        if str(exc).startswith("file could not be opened successfully"):  # no format recognised at all
+            raise DamagedArchiveError(f"{archive} is neither a zip nor a tar archive ({exc})") from exc
+        raise
 
 
 def _unsafe(member: _Member) -> str | None:
@@ -214,7 +313,8 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
     Refuses (before writing anything) absolute or ``..`` member paths, links, special
     files and archives over ``max_bytes`` uncompressed. Extraction happens in a hidden
     temporary folder beside ``dest``; if ``dest`` exists, files are added to it only when
-    none would replace an existing file with different content.
+    none would replace an existing file with different content. A truncated or corrupt
+    archive raises :class:`DamagedArchiveError` (one line) and leaves ``dest`` as it was.
     """
     archive, dest = Path(archive), Path(dest).expanduser()
     kind, members = _members(archive)
@@ -232,12 +332,15 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
             f"{max_bytes / 1e9:.1f} GB (zip-bomb guard); pass max_bytes to allow it"
         )
     with files.staging_dir(dest, "extracting") as staging:
-        if kind == "zip":
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(staging)
-        else:
-            with tarfile.open(archive) as t:
-                t.extractall(staging, filter="data")
+        try:
+            if kind == "zip":
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(staging)
+            else:
+                with tarfile.open(archive) as t:
+                    t.extractall(staging, filter="data")
+        except _DAMAGE as exc:  # e.g. a zip member whose CRC does not match
+            raise DamagedArchiveError(f"{archive} is damaged or truncated ({_describe(exc)})") from exc
         if not dest.exists():
             os.rename(staging, dest)
             return dest
@@ -288,6 +391,20 @@ def _merge(staging: Path, dest: Path) -> None:
             shutil.copy2(src, target)
 
 
+def archive_name(url: str, sha256: str | None = None) -> str:
+    """The file name :func:`download_and_extract` keeps ``url``'s archive under: keyed by URL and checksum.
+
+    ``https://host/a/photos.tar.gz`` → ``photos-<12 hex digits>.tar.gz``: the URL's own file name
+    for the reader, a digest of the whole URL (and ``sha256``) so that ``/a/photos.tar.gz`` and
+    ``/b/photos.tar.gz`` are never taken for one another.
+    """
+    name = Path(urllib.request.urlparse(url).path).name or "download"
+    key = hashlib.sha256(f"{url}\n{(sha256 or '').lower()}".encode()).hexdigest()[:12]
+    lower = name.lower()
+    cut = lower.find(".tar.") if ".tar." in lower else len(name) - len(Path(name).suffix)
+    return f"{name[:cut]}-{key}{name[cut:]}"
+
+
 def download_and_extract(
     url: str,
     dest: str | os.PathLike,
@@ -297,10 +414,19 @@ def download_and_extract(
 ) -> Path:
     """Download an archive (see :func:`download`) and extract it safely into ``dest`` (see :func:`extract`).
 
-    The archive is kept in ``archive_dir`` (default: beside ``dest``) so a second call
-    reuses it instead of downloading again.
+    The archive is kept in ``archive_dir`` (default: beside ``dest``) under :func:`archive_name`
+    (keyed by the URL and checksum) so a second call with the same URL reuses it instead of
+    downloading again. A damaged archive (truncated, corrupt) is deleted and reported in one
+    line (:class:`DamagedArchiveError`); the next call downloads it anew.
     """
     dest = Path(dest).expanduser()
-    name = Path(urllib.request.urlparse(url).path).name or "download"
-    archive = Path(archive_dir or dest.parent) / name
-    return extract(download(url, archive, sha256=sha256, **download_kwargs), dest)
+    archive = Path(archive_dir or dest.parent).expanduser() / archive_name(url, sha256)
+    path = download(url, archive, sha256=sha256, **download_kwargs)
+    try:
+        return extract(path, dest)
+    except DamagedArchiveError as exc:
+        path.unlink(missing_ok=True)
+        raise DamagedArchiveError(
+            f"{url}: the downloaded archive is damaged or truncated ({str(exc.__cause__ or exc)[:200]}); "
+            f"{path} was deleted: run again to download it anew"
+        ) from exc

@@ -1,7 +1,8 @@
 """Downloading and extracting archives, end to end against a real HTTP server on 127.0.0.1.
 
 The server (``http.server`` in a thread) understands ``Range`` requests and can misbehave
-on purpose: drop the connection halfway, answer 503 a few times, or 404.
+on purpose: drop the connection halfway, answer 503 a few times, 404, trickle a byte at a
+time, or serve a truncated archive.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,8 +21,10 @@ import pytest
 
 from helpers.download import (
     ChecksumError,
+    DamagedArchiveError,
     DownloadError,
     UnsafeArchiveError,
+    archive_name,
     download,
     download_and_extract,
     extract,
@@ -35,6 +39,7 @@ class Loopback:
         self.files: dict[str, bytes] = {}
         self.drop: dict[str, int] = {}
         self.fail: dict[str, int] = {}  # answer 503 this many times first
+        self.trickle: dict[str, float] = {}  # send one byte every this many seconds (for at most 20 s)
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
@@ -68,6 +73,19 @@ class Loopback:
                 rest = body[start:]
                 self.send_header("Content-Length", str(len(rest)))
                 self.end_headers()
+                if name in server.trickle:  # a server that never quite stops, bounded so a test cannot hang
+                    until = time.monotonic() + 20
+                    try:
+                        for byte in rest:
+                            if time.monotonic() > until:
+                                break
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(server.trickle[name])
+                    except OSError:  # the client gave up: that is the point
+                        pass
+                    self.close_connection = True
+                    return
                 if server.drop.get(name, 0) > 0:
                     server.drop[name] -= 1
                     self.wfile.write(rest[: len(rest) // 2])
@@ -198,7 +216,8 @@ def test_download_and_extract_end_to_end(server: Loopback, tmp_path: Path, fmt: 
         server.url(f"photos.{fmt}"), tmp_path / "data" / "photos", sha256=sha(data), progress=False
     )
     assert (out / "photos" / "lion" / "a.jpg").read_bytes() == b"lion"
-    assert (tmp_path / "data" / f"photos.{fmt}").exists()  # the archive is kept for next time
+    kept = tmp_path / "data" / archive_name(server.url(f"photos.{fmt}"), sha(data))
+    assert kept.name.startswith("photos-") and kept.exists()  # the archive is kept for next time, keyed by URL
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]  # no staging left
 
 
@@ -278,3 +297,99 @@ def test_a_symlink_stored_in_a_zip_is_refused(tmp_path: Path):
     with pytest.raises(UnsafeArchiveError, match="a link"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- issue 17: the wrong archive, endless downloads, truncated archives --------------------
+
+
+def test_same_file_name_at_two_urls_is_two_archives(server: Loopback, tmp_path: Path):
+    """`/other/good.tar` after `/good.tar` (no checksum): each URL gets its own archive and its own photos."""
+    first, second = {"photos/lion/a.jpg": b"first"}, {"photos/lion/a.jpg": b"second"}
+    server.files["good.tar"] = tar_bytes(first)
+    server.files["other/good.tar"] = tar_bytes(second)
+    archives = tmp_path / "archives"
+    a = download_and_extract(server.url("good.tar"), tmp_path / "a", archive_dir=archives, progress=False)
+    b = download_and_extract(server.url("other/good.tar"), tmp_path / "b", archive_dir=archives, progress=False)
+    assert (a / "photos" / "lion" / "a.jpg").read_bytes() == b"first"
+    assert (b / "photos" / "lion" / "a.jpg").read_bytes() == b"second"
+    assert [name for name, _ in server.requests] == ["good.tar", "other/good.tar"]
+    assert len(list(archives.iterdir())) == 2
+    # the same URL again reuses its own archive: no new request
+    download_and_extract(server.url("other/good.tar"), tmp_path / "c", archive_dir=archives, progress=False)
+    assert len(server.requests) == 2 and (tmp_path / "c" / "photos" / "lion" / "a.jpg").read_bytes() == b"second"
+
+
+def test_archive_names_keep_the_file_name_and_key_by_url_and_checksum():
+    a = archive_name("http://h/x/photos.tar.gz")
+    assert a.startswith("photos-") and a.endswith(".tar.gz")
+    assert archive_name("http://h/y/photos.tar.gz") != a
+    assert archive_name("http://h/x/photos.tar.gz", "ab" * 32) != a
+    assert archive_name("http://h/x/photos.zip").endswith(".zip")
+
+
+def test_a_trickling_server_is_a_stall_in_one_line(server: Loopback, tmp_path: Path):
+    """One byte at a time, each well inside the per-read timeout: the throughput rule ends it."""
+    server.files["slow.bin"] = payload(5000)
+    server.trickle["slow.bin"] = 0.2
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        download(
+            server.url("slow.bin"), tmp_path / "slow.bin", retries=1, backoff=0, timeout=5,
+            min_speed=100, stall_seconds=1, progress=False,
+        )  # fmt: skip
+    assert time.monotonic() - start < 10
+    message = str(caught.value)
+    assert "\n" not in message and "stalled" in message and "100 bytes/s" in message and "2 attempts" in message
+    assert len(server.requests) == 2  # retried once (resuming), then given up
+
+
+def test_the_overall_deadline_ends_a_download_that_is_merely_slow(server: Loopback, tmp_path: Path):
+    server.files["slow.bin"] = payload(5000)
+    server.trickle["slow.bin"] = 0.05  # 20 bytes/s: above min_speed, so only the deadline stops it
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="deadline of 1.5 s") as caught:
+        download(
+            server.url("slow.bin"), tmp_path / "slow.bin", retries=3, backoff=0, timeout=5,
+            min_speed=1, stall_seconds=1, deadline=1.5, progress=False,
+        )  # fmt: skip
+    assert time.monotonic() - start < 5 and "\n" not in str(caught.value)
+    assert (tmp_path / "slow.bin.part").stat().st_size > 0  # kept for a later resume
+
+
+def test_a_silent_server_times_out_per_read(server: Loopback, tmp_path: Path):
+    server.files["silent.bin"] = payload(100)
+    server.trickle["silent.bin"] = 30  # one byte, then nothing for 30 s
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="after 1 attempts"):
+        download(server.url("silent.bin"), tmp_path / "silent.bin", retries=0, timeout=0.5, progress=False)
+    assert time.monotonic() - start < 5
+
+
+def test_defaults_bound_a_stalled_download():
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(download).parameters.items()}
+    assert 0 < defaults["timeout"] <= 60 and defaults["min_speed"] > 0 and 0 < defaults["stall_seconds"] <= 120
+
+
+def test_a_truncated_tar_gz_is_named_deleted_and_downloaded_anew(server: Loopback, tmp_path: Path):
+    whole = tar_bytes({f"photos/lion/{i}.jpg": os.urandom(20_000) for i in range(5)})
+    server.files["photos.tar.gz"] = whole[: len(whole) // 2]  # the server itself has a cut-off file
+    archives = tmp_path / "archives"
+    with pytest.raises(DamagedArchiveError) as caught:
+        download_and_extract(server.url("photos.tar.gz"), tmp_path / "photos", archive_dir=archives, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message and "truncated" in message and "deleted" in message and "run again" in message
+    assert list(archives.iterdir()) == [] and not (tmp_path / "photos").exists()  # nothing kept to be reused
+    server.files["photos.tar.gz"] = whole  # fixed on the server: the next call downloads again
+    out = download_and_extract(server.url("photos.tar.gz"), tmp_path / "photos", archive_dir=archives, progress=False)
+    assert len(list((out / "photos" / "lion").iterdir())) == 5 and len(server.requests) == 2
+
+
+def test_extract_names_a_truncated_archive_and_leaves_it(tmp_path: Path):
+    whole = tar_bytes({"photos/a.jpg": os.urandom(50_000)})
+    archive = tmp_path / "mine.tar.gz"
+    archive.write_bytes(whole[:-100])
+    with pytest.raises(DamagedArchiveError, match="damaged or truncated"):
+        extract(archive, tmp_path / "out")
+    assert archive.exists() and not (tmp_path / "out").exists()  # the user's own file is not touched
