@@ -7,6 +7,7 @@ a notebook teaches and what the command line runs are the same code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from . import settings
 
 CACHE_ENV = "WORKBOOK_CACHE"  # helpers.cache.CACHE_ENV (not imported here: it would load TensorFlow)
 _UNSET = object()
+_HELD = contextlib.ExitStack()
+"""What a command holds until :func:`main` returns, however it returns (``train``: the run lock of ``--out``)."""
 
 
 class UsageError(Exception):
@@ -127,6 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         files.check_output_dir(cache_dir, 0, "cache folder")
     run = {k: settings_[k] for k in RUN_SETTINGS}
     config = runs.run_config(data, weights=weights, **run)
+    _HELD.enter_context(runs.lock(args.out, fresh=args.fresh))  # one live run per --out, until main returns
     print(runs.prepare(args.out, config, fresh=args.fresh), flush=True)
     if settings_["epochs"] == 0:
         print(
@@ -460,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _HELD:
+            return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)", file=sys.stderr)
         return 130

@@ -16,16 +16,27 @@ folder and a digest of its file listing), backbone, weights, image size, epochs,
 Only the workbook's own outputs are ever deleted (the names in :data:`OWN_FILES` and
 :data:`OWN_FOLDERS`, and the temporary files of their atomic writes); anything else in
 DIR is left alone.
+
+While a run works in DIR it holds :func:`lock` (an ``flock`` on ``DIR/.run.lock``, which the
+operating system releases when the process ends, even by ``kill -9``): a second run into the
+same DIR — resuming, or ``--fresh`` — is refused in one line naming the running process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks here, runs into one folder are not guarded
+    fcntl = None
 
 from . import files
 
@@ -50,6 +61,67 @@ MODEL_MEGABYTES = {
 
 class RunConflict(ValueError):
     """The output folder holds another run (or files we cannot account for); the message says what to do."""
+
+
+class RunLocked(RunConflict):
+    """Another process is running in the output folder right now (it holds :func:`lock`)."""
+
+
+LOCK_FILE = ".run.lock"
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock: what it wrote into the lock file (``pid … since …``), read a few times if not yet there."""
+    for _ in range(20):
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 200).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.025)
+    return "pid unknown"
+
+
+@contextlib.contextmanager
+def lock(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]:
+    """Hold the run lock of ``out`` meanwhile, or raise :class:`RunLocked` (one line naming the running pid).
+
+    An ``flock`` on ``out/.run.lock``: the operating system drops it when the process ends,
+    however it ends, so a killed run never leaves a stale lock. The file itself is removed on
+    the way out (while still locked; a waiting process that locked the removed file tries again).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    if fcntl is None:
+        yield path
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            doing = "--fresh would clear a live run: " if fresh else ""
+            raise RunLocked(
+                f"{doing}{out} is in use by a running train ({holder}): wait for it to finish or stop it, "
+                "or choose another --out"
+            ) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # we locked a file its last holder had just removed: lock the one there now
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 def data_digest(folder: str | os.PathLike) -> str:
@@ -239,13 +311,16 @@ def finish(out: str | os.PathLike, status: str, **extra) -> None:
 
 
 __all__ = [
+    "LOCK_FILE",
     "OWN_FILES",
     "OWN_FOLDERS",
     "RUN_FILE",
     "RunConflict",
+    "RunLocked",
     "data_digest",
     "estimate_bytes",
     "finish",
+    "lock",
     "own_outputs",
     "prepare",
     "read_record",

@@ -380,6 +380,49 @@ def test_ctrl_c_is_one_line_and_exit_130_with_nothing_half_written(run_setup, tm
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_a_second_train_into_a_live_run_is_refused_and_kill_9_leaves_no_stale_lock(run_setup, tmp_path):
+    """Issue 17 (8): a running run holds the folder; a second one, resuming or --fresh, is refused naming its pid."""
+    photos, weights, cache_dir = run_setup
+    out = tmp_path / "run"
+    first = start_cli(*train_args(photos, out, weights, cache_dir, 3000, "--patience", "100000"))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "run.json").exists():
+            time.sleep(0.05)
+        record = json.loads((out / "run.json").read_text())
+        for extra in ((), ("--fresh",)):
+            second = cli(*train_args(photos, out, weights, cache_dir, 3000, "--patience", "100000", *extra))
+            assert first.poll() is None, "the first run ended early: nothing was tested"
+            assert second.returncode == 2, second.stderr[-2000:]
+            [line] = errors(second)
+            assert f"pid {first.pid}" in line and "in use by a running train" in line, line
+            assert "--fresh would clear a live run" in line if extra else "resuming" not in second.stdout
+            assert json.loads((out / "run.json").read_text()) == record  # the live run's record untouched
+    finally:
+        first.kill()
+        first.communicate()
+    assert (out / ".run.lock").exists()  # what kill -9 leaves: a file, but no lock
+    again = cli(*train_args(photos, out, weights, cache_dir, 0, "--fresh"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "cleared the earlier run" in again.stdout
+    assert_no_partial_files(out)  # the lock file goes with the run that held it
+
+
+def test_the_run_lock_is_one_per_folder_and_released(tmp_path):
+    from helpers import runs
+
+    with runs.lock(tmp_path / "run") as path:
+        assert f"pid {os.getpid()}" in path.read_text()
+        with pytest.raises(runs.RunLocked, match=f"in use by a running train \\(pid {os.getpid()} since"):
+            with runs.lock(tmp_path / "run"):
+                pass
+        with runs.lock(tmp_path / "other"):  # another folder: its own lock
+            pass
+    assert not path.exists()
+    with runs.lock(tmp_path / "run"):  # free again
+        pass
+
+
 # --------------------------------------------------------------------------- output locations
 
 
