@@ -16,10 +16,15 @@ One module per idea; dependencies point one way (bottom to top):
   architecture comparison, SavedModel/TFLite export.
 - ``plots``, ``widgets``, ``upload``: figures and ipywidgets for the notebooks.
 - ``bench``, ``notebooks``, ``cli``: the benchmark, the headless notebook runner, ``python -m helpers``.
+
+Importing the package starts Keras the workbook's way (:func:`start`: the backend chosen, TensorFlow's
+start-up lines dropped); ``python -m helpers`` calls :func:`start` itself instead, from ``__main__``,
+where a Ctrl-C during the seconds Keras takes to import is one line and exit code 130.
 """
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 __version__ = "0.1.0"
@@ -87,9 +92,128 @@ def _keep_jax_compilations() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-_start_keras_quietly()
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+"""The Keras backends the workbook runs on, and the module each needs."""
+REQUIREMENTS = {"tensorflow": "requirements.txt", "jax": "requirements-jax.txt", "torch": "requirements-torch.txt"}
 
-if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.passes)
-    from . import passes
 
-    passes.count_keras_calls()
+class BackendUnavailable(ImportError):
+    """No usable Keras backend, or an ambiguous choice: the one-line message says what to set or install."""
+
+
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _keras_json_backend(environ=os.environ) -> tuple[str | None, str]:
+    """The backend named in Keras' own config file (``$KERAS_HOME/keras.json`` or ``~/.keras/keras.json``)."""
+    import json
+
+    home = environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    path = os.path.join(os.path.expanduser(home), "keras.json")
+    try:
+        with open(path) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None, path
+    return (backend if isinstance(backend, str) else None), path
+
+
+def choose_backend(installed=_installed, environ=os.environ, say=None) -> str:
+    """Which Keras backend to start, decided before Keras is imported (Keras reads ``KERAS_BACKEND`` then).
+
+    ``KERAS_BACKEND``, or a backend other than TensorFlow named in Keras' ``keras.json``, is used
+    as it is (if its module is missing: :class:`BackendUnavailable`, one line). Otherwise TensorFlow
+    when it is installed; without TensorFlow, the one other backend installed (jax or torch) is
+    set in ``KERAS_BACKEND`` and ``say`` gets one line saying so (default: standard error).
+    Anything else is :class:`BackendUnavailable`, saying what to set or install.
+    """
+
+    def missing(backend: str, where: str) -> BackendUnavailable:
+        present = [b for b, m in BACKEND_MODULES.items() if installed(m)]
+        instead = f"set KERAS_BACKEND={' or '.join(present)}" if present else "no backend is installed"
+        return BackendUnavailable(
+            f"{where} is {backend}, but {BACKEND_MODULES[backend]} is not installed in {sys.prefix}: "
+            f"pip install -r {REQUIREMENTS[backend]}, or {instead}"
+        )
+
+    given = environ.get("KERAS_BACKEND")
+    if given:
+        if given in BACKEND_MODULES and not installed(BACKEND_MODULES[given]):
+            raise missing(given, "KERAS_BACKEND")
+        return given
+    configured, path = _keras_json_backend(environ)
+    if configured and configured != "tensorflow":  # "tensorflow" is what Keras writes there by itself
+        if configured in BACKEND_MODULES and not installed(BACKEND_MODULES[configured]):
+            raise missing(configured, f"the backend in {path}")
+        return configured
+    if installed("tensorflow"):
+        return "tensorflow"
+    others = [b for b in ("jax", "torch") if installed(BACKEND_MODULES[b])]
+    if len(others) == 1:
+        environ["KERAS_BACKEND"] = others[0]
+        line = (
+            f"KERAS_BACKEND is not set and TensorFlow is not installed: using {others[0]}, "
+            "the one Keras backend installed (set KERAS_BACKEND to choose)"
+        )
+        (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+        return others[0]
+    if others:
+        raise BackendUnavailable(
+            "KERAS_BACKEND is not set and TensorFlow is not installed, but both jax and torch are: "
+            "set KERAS_BACKEND=jax or KERAS_BACKEND=torch"
+        )
+    raise BackendUnavailable(
+        f"no Keras backend is installed in {sys.prefix}: pip install -r requirements.txt (TensorFlow), "
+        "requirements-jax.txt (JAX) or requirements-torch.txt (PyTorch)"
+    )
+
+
+_started = False
+
+
+def start() -> None:
+    """Start Keras the workbook's way, once: choose the backend, then import Keras quietly.
+
+    With ``$WORKBOOK_PASS_LOG`` set (the notebook runner's kernels), Keras' ``fit``/``evaluate``/
+    ``predict`` calls are counted too (:mod:`helpers.passes`).
+    """
+    global _started
+    if _started:
+        return
+    choose_backend()
+    _start_keras_quietly()
+    if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.passes)
+        from . import passes
+
+        passes.count_keras_calls()
+    _started = True
+
+
+def _as_command() -> bool:
+    """True while ``python -m helpers`` imports this package (to run ``helpers/__main__.py`` next).
+
+    Python sets ``sys.argv[0]`` to ``-m`` while it imports the package of a ``-m`` module;
+    ``sys.orig_argv`` says which module (``python -m helpers.other`` still starts Keras here).
+    """
+    if getattr(sys, "argv", None) is None or sys.argv[:1] != ["-m"]:
+        return False
+    args = list(getattr(sys, "orig_argv", []))
+    for i, arg in enumerate(args[1:], 1):
+        if arg == "-m":
+            return args[i + 1 : i + 2] == [__name__]
+        if arg.startswith("-m"):
+            return arg[2:] == __name__
+    return False
+
+
+if not _as_command():  # python -m helpers starts Keras in __main__, where Ctrl-C is caught
+    start()

@@ -1,5 +1,27 @@
+"""``python -m helpers``: start Keras (choosing the backend first), then run the command line.
+
+Everything from here on, the seconds Keras and TensorFlow take to import included, turns a
+Ctrl-C into one line and exit code 130, and a missing backend into one line and exit code 1.
+"""
+
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def _run() -> int:
+    try:
+        import helpers
+
+        try:
+            helpers.start()
+        except helpers.BackendUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        from helpers.cli import main
+
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted while starting: nothing was written", file=sys.stderr)
+        return 130
+
+
+sys.exit(_run())
