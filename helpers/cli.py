@@ -212,18 +212,22 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import NOTEBOOKS_DIR, parse_value, run_notebooks
+    from .notebooks import NOTEBOOKS_DIR, SUMMARY, run_notebooks
 
-    parameters = {name: parse_value(value) for name, value in args.parameter or []}
-    runs = run_notebooks(
-        args.out,
-        quick=args.quick,
-        backbone=args.backbone,
-        parameters=parameters,
-        only=args.only,
-        notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR,
-        timeout=args.timeout,
-    )
+    parameters = dict(args.parameter or [])  # text: checked and converted against the notebooks' parameters cells
+    try:
+        runs = run_notebooks(
+            args.out,
+            quick=args.quick,
+            backbone=args.backbone,
+            parameters=parameters,
+            only=args.only,
+            notebooks_dir=args.notebooks_dir or NOTEBOOKS_DIR,
+            timeout=args.timeout,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out / SUMMARY} records the notebook that was stopped", file=sys.stderr)
+        return 130
     failed = [run for run in runs if not run.ok]
     for run in failed:
         print(f"FAILED {run.name}: {run.error}", file=sys.stderr)

@@ -8,7 +8,10 @@ CPU cores. Photos and weights still come from ``$WORKBOOK_DATA`` and
 
 A failing cell, a cell running past ``--timeout`` seconds or a dead kernel fails that
 notebook only: the next one still runs, ``DIR/notebooks.json`` (rewritten after every
-notebook) says what failed and in which cell, and the command exits 1 at the end. The
+notebook) says what failed and in which cell, and the command exits 1 at the end. Parameters
+(``-p NAME VALUE``) are checked against the notebooks' ``parameters`` cells before any notebook
+runs (:func:`check_parameters`); Ctrl-C stops the running notebook's kernel at once and records
+that notebook as ``interrupted``. The
 kernels count their forward passes into ``DIR/passes.jsonl`` (:mod:`helpers.passes`),
 summarised in ``notebooks.json`` under ``forward_passes``.
 
@@ -21,8 +24,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import hashlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -89,6 +95,7 @@ class NotebookRun:
     error: str | None = None
     timed_out: bool = False
     cell: int | None = None
+    interrupted: bool = False  # stopped by Ctrl-C
 
     @property
     def ok(self) -> bool:
@@ -101,6 +108,7 @@ class NotebookRun:
             "ok": self.ok,
             "error": self.error,
             "timed_out": self.timed_out,
+            "interrupted": self.interrupted,
             "cell": self.cell,
             "parameters": self.parameters,
         }
@@ -173,6 +181,108 @@ def parse_value(text: str) -> object:
         return text
 
 
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_NONE = type(None)
+
+#: Parameters that take more types than their default values show (each parameters cell's comment says so).
+#: Any other name takes the types of its defaults across the notebooks; one whose defaults are all None, anything.
+PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
+    "FINE_TUNE_FROM": (int, str, _NONE),  # 04: how many top blocks, a block name ("mixed8"), or None
+    "IMAGE_SIZE": (int, _NONE),  # None: the backbone's own size
+    "PER_CLASS": (int, _NONE),  # None: all photos
+    "WEIGHTS": (str, _NONE),  # "imagenet", a file, or None (random)
+    "DATA_DIR": (str, _NONE),
+    "CACHE_DIR": (str, _NONE),
+    "MODEL_FILE": (str, _NONE),
+}
+
+
+def _type_name(kinds: set[type]) -> str:
+    names = {bool: "True or False", int: "a whole number", float: "a number", str: "text", list: "a list",
+             dict: "a dict", _NONE: "None"}  # fmt: skip
+    return " or ".join(sorted(names.get(k, k.__name__) for k in kinds))
+
+
+def _convert(value: object, kinds: set[type], items: list[object] = ()) -> object:
+    """``value`` (text from the command line, or a Python value) as one of ``kinds``; ValueError if it is none.
+
+    ``items``: the default lists' elements, whose types a list's elements must have.
+    """
+    parsed = parse_value(value) if isinstance(value, str) else value
+    typed = kinds - {_NONE}
+    if not typed:  # declared as None everywhere: anything sensible (a literal, or else text)
+        return parsed
+    if parsed is None and _NONE in kinds:
+        return None
+    if bool in typed:
+        if isinstance(parsed, bool):
+            return parsed
+        if not isinstance(parsed, float) and str(value).strip().lower() in _TRUE | _FALSE:
+            return str(value).strip().lower() in _TRUE
+    if int in typed and isinstance(parsed, int) and not isinstance(parsed, bool):
+        return parsed
+    if float in typed and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+        return float(parsed)
+    if list in typed and isinstance(parsed, (list, tuple)):
+        if not items:
+            return list(parsed)
+        kinds_of_items = {type(item) for item in items}
+        try:
+            return [_convert(item, kinds_of_items) for item in parsed]
+        except ValueError:
+            raise ValueError(f"must be a list of {_type_name(kinds_of_items)}, got {value!r}") from None
+    if dict in typed and isinstance(parsed, dict):
+        return parsed
+    if str in typed and isinstance(value, str):
+        return parsed if isinstance(parsed, str) else value  # text as typed: "3" stays "3" for a name
+    raise ValueError(f"must be {_type_name(kinds)}, got {value!r}")
+
+
+def _default_value(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):  # an expression: its type is not known, so anything goes
+        return None
+
+
+def check_parameters(
+    parameters: dict, paths: Iterable[str | os.PathLike], all_paths: Iterable[str | os.PathLike] | None = None
+) -> dict[str, object]:
+    """``parameters`` checked against the ``parameters`` cells of the notebooks ``paths``, and converted.
+
+    A name no notebook in ``paths`` declares is refused (with the closest declared name); a
+    value is converted to the type of the name's default values (in ``all_paths``, default:
+    ``paths``), or to :data:`PARAMETER_TYPES` — ``"5"`` to 5 for ``PER_CLASS = 5``, ``"yes"`` to
+    True for a bool; a name whose defaults are all None accepts any literal or text.
+    Raises ValueError with one line naming every refused parameter and what it must be.
+    """
+    paths = [Path(p) for p in paths]
+    declared = {p.stem: declared_parameters(p) for p in paths}
+    defaults: dict[str, list[object]] = {}
+    for p in [Path(q) for q in all_paths] if all_paths is not None else paths:
+        for name, text in (declared[p.stem] if p.stem in declared else declared_parameters(p)).items():
+            defaults.setdefault(name, []).append(_default_value(text))
+    known = sorted({name for names in declared.values() for name in names})
+    where = ", ".join(declared) if len(declared) <= 3 else f"any of the {len(declared)} notebooks selected"
+    problems, out = [], {}
+    for name, value in parameters.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"they declare {', '.join(known)}"
+            problems.append(f"-p {name}: not a parameter of {where} ({hint})")
+            continue
+        values = defaults.get(name, [None])
+        kinds = set(PARAMETER_TYPES.get(name, {type(v) for v in values}))
+        items = [item for v in values if isinstance(v, list) for item in v]
+        try:
+            out[name] = _convert(value, kinds, items)
+        except ValueError as exc:
+            problems.append(f"-p {name}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems) + "; nothing was run")
+    return out
+
+
 @contextlib.contextmanager
 def kernel_environment(pass_log: str | os.PathLike | None = None, source: str | None = None):
     """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet.
@@ -227,7 +337,7 @@ def run_notebook(
     output = out_dir / path.name
     start = time.perf_counter()
     error, timed_out, cell = None, False, None
-    with kernel_environment(pass_log, source=path.stem):
+    with kernel_environment(pass_log, source=path.stem), _ctrl_c_kills_kernels():
         try:
             papermill.execute_notebook(
                 str(path),
@@ -237,6 +347,7 @@ def run_notebook(
                 cwd=str(out_dir),
                 progress_bar=False,
                 execution_timeout=timeout,
+                kernel_manager_class=_tracked_kernel_manager(),
             )
         except papermill.PapermillExecutionError as exc:
             cell = exc.exec_count
@@ -249,6 +360,60 @@ def run_notebook(
             cell, where = _last_started_cell(output)
             error = f"{where}: {type(exc).__name__}: {message}"
     return NotebookRun(path.stem, output, time.perf_counter() - start, dict(parameters or {}), error, timed_out, cell)
+
+
+_LIVE_KERNELS: set = set()  # kernel managers of the notebook running now (Ctrl-C kills their kernels)
+_TRACKED = None
+
+
+def _tracked_kernel_manager():
+    """jupyter_client's kernel manager, noting each kernel it starts in :data:`_LIVE_KERNELS`."""
+    global _TRACKED
+    if _TRACKED is None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class TrackedKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kw):
+                await super().start_kernel(**kw)
+                _LIVE_KERNELS.add(self)
+
+        _TRACKED = TrackedKernelManager
+    return _TRACKED
+
+
+def _kill_live_kernels() -> None:
+    for manager in list(_LIVE_KERNELS):
+        pid = getattr(getattr(manager, "provisioner", None), "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):  # a kernel leads its own process group: its children go too
+                os.killpg(pid, signal.SIGKILL) if hasattr(os, "killpg") else os.kill(pid, signal.SIGTERM)
+    _LIVE_KERNELS.clear()
+
+
+@contextlib.contextmanager
+def _ctrl_c_kills_kernels():
+    """Meanwhile, Ctrl-C kills the running notebook's kernel first, then interrupts the runner.
+
+    Left to itself, the kernel is asked to shut down while it still runs a cell, and prints a
+    ZMQError traceback on the terminal as its sockets close under it; a killed kernel says nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(signum, frame):
+        _kill_live_kernels()
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _LIVE_KERNELS.clear()
 
 
 def _last_started_cell(executed: Path) -> tuple[int | None, str]:
@@ -280,7 +445,8 @@ def write_summary(
     """Write ``out_dir/notebooks.json`` (atomically): the runs so far, the forward-pass counts.
 
     ``{"notebooks": [one NotebookRun.to_dict() each], "pending": [names still to run],
-    "complete": bool, "forward_passes": helpers.passes.summarise(pass_log),
+    "complete": bool, "interrupted": the notebook Ctrl-C stopped (or None),
+    "forward_passes": helpers.passes.summarise(pass_log),
     "forward_passes_per_network": helpers.passes.totals(pass_log)}``: the first per cut and
     kind, the second per network over all of them (what "one pass per photo" is judged on).
     """
@@ -288,10 +454,12 @@ def write_summary(
     from .files import write_json
 
     pending = list(pending)
+    interrupted = [r.name for r in runs if r.interrupted]
     summary = {
         "notebooks": [r.to_dict() for r in runs],
         "pending": pending,
-        "complete": not pending,
+        "complete": not pending and not interrupted,
+        "interrupted": interrupted[0] if interrupted else None,
         "forward_passes": [],
         "forward_passes_per_network": [],
     }
@@ -316,17 +484,21 @@ def run_notebooks(
 ) -> list[NotebookRun]:
     """Execute every notebook in order into ``out_dir``; report each one's wall time.
 
-    A failing notebook -- an error, a cell past ``timeout`` seconds, a dead kernel -- does
-    not stop the others; check ``all(run.ok for run in runs)``. ``out_dir/notebooks.json``
+    ``parameters`` are checked first (:func:`check_parameters`: unknown names and values of the
+    wrong type raise ValueError before any notebook runs). A failing notebook -- an error, a
+    cell past ``timeout`` seconds, a dead kernel -- does not stop the others; check
+    ``all(run.ok for run in runs)``. Ctrl-C (KeyboardInterrupt) kills the running kernel,
+    records that notebook as ``interrupted`` in ``notebooks.json`` and is raised again. ``out_dir/notebooks.json``
     (:func:`write_summary`) is rewritten after every notebook, so it is there even when the
     run is cut short. The kernels' forward passes are counted in ``out_dir/passes.jsonl``,
     emptied first, and summarised in ``notebooks.json`` under ``forward_passes``.
     """
+    paths = notebook_paths(notebooks_dir, only)
+    parameters = check_parameters(parameters or {}, paths, notebook_paths(notebooks_dir)) if parameters else {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pass_log = out_dir / PASS_LOG
     pass_log.write_bytes(b"")
-    paths = notebook_paths(notebooks_dir, only)
     runs: list[NotebookRun] = []
     write_summary(out_dir, runs, [p.stem for p in paths], pass_log)
     for index, path in enumerate(paths):
@@ -338,7 +510,19 @@ def run_notebooks(
             if log:
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
                 log(f"{path.name}: running ({shown})")
-            run = run_notebook(path, out_dir, params, timeout=timeout, pass_log=pass_log)
+            started = time.perf_counter()
+            try:
+                run = run_notebook(path, out_dir, params, timeout=timeout, pass_log=pass_log)
+            except KeyboardInterrupt:  # Ctrl-C: this notebook is recorded as interrupted, the rest as pending
+                seconds = time.perf_counter() - started
+                cell, where = _last_started_cell(out_dir / path.name)
+                run = NotebookRun(path.stem, out_dir / path.name, seconds, dict(params), f"interrupted (Ctrl-C) in "
+                                  f"{where}", cell=cell, interrupted=True)  # fmt: skip
+                runs.append(run)
+                write_summary(out_dir, runs, [p.stem for p in paths[index + 1 :]], pass_log)
+                if log:
+                    log(f"{path.name}: interrupted after {seconds:.1f} s")
+                raise
         runs.append(run)
         write_summary(out_dir, runs, [p.stem for p in paths[index + 1 :]], pass_log)
         if log:

@@ -152,10 +152,16 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     saved = os.environ.get("WORKBOOK_CACHE")
     os.environ["WORKBOOK_CACHE"] = str(out / "cache")  # from an empty activation store, as issue 9 counts
     try:
+        selected = notebooks.notebook_paths(only=sorted(wanted) or None)
         runs = notebooks.run_notebooks(
             out,
             quick=True,
-            parameters=WORKBOOK_PARAMETERS,
+            # only what the selected notebooks declare: the runner refuses a name none of them has
+            parameters={
+                k: v
+                for k, v in WORKBOOK_PARAMETERS.items()
+                if any(k in notebooks.declared_parameters(p) for p in selected)
+            },  # fmt: skip
             only=sorted(wanted) or None,
             log=print,
             timeout=QUICK_CELL_TIMEOUT_S,

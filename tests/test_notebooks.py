@@ -264,6 +264,120 @@ def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp
     ]
 
 
+def test_cli_notebooks_refuses_unknown_names_and_wrong_types_before_running_anything(tmp_path, capsys):
+    """Issue 17 (10): `-p VALUE abc` for `VALUE = 1`, or `-p NOPE 3`, is one line and exit 2; no kernel starts."""
+    from helpers import cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tiny_notebook(src / "00_ok.ipynb", "print(VALUE)")
+    for given, said in (
+        (["VALUE", "abc"], "error: -p VALUE: must be a whole number, got 'abc'; nothing was run"),
+        (["NOPE", "3"], "error: -p NOPE: not a parameter of 00_ok (they declare VALUE); nothing was run"),
+        (["VALUES", "3"], "error: -p VALUES: not a parameter of 00_ok (did you mean VALUE?); nothing was run"),
+    ):
+        out = tmp_path / given[0]
+        assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", *given, "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines() == [said]
+        assert not out.exists()  # refused before anything was written or run
+    assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", "VALUE", "7", "--out", str(tmp_path / "ok")]) == 0
+    executed = nbformat.read(str(tmp_path / "ok" / "00_ok.ipynb"), as_version=4)
+    assert executed.cells[-1].outputs[0].text == "7\n"  # converted to the default's type
+
+
+def test_check_parameters_reads_the_workbooks_parameters_cells():
+    """Names and types come from the real notebooks' parameters cells (and PARAMETER_TYPES where wider)."""
+    only03 = notebooks.notebook_paths(only=["03"])
+    converted = notebooks.check_parameters(
+        {"PER_CLASS": "7", "LEARNING_RATE": "1e-4", "WEIGHTS": "None", "BACKBONE": "ResNet50", "DATA_DIR": "/photos"},
+        only03,
+    )
+    assert converted == {"PER_CLASS": 7, "LEARNING_RATE": 1e-4, "WEIGHTS": None, "BACKBONE": "ResNet50",
+                         "DATA_DIR": "/photos"}  # fmt: skip
+    assert notebooks.check_parameters({"FINE_TUNE_FROM": "mixed8"}, notebooks.notebook_paths(only=["04"])) == {
+        "FINE_TUNE_FROM": "mixed8"
+    }
+    assert notebooks.check_parameters({"OTHER_BACKEND": "no", "PER_CLASS": None}, NOTEBOOKS) == {
+        "OTHER_BACKEND": False,
+        "PER_CLASS": None,
+    }
+    assert notebooks.check_parameters({"PER_CLASS_LIST": "[1, None]"}, NOTEBOOKS) == {"PER_CLASS_LIST": [1, None]}
+    with pytest.raises(ValueError, match=r"PER_CLASS: must be None or a whole number, got 'abc'"):
+        notebooks.check_parameters({"PER_CLASS": "abc"}, NOTEBOOKS)
+    with pytest.raises(ValueError, match=r"OTHER_BACKEND: not a parameter of 03_train_the_head"):
+        notebooks.check_parameters({"OTHER_BACKEND": False}, only03)  # declared by 08 only
+    with pytest.raises(ValueError, match=r"EPOCHS: must be a whole number, got '2.5'.*SEEDS: must be a list"):
+        notebooks.check_parameters({"EPOCHS": "2.5", "SEEDS": "3"}, NOTEBOOKS)
+    for name in notebooks.PARAMETER_TYPES:  # every widened name is a real parameter
+        assert any(name in notebooks.declared_parameters(p) for p in NOTEBOOKS), name
+
+
+def test_cli_notebooks_refuses_a_wrong_type_for_the_real_workbook(tmp_path, capsys):
+    from helpers import cli
+
+    assert cli.main(["notebooks", "-p", "PER_CLASS", "abc", "--out", str(tmp_path / "out")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == "error: -p PER_CLASS: must be None or a whole number, got 'abc'; nothing was run"
+
+
+def test_ctrl_c_in_the_runner_records_the_notebook_as_interrupted_in_one_line(tmp_path):
+    """Issue 17 (10): SIGINT to the runner's process group, as a terminal's Ctrl-C sends it, mid-cell."""
+    import signal
+    import time
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    started = tmp_path / "kernel.pid"
+    _tiny_notebook(src / "00_ok.ipynb", "print(VALUE)")
+    _tiny_notebook(
+        src / "01_slow.ipynb",
+        f"import os, time\nopen({str(started)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)",
+    )
+    _tiny_notebook(src / "02_after.ipynb", "print(VALUE)")
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "helpers", "notebooks", "--notebooks-dir", str(src), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (started.exists() and started.read_text()):
+            time.sleep(0.1)
+        assert started.exists(), "the slow cell never started"
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "ZMQError" not in stderr, stderr[-3000:]
+    said = [line for line in stderr.splitlines() if line.strip() and "running over TCP without encryption" not in line]
+    assert said == [f"interrupted: {out / notebooks.SUMMARY} records the notebook that was stopped"], stderr[-3000:]
+    assert "01_slow.ipynb: interrupted after" in stdout
+    summary = json.loads((out / notebooks.SUMMARY).read_text())
+    assert not summary["complete"] and summary["interrupted"] == "01_slow" and summary["pending"] == ["02_after"]
+    ok, slow = summary["notebooks"]
+    assert ok["ok"] and not ok["interrupted"]
+    assert (
+        slow["interrupted"] and not slow["ok"] and slow["error"] == "interrupted (Ctrl-C) in cell 2 `import os, time`"
+    )
+    kernel = int(started.read_text())
+    for _ in range(50):  # the kernel was killed, not left running the cell
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the interrupted notebook's kernel (pid {kernel}) is still running")
+
+
 def test_clean_keeps_only_checked_outputs_and_tags(tmp_path):
     path = _tiny_notebook(tmp_path / "nb.ipynb", "# NBVAL_CHECK_OUTPUT\nprint(VALUE)")
     nb = nbformat.read(str(path), as_version=4)
