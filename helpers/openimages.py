@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+from tqdm.auto import tqdm
 
 from . import checks, files
 from .download import sha256_of
@@ -82,16 +83,7 @@ TEDDY_BEAR = "/m/0kmg4"
 HUMAN_SOURCES = {"verification", "crowdsource-verification", "human"}  # "human": the V2-V3 files' name
 CC_BY_2 = "https://creativecommons.org/licenses/by/2.0/"
 LABEL_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
-IMAGE_COLUMNS = (
-    "ImageID",
-    "Subset",
-    "OriginalLandingURL",
-    "License",
-    "AuthorProfileURL",
-    "Author",
-    "Title",
-    "Rotation",
-)
+IMAGE_COLUMNS = tuple("ImageID Subset OriginalLandingURL License AuthorProfileURL Author Title Rotation".split())
 MANIFEST_COLUMNS = ("file", "sha256", "source_sha256", "image_id", "class", "subset")
 FOLDER_NAME = "lion-tiger-bear-openimages"
 MAX_SIDE = 400
@@ -130,19 +122,18 @@ class FetchReport:
         why = "; ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
         text = f"Open Images: {per_class} photos in {self.folder} ({self.downloaded} downloaded now)"
         text += f"; skipped: {why}" if why else ""
-        text += (
-            f"; changed or missing since the first download (fetched again): {', '.join(self.changed)}"
-            if self.changed
-            else ""
-        )
+        if self.changed:
+            text += f"; changed or missing since the first download (fetched again): {', '.join(self.changed)}"
         return text + ("" if self.complete else "; incomplete: run again to fetch the rest")
+
+
+def _request(url: str) -> urllib.request.Request:
+    return urllib.request.Request(url, headers={"User-Agent": "transfer-workbook"})
 
 
 def _open(url: str, timeout: float):
     try:
-        return urllib.request.urlopen(
-            urllib.request.Request(url, headers={"User-Agent": "transfer-workbook"}), timeout=timeout
-        )
+        return urllib.request.urlopen(_request(url), timeout=timeout)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise OpenImagesUnavailable(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -226,7 +217,7 @@ def _get(url: str, timeout: float, attempts: int = 3) -> bytes:
     problem: Exception | None = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(_request(url), timeout=timeout) as response:
                 expected = response.headers.get("Content-Length")
                 data = response.read(MAX_IMAGE_BYTES + 1)
             if len(data) > MAX_IMAGE_BYTES:
@@ -307,6 +298,7 @@ def fetch_open_images(
     seed: int = 0,
     base_url: str | None = None,
     timeout: float = TIMEOUT,
+    progress: bool = True,
 ) -> FetchReport:
     """Fetch (or resume, or check) up to ``per_class`` real photos per class into ``dest/<class>/``.
 
@@ -347,6 +339,9 @@ def fetch_open_images(
     gone = json.loads((state / "gone.json").read_text()) if (state / "gone.json").is_file() else {}
     by_id = {c["ImageID"]: c for c in candidates}
     unreachable = 0
+    bar = tqdm(
+        total=per_class * len(CLASSES), desc="Open Images photos", unit="photo", disable=not progress, leave=False
+    )
     for name in CLASSES:
         (dest / name).mkdir(parents=True, exist_ok=True)
         for leftover in (dest / name).glob(".*.jpg"):  # a temporary file from an interrupted run
@@ -358,14 +353,14 @@ def fetch_open_images(
             entry = manifest.get(image_id)
             if entry and f"{name}/{image_id}.jpg" not in report.changed:
                 report.counts[name] += 1
+                bar.update(1)
                 continue
             if image_id in gone:
                 report.skipped[gone[image_id]] += 1
                 continue
             if unreachable >= GIVE_UP_AFTER:
-                report.skipped["unreachable"] += 1
-                report.complete = False
-                continue
+                report.complete = False  # the host is gone: the rest waits for the next run
+                break
             target = dest / name / f"{image_id}.jpg"
             try:
                 data = _get(f"{images_base}/{cand['Subset']}/{image_id}.jpg", timeout)
@@ -396,6 +391,8 @@ def fetch_open_images(
             _write_manifest(dest, manifest)
             report.counts[name] += 1
             report.downloaded += 1
+            bar.update(1)
+    bar.close()
     for stale in [i for i, e in manifest.items() if i in gone and not (dest / e["file"]).is_file()]:
         del manifest[stale]  # changed, and not the same photo on the server any more
     _write_manifest(dest, manifest)

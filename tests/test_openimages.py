@@ -368,3 +368,12 @@ def test_unreachable_host_says_so_in_one_line_and_falls_back_to_cifar(tmp_path: 
     assert "Open Images" in lines[0] and "LOW-RESOLUTION" in lines[0] and "CIFAR-100" in lines[0]
     assert "--data" in lines[0] and "WORKBOOK_DATA" in lines[0]
     assert not (tmp_path / "oi" / "dataset.json").exists()
+
+
+def test_a_host_that_goes_away_midway_stops_after_a_few_tries(site: Site, tmp_path: Path):
+    for p in (tmp_path / "site").glob("*/*.jpg"):
+        site.drop[f"{p.parent.name}/{p.name}"] = 99  # every photo's connection drops
+    report = openimages.fetch_open_images(tmp_path / "oi", per_class=10, base_url=site.url)
+    assert report.downloaded == 0 and not report.complete
+    assert report.skipped["unreachable"] == openimages.GIVE_UP_AFTER  # then it stops asking
+    assert len(site.images()) == 3 * openimages.GIVE_UP_AFTER and "run again" in report.line()
