@@ -22,7 +22,7 @@ class UsageError(Exception):
 
 
 def _photo_folder(given: Path | None) -> Path:
-    """Photos the way the notebooks find them: ``given``, then ``$WORKBOOK_DATA``, then CIFAR-100 (built once)."""
+    """Photos the way the notebooks find them: ``given``, ``$WORKBOOK_DATA``, Open Images (fetched once), CIFAR-100."""
     from .datasets import get_photos
 
     if given is not None and not given.is_dir():
