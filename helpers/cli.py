@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    photos = f"photo folder (default: ${settings.DATA_ENV}, else the CIFAR-100 lion/tiger/bear subset)"
+    photos = f"photo folder (default: ${settings.DATA_ENV}, else Open Images lion/tiger/bear photos, offline CIFAR-100)"
 
     p = sub.add_parser("train", help="train a Lion/Tiger/Bear (or your own) classifier")
     p.add_argument("--data", type=Path, help=photos)
