@@ -170,12 +170,13 @@ def _find_candidates(meta_base: str, per_class: int, timeout: float) -> tuple[li
             if mid not in _MID_CLASS and mid != TEDDY_BEAR:
                 continue
             try:
-                present = float(row["Confidence"]) == 1.0
+                confidence = float(row["Confidence"])
             except ValueError:
-                present = False
+                confidence = 0.0
             if row["Source"] not in HUMAN_SOURCES:
-                unverified.add(row["ImageID"])
-            elif present:
+                if confidence > 0:  # a machine-generated label: not good enough
+                    unverified.add(row["ImageID"])
+            elif confidence == 1.0:
                 positive.setdefault(row["ImageID"], set()).add(_MID_CLASS.get(mid, "teddy bear"))
         wanted = {}
         for image_id, classes in positive.items():
@@ -222,7 +223,7 @@ def _get(url: str, timeout: float, attempts: int = 3) -> bytes:
                 data = response.read(MAX_IMAGE_BYTES + 1)
             if len(data) > MAX_IMAGE_BYTES:
                 raise _Gone("broken image", f"larger than {MAX_IMAGE_BYTES // 1024**2} MB")
-            if expected is not None and len(data) != int(expected):
+            if expected is not None and expected.isdigit() and len(data) != int(expected):
                 raise ConnectionError(f"connection closed after {len(data)} of {expected} bytes")
             return data
         except urllib.error.HTTPError as exc:
@@ -237,22 +238,23 @@ def _get(url: str, timeout: float, attempts: int = 3) -> bytes:
 
 def _save_photo(data: bytes, rotation: str, target: Path) -> None:
     """Decode, turn upright, shrink to MAX_SIDE and write ``target`` atomically; :class:`_Gone` if broken."""
+    problem = checks.jpeg_stream_problem(data) if data[:2] == b"\xff\xd8" else None
+    if problem:
+        raise _Gone("broken image", problem)
     try:
-        problem = checks.jpeg_stream_problem(data) if data[:2] == b"\xff\xd8" else None
-        if problem:
-            raise _Gone("broken image", problem)
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.getexif().get(0x0112, 1) == 1:  # no EXIF orientation: use the CSV's Rotation
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = opened
+            if opened.getexif().get(0x0112, 1) == 1:  # no EXIF orientation: use the CSV's Rotation
                 degrees = float(rotation) if rotation.strip() else 0.0
-                if not math.isnan(degrees) and int(degrees) % 360 in (90, 180, 270):
-                    image = image.rotate(int(degrees) % 360, expand=True)  # counter-clockwise
+                if math.isfinite(degrees) and int(degrees) % 360 in (90, 180, 270):
+                    image = opened.rotate(int(degrees) % 360, expand=True)  # counter-clockwise
             image = checks.to_rgb(image)
             image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-            with files.atomic_path(target) as tmp:
-                image.save(tmp, "JPEG", quality=90)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise _Gone("broken image", str(exc)) from exc
+    with files.atomic_path(target) as tmp:  # a full disk is an error, not a broken photo
+        image.save(tmp, "JPEG", quality=90)
 
 
 def _write_json(path: Path, value) -> None:
@@ -312,7 +314,13 @@ def fetch_open_images(
     manifest: dict[str, dict] = {}
     if (dest / "manifest.csv").is_file():
         with open(dest / "manifest.csv", newline="") as f:
-            manifest = {row["image_id"]: row for row in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            if set(MANIFEST_COLUMNS) - set(reader.fieldnames or ()):
+                raise ValueError(
+                    f"{dest / 'manifest.csv'} is not a manifest this workbook wrote (columns "
+                    f"{', '.join(MANIFEST_COLUMNS)}): move {dest} away and run again"
+                )
+            manifest = {row["image_id"]: row for row in reader}
     report = FetchReport(dest, {name: 0 for name in CLASSES})
     for image_id, entry in list(manifest.items()):  # verify every recorded file
         path = dest / entry["file"]

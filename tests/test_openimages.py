@@ -99,13 +99,15 @@ class Site:
         self.httpd.server_close()
 
 
-def jpeg(size=(60, 40), colour=(200, 150, 50), split=False) -> bytes:
+def jpeg(size=(60, 40), colour=(200, 150, 50), split=False, orientation=None) -> bytes:
     pixels = np.zeros((size[1], size[0], 3), np.uint8) + np.array(colour, np.uint8)
     if split:  # left half red, right half blue: shows which way a photo was turned
         pixels[:, : size[0] // 2] = (255, 0, 0)
         pixels[:, size[0] // 2 :] = (0, 0, 255)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=95)
+    out, exif = io.BytesIO(), Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels).save(out, "JPEG", quality=95, exif=exif)
     return out.getvalue()
 
 
@@ -177,6 +179,7 @@ def scenario() -> tuple[list[dict], dict[str, str]]:
         add("bear", 22, labels=verified(BEAR)),
         add("brown", 23, labels=[("crowdsource-verification", BROWN_BEAR, "1")]),
         add("polar", 24, labels=verified(BEAR, POLAR_BEAR)),
+        add("exif", 25, labels=verified(BEAR), rotation="90.0", body=jpeg((60, 40), split=True, orientation=6)),
         add("two_classes", 30, labels=verified(LION, TIGER)),
         add("teddy", 31, labels=verified(BEAR, TEDDY_BEAR)),
         add("nc_licence", 32, labels=verified(LION), licence="https://creativecommons.org/licenses/by-nc/2.0/"),
@@ -211,7 +214,7 @@ def test_fetch_keeps_verified_single_class_cc_by_photos_and_credits_them(site: S
     dest = tmp_path / "oi"
     report = openimages.fetch_open_images(dest, per_class=10, base_url=site.url)
     ids = site.ids
-    assert report.counts == {"lion": 6, "tiger": 5, "bear": 4} and report.downloaded == 15 and report.complete
+    assert report.counts == {"lion": 6, "tiger": 5, "bear": 5} and report.downloaded == 16 and report.complete
     assert report.skipped == {
         "two or three of lion/tiger/bear": 1,
         "teddy bear": 1,
@@ -224,16 +227,18 @@ def test_fetch_keeps_verified_single_class_cc_by_photos_and_credits_them(site: S
     expected = {
         "lion": {ids[k] for k in ("lion0", "lion1", "lion2", "lion3", "turned", "test_lion")},
         "tiger": {ids[k] for k in ("tiger0", "tiger1", "tiger2", "tiger3", "large")},
-        "bear": {ids[k] for k in ("bear", "brown", "polar", "test_bear")},
+        "bear": {ids[k] for k in ("bear", "brown", "polar", "exif", "test_bear")},
     }
     for name, wanted in expected.items():
         assert {p.stem for p in (dest / name).iterdir()} == wanted
     turned = np.asarray(Image.open(dest / "lion" / f"{ids['turned']}.jpg"))
     assert turned.shape[:2] == (60, 40)  # 90° counter-clockwise: the right (blue) half is now on top
     assert turned[5, 20, 2] > 200 and turned[-5, 20, 0] > 200
+    upright = np.asarray(Image.open(dest / "bear" / f"{ids['exif']}.jpg"))  # EXIF 6 (turn 90° clockwise) wins:
+    assert upright.shape[:2] == (60, 40) and upright[5, 20, 0] > 200 and upright[-5, 20, 2] > 200  # not both
     assert max(Image.open(dest / "tiger" / f"{ids['large']}.jpg").size) == openimages.MAX_SIDE
     manifest = read_manifest(dest)
-    assert len(manifest) == 15
+    assert len(manifest) == 16
     for entry in manifest.values():
         assert sha256_of(dest / entry["file"]) == entry["sha256"]
     served = (tmp_path / "site" / "test" / f"{ids['test_bear']}.jpg").read_bytes()
@@ -247,7 +252,7 @@ def test_fetch_keeps_verified_single_class_cc_by_photos_and_credits_them(site: S
     info = json.loads((dest / "dataset.json").read_text())
     assert info["complete"] and info["counts"] == report.counts
     assert load_folder(dest).class_names == ["bear", "lion", "tiger"] and check_data(dest).ok
-    assert "Open Images: 6 lion, 5 tiger, 4 bear photos" in report.line()
+    assert "Open Images: 6 lion, 5 tiger, 5 bear photos" in report.line()
 
 
 def test_the_choice_is_a_seeded_hash_and_the_test_subset_is_read_only_when_needed(tmp_path: Path):
@@ -290,7 +295,7 @@ def test_a_rerun_checks_every_file_and_fetches_only_what_changed(site: Site, tmp
     manifest = read_manifest(dest)
     site.requests.clear()
     quiet = openimages.fetch_open_images(dest, per_class=10, base_url=site.url)
-    assert site.requests == [] and quiet.downloaded == 0 and quiet.counts == {"lion": 6, "tiger": 5, "bear": 4}
+    assert site.requests == [] and quiet.downloaded == 0 and quiet.counts == {"lion": 6, "tiger": 5, "bear": 5}
 
     ids = site.ids
     edited = dest / "lion" / f"{ids['lion1']}.jpg"
@@ -327,7 +332,7 @@ def test_an_interrupted_download_never_counts_and_a_rerun_resumes(site: Site, tm
     site.requests.clear()
     report = openimages.fetch_open_images(dest, per_class=10, base_url=site.url)
     assert site.requests == [f"validation/{ids['tiger1']}.jpg"]  # only what was missing
-    assert report.counts == {"lion": 6, "tiger": 5, "bear": 4} and report.complete and report.downloaded == 1
+    assert report.counts == {"lion": 6, "tiger": 5, "bear": 5} and report.complete and report.downloaded == 1
 
 
 def test_a_file_that_is_not_the_published_csv_is_refused(tmp_path: Path):
@@ -377,3 +382,11 @@ def test_a_host_that_goes_away_midway_stops_after_a_few_tries(site: Site, tmp_pa
     assert report.downloaded == 0 and not report.complete
     assert report.skipped["unreachable"] == openimages.GIVE_UP_AFTER  # then it stops asking
     assert len(site.images()) == 3 * openimages.GIVE_UP_AFTER and "run again" in report.line()
+
+
+def test_a_manifest_the_workbook_did_not_write_is_refused_in_one_line(tmp_path: Path):
+    (tmp_path / "oi").mkdir()
+    (tmp_path / "oi" / "manifest.csv").write_text("name,size\nx.jpg,3\n")
+    with pytest.raises(ValueError, match="not a manifest this workbook wrote.*move .* away"):
+        openimages.fetch_open_images(tmp_path / "oi", base_url="http://127.0.0.1:9")
+    assert (tmp_path / "oi" / "manifest.csv").read_text() == "name,size\nx.jpg,3\n"
