@@ -119,7 +119,7 @@ class FetchReport:
 
     def line(self) -> str:
         per_class = ", ".join(f"{n} {name}" for name, n in self.counts.items())
-        why = "; ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        why = "; ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()) if n)
         text = f"Open Images: {per_class} photos in {self.folder} ({self.downloaded} downloaded now)"
         text += f"; skipped: {why}" if why else ""
         if self.changed:
@@ -205,8 +205,8 @@ def _find_candidates(meta_base: str, per_class: int, timeout: float) -> tuple[li
                 break
         skipped["no image metadata"] += len(wanted)
         if all(sum(c["class"] == name for c in found) >= want for name in CLASSES):
-            return found, skipped, n_read == len(SUBSETS)
-    return found, skipped, True
+            return found, +skipped, n_read == len(SUBSETS)  # + drops the zero counts
+    return found, +skipped, True
 
 
 def _rank(seed: int, image_id: str) -> str:
@@ -406,6 +406,6 @@ def fetch_open_images(
     _write_manifest(dest, manifest)
     _write_attribution(dest, manifest, by_id)
     dataset = {"source": "Open Images V7", "licence": "CC BY 2.0", "max_side": MAX_SIDE, "per_class": per_class}
-    dataset.update(seed=seed, counts=report.counts, skipped=dict(report.skipped), complete=report.complete)
+    dataset.update(seed=seed, counts=report.counts, skipped=dict(+report.skipped), complete=report.complete)
     _write_json(dest / "dataset.json", dataset)
     return report
