@@ -277,7 +277,7 @@ def get_photos(
     try:
         report = openimages.fetch_open_images(**kwargs)
     except openimages.OpenImagesUnavailable as exc:
-        problem = f"Open Images could not be reached ({exc})"
+        problem = f"Open Images could not be read ({exc})"
     else:
         if report.downloaded or report.changed or not report.complete:
             print(report.line(), flush=True)

@@ -370,7 +370,7 @@ def test_unreachable_host_says_so_in_one_line_and_falls_back_to_cifar(tmp_path: 
     assert folder == tmp_path / "cifar" and json.loads((folder / "dataset.json").read_text())["low_resolution"]
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
-    assert "Open Images" in lines[0] and "LOW-RESOLUTION" in lines[0] and "CIFAR-100" in lines[0]
+    assert "Open Images could not be read" in lines[0] and "LOW-RESOLUTION" in lines[0] and "CIFAR-100" in lines[0]
     assert "--data" in lines[0] and "WORKBOOK_DATA" in lines[0]
     assert not (tmp_path / "oi" / "dataset.json").exists()
 
@@ -390,3 +390,18 @@ def test_a_manifest_the_workbook_did_not_write_is_refused_in_one_line(tmp_path: 
     with pytest.raises(ValueError, match="not a manifest this workbook wrote.*move .* away"):
         openimages.fetch_open_images(tmp_path / "oi", base_url="http://127.0.0.1:9")
     assert (tmp_path / "oi" / "manifest.csv").read_text() == "name,size\nx.jpg,3\n"
+
+
+def test_too_few_photos_also_fall_back_saying_why(site: Site, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_DATA", raising=False)
+    archive = make_cifar_archive(tmp_path / "cifar-100-python.tar.gz", TRAIN, TEST)
+    folder = datasets.get_photos(
+        openimages_kwargs={"dest": tmp_path / "oi", "per_class": 20, "base_url": site.url},
+        dest=tmp_path / "cifar",
+        archive=archive,
+        sha256=sha256_of(archive),
+    )
+    assert folder == tmp_path / "cifar"  # 6, 5 and 5 photos: fewer than the 10 a class needs
+    out, err = capsys.readouterr()
+    assert "Open Images: 6 lion, 5 tiger, 5 bear photos" in out
+    assert "too few Open Images photos" in err and "LOW-RESOLUTION" in err and "WORKBOOK_DATA" in err
