@@ -24,10 +24,15 @@ stored whole:
    three times the validation file, as the subset has three times the images; and
    ``test/test-images-with-rotation.csv``, 45.2 MB). The train files (2.7 GB of labels) are never read.
 4. The photos: ``https://open-images-dataset.s3.amazonaws.com/<Subset>/<ImageID>.jpg``, the
-   public bucket the Common Visual Data Foundation hosts and the official ``downloader.py``
-   (github.com/openimages/dataset) reads through boto3 (``<split>/<image_id>.jpg``); FiftyOne's
-   ``fiftyone/utils/openimages.py`` uses the same bucket layout and the same CSV URLs, and
-   TensorFlow Datasets' ``open_images.py`` lists the human ``Source`` values used here.
+   public bucket the Common Visual Data Foundation hosts, read by the official ``downloader.py``
+   (github.com/openimages/dataset) through boto3 as ``<split>/<image_id>.jpg``.
+
+Checked against: the dataset's README (github.com/openimages/dataset: the image-list and
+human-label columns, Confidence 1/0, CC BY 2.0 as a URL), its page on rotated images
+(``web/2018-05-17-rotation-information.html``: Rotation = degrees counter-clockwise, ``nan`` when
+unknown), FiftyOne's ``fiftyone/utils/openimages.py`` (the same bucket layout and the same
+``2018_04/<subset>/<subset>-images-with-rotation.csv`` URLs), TensorFlow Datasets' ``open_images.py``
+(the human ``Source`` values) and public scripts that read the V7 human-label files by these names.
 
 Each photo is turned upright (its EXIF orientation if it has one, else the CSV's ``Rotation``,
 degrees counter-clockwise), resized to at most 400 px on its longest side and saved as
