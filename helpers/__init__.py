@@ -3,7 +3,7 @@
 One module per idea; dependencies point one way (bottom to top):
 
 - ``settings``, ``files``: where photos and weights live; atomic writes.
-- ``checks``, ``data``, ``download``, ``datasets``: the data report, photo folders, stable
+- ``checks``, ``data``, ``download``, ``datasets``, ``openimages``: the data report, photo folders, stable
   splits and "N photos per class", safe downloads, the default photos (Open Images, else CIFAR-100).
 - ``backbones``, ``imagenet``: pretrained networks by name, weights, preprocessing, cut points;
   what ImageNet already knows about our classes.
