@@ -3,8 +3,8 @@
 One module per idea; dependencies point one way (bottom to top):
 
 - ``settings``, ``files``: where photos and weights live; atomic writes.
-- ``checks``, ``data``, ``download``, ``datasets``: the data report, photo folders, stable
-  splits and "N photos per class", safe downloads, the CIFAR-100 lion/tiger/bear default.
+- ``checks``, ``data``, ``download``, ``datasets``, ``openimages``: the data report, photo folders, stable
+  splits and "N photos per class", safe downloads, the default photos (Open Images, else CIFAR-100).
 - ``backbones``, ``imagenet``: pretrained networks by name, weights, preprocessing, cut points;
   what ImageNet already knows about our classes.
 - ``device``, ``pipeline``: CPU/GPU, mixed precision, tf.distribute; the tf.data input pipeline.

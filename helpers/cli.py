@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 
 def _photo_folder(given: Path | None) -> Path:
-    """Photos the way the notebooks find them: ``given``, then ``$WORKBOOK_DATA``, then CIFAR-100 (built once)."""
+    """Photos the way the notebooks find them: ``given``, ``$WORKBOOK_DATA``, Open Images (fetched once), CIFAR-100."""
     from .datasets import get_photos
 
     if given is not None and not given.is_dir():
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    photos = f"photo folder (default: ${settings.DATA_ENV}, else the CIFAR-100 lion/tiger/bear subset)"
+    photos = f"photo folder (default: ${settings.DATA_ENV}, else Open Images lion/tiger/bear photos, offline CIFAR-100)"
 
     p = sub.add_parser("train", help="train a Lion/Tiger/Bear (or your own) classifier")
     p.add_argument("--data", type=Path, help=photos)

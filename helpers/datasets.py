@@ -1,10 +1,14 @@
-"""Default photos: the lion, tiger and bear classes of CIFAR-100, as an (upscaled, LOW-RESOLUTION) photo folder.
+"""Where the photos come from by default: real Open Images photos, else CIFAR-100 (upscaled, LOW-RESOLUTION).
 
 Notebook 00 calls :func:`get_photos` to say where the workbook's photos come from:
 
 1. a folder you pass (``DATA_DIR`` / ``--data``), else
 2. ``$WORKBOOK_DATA``, else
-3. the CIFAR-100 subset below, built on first use under the project's ``data/`` folder.
+3. real lion, tiger and bear photos from Open Images V7 (CC BY 2.0, credited in
+   ``ATTRIBUTION.md``), fetched once into ``data/lion-tiger-bear-openimages/`` and checked
+   against their manifest on every later use (:mod:`helpers.openimages`), else — no network, or
+   the host unreachable — one line saying so, and
+4. the CIFAR-100 subset below, built on first use under the project's ``data/`` folder.
 
 CIFAR-100 (Krizhevsky, 2009) has 500 training and 100 test images of each of its 100
 classes, among them ``bear`` (3), ``lion`` (43) and ``tiger`` (88). They are **32×32
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -244,10 +249,18 @@ def build_cifar_photos(
     return dest
 
 
-def get_photos(data_dir: str | os.PathLike | None = None, **cifar_kwargs) -> Path:
-    """The photo folder to use: ``data_dir`` → ``$WORKBOOK_DATA`` → the CIFAR-100 subset (built once).
+MIN_OPEN_IMAGES = 10
+"""Fewer Open Images photos than this in a class (or than asked for), and the CIFAR fallback is used."""
 
-    ``cifar_kwargs`` go to :func:`build_cifar_photos` (``size``, ``archive``, ``url``, ``dest``).
+
+def get_photos(
+    data_dir: str | os.PathLike | None = None, openimages_kwargs: dict | None = None, **cifar_kwargs
+) -> Path:
+    """The photo folder: ``data_dir`` → ``$WORKBOOK_DATA`` → Open Images (fetched once) → the CIFAR-100 subset.
+
+    ``openimages_kwargs`` go to :func:`helpers.openimages.fetch_open_images` (``dest``,
+    ``per_class``, ``seed``, ``base_url``); ``cifar_kwargs`` to :func:`build_cifar_photos`
+    (``size``, ``archive``, ``url``, ``dest``).
     """
     for value, where in ((data_dir, "the folder you passed"), (os.environ.get(settings.DATA_ENV), "$WORKBOOK_DATA")):
         if value:
@@ -258,4 +271,25 @@ def get_photos(data_dir: str | os.PathLike | None = None, **cifar_kwargs) -> Pat
                     "(expected DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)"
                 )
             return folder
+    from . import openimages
+
+    kwargs = {"dest": DATA_ROOT / openimages.FOLDER_NAME, **(openimages_kwargs or {})}
+    try:
+        report = openimages.fetch_open_images(**kwargs)
+    except openimages.OpenImagesUnavailable as exc:
+        problem = f"Open Images could not be read ({exc})"
+    else:
+        if report.downloaded or report.changed or not report.complete:
+            print(report.line(), flush=True)
+        enough = min(MIN_OPEN_IMAGES, kwargs.get("per_class", MIN_OPEN_IMAGES))
+        if min(report.counts.values()) >= enough:
+            return report.folder
+        problem = f"too few Open Images photos ({report.line()})"
+    print(
+        f"warning: {problem}: using the LOW-RESOLUTION fallback, CIFAR-100's lion/tiger/bear (32 px, upscaled); "
+        "for real photos pass --data DIR (DATA_DIR in a notebook) or set WORKBOOK_DATA to a photo folder, "
+        "or run again with internet",
+        file=sys.stderr,
+        flush=True,
+    )
     return build_cifar_photos(**cifar_kwargs)

@@ -201,6 +201,7 @@ def test_get_photos_prefers_your_folder_then_the_environment(archive: Path, tmp_
     with pytest.raises(FileNotFoundError, match="not a folder"):
         datasets.get_photos(tmp_path / "typo")
     monkeypatch.delenv("WORKBOOK_DATA")
+    monkeypatch.setenv("WORKBOOK_OPENIMAGES_URL", f"http://127.0.0.1:{closed_port()}")  # Open Images unreachable
     built = datasets.get_photos(dest=tmp_path / "cifar", size=32, archive=archive, sha256=sha256_of(archive))
     assert built == tmp_path / "cifar" and (built / "dataset.json").is_file()
 

@@ -587,6 +587,7 @@ def test_the_cli_finds_photos_like_the_notebooks(tmp_path, monkeypatch, capsys):
     from helpers import datasets
 
     monkeypatch.delenv("WORKBOOK_DATA", raising=False)
+    monkeypatch.setenv("WORKBOOK_OPENIMAGES_URL", "http://127.0.0.1:9")  # Open Images unreachable: the fallback
     monkeypatch.setattr(datasets, "DATA_ROOT", tmp_path / "data")
     built = tmp_path / "data" / datasets.cifar_folder_name()
     for split in ("train", "val"):
