@@ -245,6 +245,8 @@ def plot_comparison(results: list[BackboneResult]):
     """Bars for accuracy, training time, inference time, parameters and file size (measured rows)."""
     import matplotlib.pyplot as plt
 
+    from . import plots
+
     ok = [r for r in results if r.ok]
     skipped = [r.backbone for r in results if not r.ok]
     panels = [
@@ -265,4 +267,4 @@ def plot_comparison(results: list[BackboneResult]):
     if skipped:
         fig.text(0.5, -0.02, "skipped (no weights): " + ", ".join(skipped), ha="center", fontsize=8)
     fig.tight_layout()
-    return fig
+    return plots.show(fig)
