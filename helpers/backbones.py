@@ -210,7 +210,17 @@ def _unavailable_message(spec: BackboneSpec, include_top: bool, image_size: int,
 
 
 def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size: int, **kwargs) -> keras.Model:
-    """Call the Keras Applications constructor, turning a failed download into one clear error."""
+    """Call the Keras Applications constructor, turning a failed download into one clear error.
+
+    In a notebook, Keras' own "Downloading data from <url>" and its progress bar are replaced by
+    one line naming the file (a failed download then ends in the one error below, not in both).
+    """
+    from .plots import in_notebook
+
+    quiet = resolved == "imagenet" and in_notebook() and keras.config.is_interactive_logging_enabled()
+    if quiet:
+        print(f"{spec.name}: fetching {spec.weight_file_names(include_top, size)[0]} into {settings.keras_cache_dir()}")
+        keras.config.disable_interactive_logging()
     try:
         return spec.constructor(
             include_top=include_top, weights=resolved, input_shape=(size, size, 3), **spec.kwargs, **kwargs
@@ -222,6 +232,9 @@ def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size
         ):
             raise WeightsUnavailableError(_unavailable_message(spec, include_top, size, text)) from None
         raise
+    finally:
+        if quiet:
+            keras.config.enable_interactive_logging()
 
 
 def build_base(

@@ -198,7 +198,7 @@ def compare_backbones(
 def describe(result: BackboneResult) -> str:
     """One line for a progress log."""
     if not result.ok:
-        return f"{result.backbone:18s} skipped: {result.reason}"
+        return f"{result.backbone:18s} skipped (why: the table's last column, results_table)"
     return (
         f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
         f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "

@@ -36,6 +36,9 @@ from .settings import PROJECT_ROOT
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 KERNEL_NAME = "python3"
+#: The kernel's own log: errors only. Otherwise every kernel prints ipykernel's warning that it "is
+#: running over TCP without encryption" (true of every local kernel on 127.0.0.1, so it says nothing).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 #: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
 #: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
@@ -237,6 +240,7 @@ def run_notebook(
                 cwd=str(out_dir),
                 progress_bar=False,
                 execution_timeout=timeout,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except papermill.PapermillExecutionError as exc:
             cell = exc.exec_count
