@@ -112,10 +112,11 @@ def test_parameters_for_injects_only_what_a_notebook_declares():
     assert notebooks.parameters_for(nb01, quick=True)["CLASSIFIER"] == "mobilenet_0.25"
     quick01 = notebooks.parameters_for(nb01, quick=True, backbone="resnet50")
     assert quick01["CLASSIFIER"] == "resnet50" and "BACKBONE" not in quick01  # one backbone throughout
-    quick03 = notebooks.parameters_for(nb03, quick=True, backbone="resnet50", parameters={"EPOCHS": 1, "NOPE": 2})
-    assert quick03["BACKBONE"] == "ResNet50" and quick03["EPOCHS"] == 1 and "NOPE" not in quick03
-    with pytest.raises(ValueError, match="width"):
-        notebooks.parameters_for(nb03, backbone="mobilenet_v2_0.35")
+    quick03 = notebooks.parameters_for(nb03, quick=True, backbone="ResNet50", parameters={"EPOCHS": 1, "NOPE": 2})
+    assert quick03["BACKBONE"] == "resnet50" and quick03["EPOCHS"] == 1 and "NOPE" not in quick03
+    assert notebooks.parameters_for(nb03, backbone="mobilenet_v2_0.35")["BACKBONE"] == "mobilenet_v2_0.35"  # widths too
+    with pytest.raises(ValueError, match="unknown backbone"):
+        notebooks.parameters_for(nb03, backbone="vgg99")
     assert quick03["IMAGE_SIZE"] == notebooks.QUICK_PARAMETERS["*"]["IMAGE_SIZE"]
     assert notebooks.parameters_for(nb03) == {}
 
