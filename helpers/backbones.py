@@ -2,9 +2,11 @@
 
 The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05);
 this module is the machinery around that call: names (``"inception_v3"`` for the CLI or
-``"InceptionV3"`` as in Keras), the weight file Keras would download and where a local
-copy may be (:func:`local_weights`), and the preprocessing layer that goes inside the
-model (:func:`preprocess_layer`), so every model takes **raw 0–255 RGB pixels**.
+``"InceptionV3"`` as in Keras) and the Keras class with its options that a name stands for
+(:func:`application`, which the notebooks' load cells call), the weight file Keras would
+download and where a local copy may be (:func:`local_weights`), and the preprocessing layer
+that goes inside the model (:func:`preprocess_layer`: the lesson's ``preprocessing_for``,
+notebook 02), so every model takes **raw 0–255 RGB pixels**.
 
 Weights are ``"imagenet"`` (a local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache,
 else Keras' own download), a path to a weights file, or ``None`` (random init).
@@ -12,6 +14,7 @@ else Keras' own download), a path to a weights file, or ``None`` (random init).
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.error
 from collections.abc import Callable
@@ -22,6 +25,7 @@ import keras
 from keras import ops
 
 from . import settings
+from .lesson import preprocessing_for
 
 WEIGHTS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -30,35 +34,12 @@ class WeightsUnavailableError(RuntimeError):
     """The ImageNet weights could be neither found locally nor downloaded."""
 
 
-@keras.saving.register_keras_serializable(package="workbook")
-class CaffePreprocess(keras.layers.Layer):
-    """``preprocess_input`` of the "caffe" family (ResNet50): RGB→BGR, minus the ImageNet mean."""
-
-    MEAN_BGR = (103.939, 116.779, 123.68)
-
-    def call(self, inputs):
-        bgr = ops.flip(inputs, axis=-1)
-        return bgr - ops.convert_to_tensor(self.MEAN_BGR, dtype=bgr.dtype)
-
-
-def _preprocess_layer(mode: str) -> keras.layers.Layer | None:
-    """The layer that maps raw 0–255 pixels to what the backbone was trained on."""
-    if mode == "tf":  # inception, mobilenet, xception: [-1, 1]
-        return keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")  # as the notebooks write it
-    if mode == "caffe":
-        return CaffePreprocess(name="preprocess")
-    if mode == "none":  # efficientnet: rescaling is already inside the model
-        return None
-    raise ValueError(f"unknown preprocessing mode {mode!r}")
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """What the workbook needs to know about one Keras Applications model."""
 
     name: str
     constructor: Callable[..., keras.Model]
-    preprocess: str
     default_size: int
     notop_file: str
     top_file: str
@@ -89,7 +70,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "inception_v3",
             _APPS.InceptionV3,
-            "tf",
             299,
             "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
@@ -99,7 +79,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "mobilenet_v2",
             _APPS.MobileNetV2,
-            "tf",
             224,
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
@@ -110,7 +89,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "mobilenet_v2_0.35",
             _APPS.MobileNetV2,
-            "tf",
             224,
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
@@ -121,7 +99,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "mobilenet",
             _APPS.MobileNet,
-            "tf",
             224,
             "mobilenet_1_0_{rows}_tf_no_top.h5",
             "mobilenet_1_0_{rows}_tf.h5",
@@ -132,7 +109,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "mobilenet_0.25",
             _APPS.MobileNet,
-            "tf",
             224,
             "mobilenet_2_5_{rows}_tf_no_top.h5",
             "mobilenet_2_5_{rows}_tf.h5",
@@ -143,7 +119,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "resnet50",
             _APPS.ResNet50,
-            "caffe",
             224,
             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
@@ -152,7 +127,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "efficientnet_b0",
             _APPS.EfficientNetB0,
-            "none",
             224,
             "efficientnetb0_notop.h5",
             "efficientnetb0.h5",
@@ -161,7 +135,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "xception",
             _APPS.Xception,
-            "tf",
             299,
             "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "xception_weights_tf_dim_ordering_tf_kernels.h5",
@@ -237,7 +210,17 @@ def _unavailable_message(spec: BackboneSpec, include_top: bool, image_size: int,
 
 
 def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size: int, **kwargs) -> keras.Model:
-    """Call the Keras Applications constructor, turning a failed download into one clear error."""
+    """Call the Keras Applications constructor, turning a failed download into one clear error.
+
+    In a notebook, Keras' own "Downloading data from <url>" and its progress bar are replaced by
+    one line naming the file (a failed download then ends in the one error below, not in both).
+    """
+    from .plots import in_notebook
+
+    quiet = resolved == "imagenet" and in_notebook() and keras.config.is_interactive_logging_enabled()
+    if quiet:
+        print(f"{spec.name}: fetching {spec.weight_file_names(include_top, size)[0]} into {settings.keras_cache_dir()}")
+        keras.config.disable_interactive_logging()
     try:
         return spec.constructor(
             include_top=include_top, weights=resolved, input_shape=(size, size, 3), **spec.kwargs, **kwargs
@@ -249,6 +232,9 @@ def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size
         ):
             raise WeightsUnavailableError(_unavailable_message(spec, include_top, size, text)) from None
         raise
+    finally:
+        if quiet:
+            keras.config.enable_interactive_logging()
 
 
 def build_base(
@@ -287,8 +273,24 @@ def build_backbone(
 
 
 def preprocess_layer(name: str) -> keras.layers.Layer:
-    """The layer that maps raw 0–255 pixels to what backbone ``name`` was trained on."""
-    return _preprocess_layer(get_spec(name).preprocess) or keras.layers.Identity(name="preprocess")
+    """The layer that maps raw 0–255 pixels to what backbone ``name`` was trained on.
+
+    The lesson's own ``preprocessing_for`` (notebook 02, ``helpers/lesson.py``): one definition
+    for the notebooks and the package.
+    """
+    return preprocessing_for(get_spec(name).name)
+
+
+def application(name: str) -> Callable[..., keras.Model]:
+    """The ``keras.applications`` class a backbone name stands for, with its width bound.
+
+    ``"InceptionV3"`` and ``"inception_v3"`` give ``keras.applications.InceptionV3``;
+    ``"mobilenet_v2_0.35"`` gives ``keras.applications.MobileNetV2`` with ``alpha=0.35``.
+    Call it as the class: ``application(BACKBONE)(include_top=False, weights=..., input_shape=...)``.
+    """
+    spec = get_spec(name)
+    options = {k: v for k, v in spec.kwargs.items() if not (k == "alpha" and v == 1.0)}
+    return functools.partial(spec.constructor, **options) if options else spec.constructor
 
 
 def default_size(name: str) -> int:

@@ -157,6 +157,43 @@ def _human(n_bytes: float) -> str:
     return f"{n_bytes:.1f} GB"
 
 
+def _in_notebook() -> bool:
+    from .plots import in_notebook
+
+    return in_notebook()
+
+
+class _NotebookProgress:
+    """A progress line that a notebook updates in place (a display handle), unlike a tqdm widget,
+    whose stored text stays at 0% in a headless run: what is kept is the last state, "15/15"."""
+
+    def __init__(self, total: int) -> None:
+        from IPython.display import display
+
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.handle = display(self._text(), raw=True, display_id=True)
+
+    def _text(self) -> dict:
+        seconds = time.perf_counter() - self.start
+        return {"text/plain": f"bottleneck: {self.done}/{self.total} photos, {seconds:.1f} s"}
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.handle.update(self._text(), raw=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    """tqdm in a terminal; in a notebook kernel a line updated in place; nothing when not ``enabled``."""
+    if enabled and _in_notebook():
+        return _NotebookProgress(total)
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="bottleneck", unit="img", disable=not enabled)
+
+
 # --------------------------------------------------------------------------- on disk
 #
 # One entry = one photo's activations: a standard ``.npy`` file (no pickle) followed by a
@@ -507,10 +544,11 @@ class BottleneckCache:
     def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
         """Say, before the work starts, how many activations are computed, how big, and where they go."""
         per_item = math.prod(int(d) for d in model.output.shape[1:]) * np.dtype(self.dtype).itemsize
+        where = "" if _in_notebook() else f" in {folder}"  # a notebook: no hashed folder names
         print(
             f"bottleneck cache: computing {n} activations at {folder.name.split('-')[0]} "
             f"({tuple(model.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
-            f"≈ {_human(per_item * n)} in {folder}{how}",
+            f"≈ {_human(per_item * n)}{where}{how}",
             flush=True,
         )
 
@@ -528,10 +566,8 @@ class BottleneckCache:
 
     def _compute(self, bottom, paths, digests, missing, names, folder, size, seed, batch_size, out, position) -> None:
         """Run ``bottom`` over the ``missing`` photos in batches; store each entry and put it in ``out``."""
-        from tqdm.auto import tqdm
-
         self._announce(bottom, len(missing), folder)
-        bar = tqdm(total=len(missing), desc="bottleneck", unit="img", disable=not self.progress)
+        bar = _progress(len(missing), self.progress)
         try:
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start : start + batch_size]

@@ -198,7 +198,7 @@ def compare_backbones(
 def describe(result: BackboneResult) -> str:
     """One line for a progress log."""
     if not result.ok:
-        return f"{result.backbone:18s} skipped: {result.reason}"
+        return f"{result.backbone:18s} skipped (why: the table's last column, results_table)"
     return (
         f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
         f"(+{result.feature_seconds:.1f}s features)  {result.inference_ms:6.1f} ms/image  "
@@ -245,6 +245,8 @@ def plot_comparison(results: list[BackboneResult]):
     """Bars for accuracy, training time, inference time, parameters and file size (measured rows)."""
     import matplotlib.pyplot as plt
 
+    from . import plots
+
     ok = [r for r in results if r.ok]
     skipped = [r.backbone for r in results if not r.ok]
     panels = [
@@ -265,4 +267,4 @@ def plot_comparison(results: list[BackboneResult]):
     if skipped:
         fig.text(0.5, -0.02, "skipped (no weights): " + ", ".join(skipped), ha="center", fontsize=8)
     fig.tight_layout()
-    return fig
+    return plots.show(fig)

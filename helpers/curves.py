@@ -10,30 +10,30 @@ stored output is the final figure.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import keras
 
 from . import files
+from .plots import figure_png, in_notebook, show
+
+__all__ = ["LivePlot", "best_epoch", "draw_history", "figure_png", "in_notebook", "plot_history", "verdict"]
 
 
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in scripts."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+def plot_history(history: dict[str, list[float]], title: str = ""):
+    """Loss and accuracy per epoch, two panels, shown in a notebook (the rule of :mod:`helpers.plots`).
+
+    ``history`` is ``keras.callbacks.History.history`` or the same shape of dict; the epoch
+    with the lowest validation loss is marked. Returns the figure.
+    """
+    return show(draw_history(history, title))
 
 
-def plot_history(history: dict[str, list[float]], title: str = "", figure=None):
-    """Loss and accuracy per epoch (train and, when present, validation), two panels.
+def draw_history(history: dict[str, list[float]], title: str = "", figure=None):
+    """The figure of :func:`plot_history`, drawn but not shown (what :class:`LivePlot` redraws).
 
-    ``history`` is ``keras.callbacks.History.history`` or the same shape of dict. Draws
-    on ``figure`` if given (cleared first), else on a new ``matplotlib.figure.Figure``
+    Draws on ``figure`` if given (cleared first), else on a new ``matplotlib.figure.Figure``
     (no pyplot state, so it works headless and in threads).
     """
     from matplotlib.figure import Figure
@@ -86,13 +86,6 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
     return f"{abs(change):.1%} {direction} on {n_photos} test photos ({before:.1%} → {after:.1%}) for {cost}."
 
 
-def figure_png(fig) -> bytes:
-    """A figure rendered to PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
-
-
 class LivePlot(keras.callbacks.Callback):
     """Keras callback: loss/accuracy curves that update in place after every epoch.
 
@@ -120,7 +113,7 @@ class LivePlot(keras.callbacks.Callback):
             self._show()
 
     def on_train_end(self, logs=None):
-        self.figure = plot_history(self.history, self.title, self.figure)
+        self.figure = draw_history(self.history, self.title, self.figure)
         if self.path is not None:
             with files.atomic_path(self.path) as tmp:
                 tmp.write_bytes(figure_png(self.figure))
@@ -130,7 +123,7 @@ class LivePlot(keras.callbacks.Callback):
     def _show(self) -> None:
         from IPython.display import Image, display
 
-        self.figure = plot_history(self.history, self.title, self.figure)
+        self.figure = draw_history(self.history, self.title, self.figure)
         image = Image(data=figure_png(self.figure), format="png")
         if self._handle is None:
             self._handle = display(image, display_id=True)

@@ -298,6 +298,8 @@ def top_classes(model: keras.Model, image: np.ndarray, class_names: list[str], t
 
 def plot_confusion_matrix(result: Evaluation, ax=None, normalize: str | None = None):
     """The confusion matrix as a figure (scikit-learn's ``ConfusionMatrixDisplay``)."""
+    from . import plots
+
     display = ConfusionMatrixDisplay(
         result.confusion()
         if normalize is None
@@ -308,7 +310,7 @@ def plot_confusion_matrix(result: Evaluation, ax=None, normalize: str | None = N
     )
     display.plot(ax=ax, cmap="Blues", colorbar=False)
     display.ax_.set_title(f"accuracy {result.accuracy:.1%} on {len(result.labels)} photos")
-    return display.figure_
+    return display.figure_ if ax is not None else plots.show(display.figure_)  # a caller's axes: theirs to show
 
 
 def plot_gallery(
@@ -317,11 +319,13 @@ def plot_gallery(
     """Photos with their true class, the predicted class and its probability."""
     import matplotlib.pyplot as plt
 
+    from . import plots
+
     if not indices:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, f"{title}: none", ha="center", va="center")
-        return fig
+        return plots.show(fig)
     rows = (len(indices) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for ax in axes.flat:
@@ -335,4 +339,4 @@ def plot_gallery(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return plots.show(fig)

@@ -222,6 +222,8 @@ def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None,
     """A column per photo: the photo above, its heatmap laid over it below."""
     import matplotlib.pyplot as plt
 
+    from . import plots
+
     heatmaps = normalise(heatmaps)
     fig, axes = plt.subplots(2, len(images), figsize=(2.6 * len(images), 5.4), squeeze=False)
     for j, (image, heat) in enumerate(zip(images, heatmaps)):
@@ -234,7 +236,7 @@ def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return plots.show(fig)
 
 
 def plot_grad_cam(

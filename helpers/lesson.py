@@ -9,6 +9,22 @@ import numpy as np
 
 
 # Defined in notebooks/02_pop_and_add_head.ipynb
+def preprocessing_for(backbone):
+    """What ``keras.applications.<module>.preprocess_input`` does for ``backbone``, as one standard layer."""
+    family = backbone.lower().replace("_", "")  # "InceptionV3" and "inception_v3" alike
+    if family.startswith(("inceptionv3", "mobilenet", "xception")):  # 0…255 → -1…1
+        return keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
+    if family == "resnet50":  # RGB → BGR, minus ImageNet's mean colour; never trained
+        layer = keras.layers.Dense(3, trainable=False, name="preprocess")  # acts on the last (colour) axis
+        layer.build((None, 3))
+        layer.set_weights([np.eye(3)[::-1], -np.array([103.939, 116.779, 123.68])])
+        return layer
+    if family.startswith("efficientnet"):  # rescales inside the model: pixels go in as they are
+        return keras.layers.Identity(name="preprocess")
+    raise ValueError(f"no preprocessing known for {backbone!r}: see its keras.applications preprocess_input")
+
+
+# Defined in notebooks/02_pop_and_add_head.ipynb
 def add_head(base, class_names, preprocess, dropout=0.2, normalize=False):
     """A new classifier on a pretrained ``base``: raw 0–255 pixels in, one probability per class out."""
     inputs = keras.Input(shape=base.input.shape[1:], name="image")

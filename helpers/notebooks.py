@@ -42,24 +42,27 @@ from .settings import PROJECT_ROOT
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 KERNEL_NAME = "python3"
+#: The kernel's own log: errors only. Otherwise every kernel prints ipykernel's warning that it "is
+#: running over TCP without encryption" (true of every local kernel on 127.0.0.1, so it says nothing).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 #: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
 #: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
 QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     "*": {
         "QUICK": True,
-        "BACKBONE": "MobileNetV2",
+        "BACKBONE": "mobilenet_v2",
         "WEIGHTS": "imagenet",  # found in $WORKBOOK_WEIGHTS_DIR (the 1.0_224 no-top file)
         "IMAGE_SIZE": 96,
         "PER_CLASS": 5,
         "EPOCHS": 3,
     },
     "01_pretrained_model": {"CLASSIFIER": "mobilenet_0.25", "PER_CLASS": 2},  # MobileNet, alpha 0.25
-    "02_pop_and_add_head": {"BACKBONE": "MobileNetV2"},
-    "03_train_the_head": {"BACKBONE": "MobileNetV2", "EPOCHS": 20},
-    "04_fine_tune": {"BACKBONE": "MobileNetV2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
+    "02_pop_and_add_head": {"BACKBONE": "mobilenet_v2"},
+    "03_train_the_head": {"BACKBONE": "mobilenet_v2", "EPOCHS": 20},
+    "04_fine_tune": {"BACKBONE": "mobilenet_v2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
     "05_small_data_short_time": {
-        "BACKBONE": "MobileNetV2",
+        "BACKBONE": "mobilenet_v2",
         "PER_CLASS": 5,
         "EPOCHS": 10,
         "PER_CLASS_LIST": [1, 10],
@@ -139,10 +142,13 @@ def parameters_for(
 ) -> dict[str, object]:
     """What to inject into one notebook: quick overrides < ``backbone`` < explicit ``parameters``.
 
-    Only parameters the notebook declares are injected. ``--backbone`` sets ``BACKBONE`` (as
-    the Keras Applications class the lesson cells call, e.g. ``mobilenet_v2`` → ``MobileNetV2``)
-    and notebook 01's ``CLASSIFIER``, so one backbone runs through the whole workbook.
+    Only parameters the notebook declares are injected. ``--backbone`` sets ``BACKBONE`` and
+    notebook 01's ``CLASSIFIER``, so one backbone runs through the whole workbook; ``BACKBONE`` is
+    written as the workbook names it (``MobileNetV2`` → ``mobilenet_v2``, the one spelling the
+    notebooks print), and the lesson's load cells resolve it (``helpers.backbones.application``).
     """
+    from .backbones import get_spec
+
     path = Path(path)
     declared = declared_parameters(path)
     chosen: dict[str, object] = {}
@@ -150,27 +156,10 @@ def parameters_for(
         chosen.update(QUICK_PARAMETERS.get("*", {}))
         chosen.update(QUICK_PARAMETERS.get(path.stem, {}))
     if backbone is not None:
-        chosen["BACKBONE"] = keras_class_name(backbone)
+        chosen["BACKBONE"] = get_spec(backbone).name
         chosen["CLASSIFIER"] = backbone
     chosen.update(parameters or {})
     return {k: v for k, v in chosen.items() if k in declared}
-
-
-def keras_class_name(backbone: str) -> str:
-    """The Keras Applications class the notebooks' lesson cells build for ``backbone``.
-
-    The lesson calls ``getattr(keras.applications, BACKBONE)(...)`` with Keras' defaults, so
-    width variants (``mobilenet_v2_0.35``) cannot be run through the notebooks by name.
-    """
-    from .backbones import get_spec
-
-    spec = get_spec(backbone)
-    if spec.kwargs.get("alpha", 1.0) != 1.0:
-        raise ValueError(
-            f"--backbone {backbone}: the notebooks build keras.applications.{spec.keras_name} with "
-            "its default width; choose a backbone without a width suffix (e.g. mobilenet_v2)"
-        )
-    return spec.keras_name
 
 
 def parse_value(text: str) -> object:
@@ -348,6 +337,7 @@ def run_notebook(
                 progress_bar=False,
                 execution_timeout=timeout,
                 kernel_manager_class=_tracked_kernel_manager(),
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except papermill.PapermillExecutionError as exc:
             cell = exc.exec_count

@@ -2,12 +2,24 @@
 
 The block diagram puts the input at the bottom and the classifier at the top, so that
 "popping the top" is literally what happens to the picture.
+
+**One rule for every plot helper of the workbook** (this module, ``curves``, ``evaluate``,
+``explain``, ``compare``, ``small_data``): a helper draws its figure and ends with
+``return plots.show(fig)``. Inside a notebook kernel (JupyterLab, papermill, nbval)
+:func:`show` displays the figure once, as a PNG, right away, and closes it in pyplot: it
+appears whichever matplotlib backend is active, whether the figure was made with pyplot or
+not, and pyplot's inline backend does not show it a second time. Elsewhere (scripts,
+tests) nothing is displayed. The figure is returned either way, for saving or testing; in a
+notebook, end the call with ``;`` (or assign it) so that the returned figure is not shown
+again as the cell's value. ``tests/test_notebooks.py`` checks every executed notebook for
+figures that appear only as text.
 """
 
 from __future__ import annotations
 
+import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import matplotlib.pyplot as plt
@@ -25,6 +37,36 @@ COLOURS = {
 }
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in scripts."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def figure_png(fig, dpi: int = 80, tight: bool = False) -> bytes:
+    """A figure rendered to PNG bytes (``tight``: cropped to what is drawn, text outside the axes included)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return buffer.getvalue()
+
+
+def show(fig):
+    """Display ``fig`` once as a PNG inside a notebook kernel, and close it there; return it.
+
+    The end of every plot helper (see the module's doc). Outside a notebook it does nothing.
+    """
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(data=figure_png(fig, dpi=100, tight=True), format="png"))
+        plt.close(fig)  # pyplot's inline backend would show it again at the end of the cell
+    return fig
+
+
 @dataclass
 class Box:
     """One box of the block diagram: a block (or a single layer) of the network."""
@@ -34,6 +76,7 @@ class Box:
     weights: int
     shape: str
     state: str  # a key of COLOURS
+    layers: list = field(default_factory=list, repr=False, compare=False)  # the layer objects themselves
 
     @property
     def n_layers(self) -> int:
@@ -51,13 +94,7 @@ def _count(layers) -> int:
     return int(sum(math.prod(int(d) for d in w.shape) for layer in layers for w in layer.weights))
 
 
-def _state(layers, show_training: bool, reference_names: set[str] | None, popped_mode: bool) -> str:
-    names = {layer.name for layer in layers}
-    if reference_names is not None:
-        if popped_mode and not names & reference_names:
-            return "popped"
-        if not popped_mode and not names & reference_names:
-            return "new"
+def _training_state(layers, show_training: bool) -> str:
     if not show_training:
         return "pretrained"
     learns = any(layer.trainable and layer.trainable_weights for layer in layers)
@@ -86,13 +123,13 @@ def _groups(model: keras.Model) -> list[tuple[str, list]]:
     return groups
 
 
-def _all_names(model: keras.Model) -> set[str]:
-    names = set()
-    for layer in model.layers:
-        names.add(layer.name)
-        if isinstance(layer, keras.Model):
-            names |= _all_names(layer)
-    return names
+def layer_ids(model: keras.Model) -> set[int]:
+    """The identities (``id``) of every layer of ``model``, nested models' layers included.
+
+    Surgery is judged on identity, not names: a second InceptionV3 numbers its unnamed layers
+    anew (``conv2d_94``), and a new head may reuse a name (``predictions``) for a new layer.
+    """
+    return {id(layer) for layer in cuts.flat_layers(model)}
 
 
 def network_boxes(
@@ -102,20 +139,35 @@ def network_boxes(
 
     Input and preprocessing get their own boxes; each block of the base
     (:func:`helpers.cuts.blocks`) is one box; pooling and the head are one layer per box.
-    With ``reference`` (the model after surgery, or before it) boxes are marked ``popped``
-    (``popped=True``: not in the reference) or ``new`` (``popped=False``: not in the reference).
+    With ``reference`` (the model after surgery, or before it), layers that are not layers of
+    ``reference`` -- the same objects, not the same names -- are marked ``popped``
+    (``popped=True``: ``model`` is the original) or ``new`` (``popped=False``: ``model`` is the
+    result). A block only partly in ``reference`` is drawn as two boxes, its kept part below.
     """
-    ref = _all_names(reference) if reference is not None else None
-    return [
-        Box(
-            label,
-            [layer.name for layer in layers],
-            _count(layers),
-            _shape(layers[-1]),
-            _state(layers, show_training, ref, popped),
-        )
-        for label, layers in _groups(model)
-    ]
+    ref = layer_ids(reference) if reference is not None else None
+    boxes = []
+    for label, layers in _groups(model):
+        parts = [(label, layers, None)]
+        if ref is not None:
+            kept = [layer for layer in layers if id(layer) in ref]
+            gone = [layer for layer in layers if id(layer) not in ref]
+            mark = "popped" if popped else "new"
+            if kept and gone:
+                parts = [(label, kept, None), (f"{label} ({mark} part)", gone, mark)]
+            elif gone:
+                parts = [(label, gone, mark)]
+        for text, part, state in parts:
+            boxes.append(
+                Box(
+                    text,
+                    [layer.name for layer in part],
+                    _count(part),
+                    _shape(part[-1]),
+                    state or _training_state(part, show_training),
+                    list(part),
+                )
+            )
+    return boxes
 
 
 def _human(n: int) -> str:
@@ -143,7 +195,8 @@ def draw_network(
     """
     boxes = network_boxes(model, reference, popped, show_training)
     rows = max(n_rows or 0, len(boxes))
-    if ax is None:
+    own = ax is None
+    if own:
         _, ax = plt.subplots(figsize=(4.8, 0.34 * rows + 0.8))
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.6, rows - 0.2)
@@ -175,11 +228,24 @@ def draw_network(
             )
     if title:
         ax.set_title(title, fontsize=10)
+    if own:
+        show(ax.figure)
     return ax
 
 
 def draw_surgery(before: keras.Model, after: keras.Model, titles: tuple[str, str] | None = None):
-    """Two diagrams side by side: the network before surgery (popped parts dashed) and after."""
+    """Two diagrams side by side: the network before surgery (popped parts dashed) and after.
+
+    ``after`` must be built from ``before``'s own layers (``keras.Model(before.input,
+    before.get_layer(cut).output)``, then a head): what is popped, kept and new is read from
+    the layer objects the two models share, not from their names.
+    """
+    if not layer_ids(before) & layer_ids(after):
+        raise ValueError(
+            f"{after.name} shares no layer with {before.name}: build it from {before.name}'s own layers "
+            f"(keras.Model({before.name}.input, {before.name}.get_layer(cut).output)), so that the picture "
+            "can tell what was kept"
+        )
     left = network_boxes(before, after, popped=True, show_training=False)
     right = network_boxes(after, before, popped=False)
     rows = max(len(left), len(right))
@@ -196,7 +262,7 @@ def draw_surgery(before: keras.Model, after: keras.Model, titles: tuple[str, str
         handles, [s for s in COLOURS if s in used], loc="lower center", ncol=len(handles), fontsize=8, frameon=False
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return fig
+    return show(fig)
 
 
 def show_photos(
@@ -220,7 +286,7 @@ def show_photos(
             colour = "black" if ok is None else ("#1b7a1b" if ok[i] else "#b22222")
             ax.set_title(captions[i], fontsize=8, color=colour, loc="left")
     fig.tight_layout()
-    return fig
+    return show(fig)
 
 
 def prediction_captions(top: list[list[tuple[str, float]]], truth: list[str] | None = None) -> list[str]:

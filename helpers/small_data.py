@@ -233,6 +233,8 @@ def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: 
     """Test accuracy against photos per class: mean over seeds, worst-to-best band, log axis."""
     from matplotlib.figure import Figure
 
+    from . import plots
+
     xs = [r.per_class or r.photos / n_classes for r in rows]
     labels = [str(r.per_class) if r.per_class else f"all\n({r.photos // n_classes})" for r in rows]
     fig = Figure(figsize=(6, 3.5))
@@ -254,7 +256,7 @@ def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: 
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return fig
+    return plots.show(fig)
 
 
 def time_to_accuracy(rows: list[PhotosResult]) -> str:

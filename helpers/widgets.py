@@ -76,11 +76,14 @@ class FreezeChooser(W.VBox):
         else:
             unfreeze_above(self.base, self.cut)
         self.report = cuts.trainable_report(self.model)
-        self.count.value = f"<b>{html.escape(count_text(self.report))}</b>"
+        above = f" · fine-tunes above {self.cut}" if self.cut else ""  # the name the next cells use
+        self.count.value = f"<b>{html.escape(count_text(self.report))}</b>{html.escape(above)}"
 
     def __repr__(self) -> str:  # what papermill stores as text/plain for a headless run
         shown = count_text(self.report) if getattr(self, "report", None) else "not ready"
-        return f"FreezeChooser(fine_tune_from={self.fine_tune_from!r}) — {shown}"
+        if getattr(self, "report", None) is None or self.cut is None:
+            return f"FreezeChooser(head only) — {shown}"
+        return f"FreezeChooser(fine-tune from {self.fine_tune_from!r} up, i.e. above {self.cut!r}) — {shown}"
 
 
 def freeze_chooser(model: keras.Model, initial: str | int | None = None) -> FreezeChooser:

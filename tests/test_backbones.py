@@ -50,23 +50,69 @@ def test_inception_v3_cut_points_are_the_mixed_blocks():
     assert cuts.cut_points(base) == [f"mixed{i}" for i in range(11)]
 
 
-@pytest.mark.parametrize(
-    "name,module",
-    [
-        ("inception_v3", keras.applications.inception_v3),
-        ("resnet50", keras.applications.resnet50),
-        ("mobilenet_v2", keras.applications.mobilenet_v2),
-    ],
-)
-def test_preprocessing_inside_the_model_matches_keras(name, module):
+@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+def test_preprocessing_inside_the_model_matches_keras(name):
+    """The lesson's preprocessing_for, for every backbone the workbook lists, against its own preprocess_input."""
+    from helpers.lesson import preprocessing_for
+
+    spec = backbones.get_spec(name)
+    module = getattr(keras.applications, spec.module)
     pre = backbones.preprocess_layer(name)
-    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(pre(x)), module.preprocess_input(x.copy()), rtol=1e-5, atol=1e-4
-    )
+    assert type(pre) is type(preprocessing_for(spec.keras_name))  # the package's layer is the lesson's
+    assert type(pre).__module__.startswith("keras.") and not pre.trainable_weights  # standard, never trained
+    x = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    difference = np.abs(keras.ops.convert_to_numpy(pre(x)) - np.asarray(module.preprocess_input(x.copy())))
+    assert difference.max() <= 1e-4, (name, difference.max())
     backbones.check_preprocessing(name, pre)  # the notebooks' check agrees
-    with pytest.raises(ValueError, match="differs"):
-        backbones.check_preprocessing(name, keras.layers.Rescaling(1 / 255.0))
+    if spec.module != "efficientnet":  # EfficientNet's preprocess_input passes pixels through
+        with pytest.raises(ValueError, match="differs"):
+            backbones.check_preprocessing(name, keras.layers.Rescaling(1 / 255.0))
+
+
+def test_models_with_each_preprocessing_reload_in_safe_mode_without_helpers(tmp_path):
+    """A .keras file with the preprocessing, a tiny base and a head loads with safe_mode=True in plain Keras."""
+    x = np.random.default_rng(2).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    expected = {}
+    for name in sorted(backbones.BACKBONES):
+        inputs = keras.Input((16, 16, 3))
+        features = keras.layers.GlobalAveragePooling2D()(
+            keras.layers.Conv2D(4, 3)(backbones.preprocess_layer(name)(inputs))
+        )
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(features))
+        model.save(tmp_path / f"{name}.keras")
+        expected[name] = model.predict(x, verbose=0)
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras
+        x = np.load({str(tmp_path / "x.npy")!r})
+        for name in {sorted(backbones.BACKBONES)!r}:
+            model = keras.models.load_model({str(tmp_path)!r} + "/" + name + ".keras", safe_mode=True)
+            np.save({str(tmp_path)!r} + "/" + name + ".npy", model.predict(x, verbose=0))
+            print(name, model.layers[1].trainable_weights == [])
+        assert "helpers" not in sys.modules
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, predicted in expected.items():
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), predicted, rtol=1e-5, atol=1e-6)
+        assert f"{name} True" in result.stdout  # the preprocessing is still not trainable
+
+
+@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+def test_every_name_the_readme_accepts_builds_its_backbone(name):
+    """application(): the workbook's names and Keras' class names give the Keras class, width included."""
+    spec = backbones.get_spec(name)
+    size = small_size(name)
+    model = backbones.application(name)(include_top=False, weights=None, input_shape=(size, size, 3))
+    reference = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3), **spec.kwargs)
+    assert model.count_params() == reference.count_params()
+    assert backbones.application(spec.keras_name) is spec.constructor or spec.kwargs.get("alpha", 1.0) != 1.0
+    if spec.kwargs.get("alpha", 1.0) != 1.0:  # a width variant differs from the class's default width
+        default = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3))
+        assert model.count_params() < default.count_params()
 
 
 def test_the_whole_classifier_takes_raw_pixels():

@@ -54,9 +54,8 @@ def test_every_saved_function_names_its_notebook_and_is_plain_keras():
     source = lesson_export.LESSON_FILE.read_text(encoding="utf-8")
     tree = ast.parse(source)
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    assert {"add_head", "compile_model", "fit_keep_best", "unfreeze_above", "split_at", "start_at_class_means"} <= set(
-        functions
-    )
+    lesson = {"preprocessing_for", "add_head", "compile_model", "fit_keep_best", "unfreeze_above", "split_at"}
+    assert lesson | {"start_at_class_means"} <= set(functions)
     for name in functions:
         assert re.search(rf"# Defined in notebooks/\d\d_\w+\.ipynb\ndef {name}\(", source), name
     imports = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
@@ -74,9 +73,10 @@ def lesson_cells() -> list[str]:
     return cells
 
 
-#: What lesson cells may call from the package: the photo loader, the activation store, and cutting
-#: inside the nested base (machinery, each behind one call); everything else there is plain Keras.
-MACHINERY = ("photos.", "cache.BottleneckCache", "cuts.split_at")
+#: What lesson cells may call from the package: the photo loader, the activation store, cutting
+#: inside the nested base, and the name → Keras class table (machinery, each behind one call);
+#: everything else there is plain Keras.
+MACHINERY = ("photos.", "cache.BottleneckCache", "cuts.split_at", "backbones.application")
 
 
 def test_lesson_cells_use_helpers_only_for_photos_the_store_and_cutting():
@@ -102,7 +102,7 @@ def test_lesson_cells_alone_train_the_classifier(tmp_path, shared_weights_dir, s
     )
     imports = (
         "import time\nimport keras\nimport numpy as np\n"
-        "from helpers import cache, cuts, photos  # the photos, the activation store, cutting inside the base"
+        "from helpers import backbones, cache, cuts, photos  # photos, activation store, cutting, name → Keras class"
     )
     body = lesson_cells() + [
         "val_accuracy = np.mean(model.predict(data.x_val, verbose=0).argmax(-1) == data.y_val)  # whole model\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,10 +112,11 @@ def test_parameters_for_injects_only_what_a_notebook_declares():
     assert notebooks.parameters_for(nb01, quick=True)["CLASSIFIER"] == "mobilenet_0.25"
     quick01 = notebooks.parameters_for(nb01, quick=True, backbone="resnet50")
     assert quick01["CLASSIFIER"] == "resnet50" and "BACKBONE" not in quick01  # one backbone throughout
-    quick03 = notebooks.parameters_for(nb03, quick=True, backbone="resnet50", parameters={"EPOCHS": 1, "NOPE": 2})
-    assert quick03["BACKBONE"] == "ResNet50" and quick03["EPOCHS"] == 1 and "NOPE" not in quick03
-    with pytest.raises(ValueError, match="width"):
-        notebooks.parameters_for(nb03, backbone="mobilenet_v2_0.35")
+    quick03 = notebooks.parameters_for(nb03, quick=True, backbone="ResNet50", parameters={"EPOCHS": 1, "NOPE": 2})
+    assert quick03["BACKBONE"] == "resnet50" and quick03["EPOCHS"] == 1 and "NOPE" not in quick03
+    assert notebooks.parameters_for(nb03, backbone="mobilenet_v2_0.35")["BACKBONE"] == "mobilenet_v2_0.35"  # widths too
+    with pytest.raises(ValueError, match="unknown backbone"):
+        notebooks.parameters_for(nb03, backbone="vgg99")
     assert quick03["IMAGE_SIZE"] == notebooks.QUICK_PARAMETERS["*"]["IMAGE_SIZE"]
     assert notebooks.parameters_for(nb03) == {}
 
@@ -601,3 +603,115 @@ def test_nbval_replay_compares_what_the_run_printed(tmp_path):
 
     with pytest.raises(ValueError, match="not a run of"):
         notebooks.nbval_replay(stored, run.output, {"VALUE": 8})
+
+
+# --- what a learner sees: figures as images, no noise ----------------------------------
+
+#: A cell that draws: a plot helper of the workbook, or pyplot / imshow called directly.
+PLOTTING_CALL = re.compile(
+    r"\b(plots|curves|evaluate|explain|compare|small_data)\.(plot|show|draw)_\w*\(|\bplt\.\w+\(|\.imshow\("
+)
+#: What no output of an executed notebook may contain, and why.
+NOISE = [
+    (re.compile(r"<Figure size|<matplotlib\.|<keras\.src|\bPosixPath\(|\bWindowsPath\("), "a text repr"),
+    (re.compile(r"(?<![\w.])/tmp/|/pytest-of-|/var/folders/"), "a temporary path"),
+    (re.compile(r"\b[0-9a-f]{20,}\b"), "a hash (a cache folder or file name)"),
+    (re.compile(r"Downloading data from"), "Keras' download log"),
+    (re.compile(r"Traceback \(most recent call last\)"), "a traceback"),
+    (re.compile(r"^.*\w*Warning\b.*$", re.MULTILINE), "a warning"),
+    (re.compile(r"(?<![\d.])0%\|"), "a progress bar stuck at 0%"),
+]
+
+
+def output_texts(output) -> list[str]:
+    """The text a learner reads in one output: a stream, a value's text (when nothing richer shows), an error."""
+    if output.output_type == "stream":
+        return [output.text]
+    if output.output_type == "error":
+        return ["\n".join(output.traceback) or f"{output.ename}: {output.evalue}"]
+    data = output.get("data", {})
+    if "image/png" in data or "text/html" in data or "text/markdown" in data:
+        return [data.get("text/plain", "")] if "<Figure" in data.get("text/plain", "") else []
+    return [data.get("text/plain", "")]
+
+
+def what_a_learner_should_not_see(executed: Path, replace: dict[str, str] | None = None) -> list[str]:
+    """Every figure shown only as text, plotting cell without an image, and noisy line in an executed notebook."""
+    problems = []
+    nb = nbformat.read(str(executed), as_version=4)
+    for number, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        first = (cell.source.strip().splitlines() or [""])[0][:50]
+        where = f"{executed.name}, code cell {number} ({first})"
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        if PLOTTING_CALL.search(cell.source) and not images:
+            problems.append(f"{where}: draws, but shows no image")
+        for output in cell.outputs:
+            for text in output_texts(output):
+                for old, new in (replace or {}).items():
+                    text = text.replace(old, new)
+                for pattern, what in NOISE:
+                    found = pattern.search(text)
+                    if found:
+                        problems.append(f"{where}: {what}: {found.group(0).strip()[:120]!r}")
+    return problems
+
+
+def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(tmp_path, capfd):
+    """A real kernel, run by the runner: plot helpers show one image; the check names each kind of noise."""
+    src = tmp_path / "src"
+    src.mkdir()
+    cells = [
+        "from helpers import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});",
+        "from matplotlib.figure import Figure\nimport numpy as np\nfig = Figure()\nfig.subplots().imshow(np.eye(2));",
+        "fig",
+        "from pathlib import Path\nPath('/tmp/x/pool-96px-0123456789abcdef01234567')",
+        "print('Downloading data from https://example.org/w.h5')\nimport warnings\nwarnings.warn('careful')",
+        "import sys\nprint('bottleneck:   0%|          | 0/15', file=sys.stderr)\ncurves.plot_history.__doc__",
+    ]
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# tiny"),
+            nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
+        ]
+        + [nbformat.v4.new_code_cell(c) for c in cells]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(src / "00_noisy.ipynb"))
+    [run] = notebooks.run_notebooks(tmp_path / "out", notebooks_dir=src, log=None)
+    assert run.ok, run.error
+    assert "without encryption" not in capfd.readouterr().err  # the runner's kernels keep their log to errors
+    executed = nbformat.read(str(run.output), as_version=4)
+    shown = executed.cells[2].outputs
+    assert [o.output_type for o in shown] == ["display_data"] and "image/png" in shown[0].data  # once, as a PNG
+    problems = "\n".join(what_a_learner_should_not_see(run.output))
+    assert "code cell 1" not in problems  # the helper's figure: fine
+    for cell, what in [
+        (2, "draws, but shows no image"),
+        (3, "a text repr: '<Figure size"),
+        (4, "a text repr: 'PosixPath("),
+        (4, "a temporary path"),
+        (4, "a hash"),
+        (5, "Keras' download log"),
+        (5, "a warning"),
+        (6, "a progress bar stuck at 0%"),
+    ]:
+        assert any(
+            line.startswith(f"00_noisy.ipynb, code cell {cell} ") and what in line for line in problems.splitlines()
+        ), (
+            cell,
+            what,
+            problems,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_a_learner_sees_every_figure_and_no_noise(path, quick_workbook):
+    """Every figure appears as an image; no text reprs, temporary or hashed paths, download logs, tracebacks,
+    warnings or progress bars stuck at 0% (the activation store's root, a temporary folder in this
+    session, is read as ``$WORKBOOK_CACHE``: a learner's run shows ``~/.cache/…`` there)."""
+    run = _executed(quick_workbook, path)
+    cache_root = str(quick_workbook["out"] / "cache")
+    problems = what_a_learner_should_not_see(run.output, {cache_root: "$WORKBOOK_CACHE"})
+    assert not problems, "\n".join(problems)

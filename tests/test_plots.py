@@ -60,12 +60,67 @@ def test_before_marks_popped_blocks_after_marks_new_head(full, transferred):
     # Keras numbers auto-named layers per session ("global_average_pooling2d_4"): match the stem
     assert popped[:3] == ["block_15_add", "block_16_project_BN", "out_relu"]
     assert popped[3].startswith("global_average_pooling2d")
-    assert "predictions" not in popped  # the new head reuses the name: drawn as kept, not popped
+    assert popped[4:] == ["predictions"]  # the old 1000-way layer, although the new head reuses its name
     assert {box.state for box in before} == {"pretrained", "popped"}
     after = plots.network_boxes(transferred, full)
-    assert [box.label for box in after if box.state == "new"] == ["input (image)", "preprocess", "pool", "dropout"]
-    assert [box.label for box in after if box.state == "trainable"] == ["predictions"]  # only the head learns
-    assert {box.state for box in after if box.state not in ("new", "trainable")} == {"frozen"}
+    new = ["input (image)", "preprocess", "pool", "dropout", "predictions"]
+    assert [box.label for box in after if box.state == "new"] == new
+    assert {box.state for box in after if box.state != "new"} == {"frozen"}  # only the new head learns
+
+
+def _ids(layers) -> set[int]:
+    return {id(layer) for layer in layers}
+
+
+SURGERIES = {  # backbone: (constructor with weights=None and its 1000-way top, the cut it is popped to)
+    "inception_v3": (lambda: keras.applications.InceptionV3(weights=None), "mixed7"),
+    "mobilenet_v2": (lambda: keras.applications.MobileNetV2(weights=None), "block_14_add"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SURGERIES))
+def test_the_picture_marks_exactly_the_layers_popped_kept_and_added(name):
+    """Judged on layer identity: popped = the original's layers not in the new model, new = the reverse."""
+    build, cut = SURGERIES[name]
+    original = build()
+    for end in (original.layers[-3].name, cut):  # popped twice (include_top=False), and further down
+        base = keras.Model(original.input, original.get_layer(end).output, name=f"popped_to_{end}")
+        base.trainable = False
+        model = add_head(base, CLASSES, backbones.preprocess_layer(name))
+        in_model, in_original = _ids(cuts.flat_layers(model)), _ids(original.layers)
+
+        before = plots.network_boxes(original, model, popped=True, show_training=False)
+        assert _ids(layer for box in before for layer in box.layers) == in_original  # every layer, once
+        popped = _ids(layer for box in before if box.state == "popped" for layer in box.layers)
+        assert popped == in_original - in_model
+        assert id(original.layers[-1]) in popped and id(original.layers[0]) not in popped  # the 1000-way top; input
+        assert {box.state for box in before if box.state != "popped"} == {"pretrained"}
+
+        after = plots.network_boxes(model, original)
+        drawn = _ids(layer for box in after for layer in box.layers)
+        assert drawn == in_model - {id(base.layers[0])}  # the base's input is drawn as the model's input
+        new = _ids(layer for box in after if box.state == "new" for layer in box.layers)
+        assert new == in_model - in_original
+        assert new == _ids(model.get_layer(n) for n in ("image", "preprocess", "pool", "dropout", "predictions"))
+        frozen = [layer for box in after if box.state == "frozen" for layer in box.layers]
+        assert _ids(frozen) == drawn - new and not any(layer.trainable_weights for layer in frozen)
+
+
+def test_a_block_cut_inside_is_drawn_as_its_kept_and_its_popped_part(full):
+    end = full.get_layer("block_16_project").name  # inside the block that ends in block_16_project_BN
+    base = keras.Model(full.input, full.get_layer(end).output)
+    model = add_head(base, CLASSES, backbones.preprocess_layer("mobilenet_v2"))
+    boxes = {box.label: box for box in plots.network_boxes(full, model, popped=True, show_training=False)}
+    assert boxes["block_16_project_BN"].state == "pretrained"
+    assert boxes["block_16_project_BN"].layers[-1] is full.get_layer(end)
+    assert boxes["block_16_project_BN (popped part)"].state == "popped"
+    assert [layer.name for layer in boxes["block_16_project_BN (popped part)"].layers] == ["block_16_project_BN"]
+
+
+def test_draw_surgery_refuses_models_that_share_no_layer(full, transferred):
+    other = keras.applications.MobileNetV2(alpha=0.35, weights=None)  # the same architecture, other objects
+    with pytest.raises(ValueError, match="shares no layer"):
+        plots.draw_surgery(other, transferred)
 
 
 def test_fine_tuned_blocks_are_drawn_trainable(transferred):
