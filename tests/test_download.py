@@ -39,7 +39,8 @@ class Loopback:
         self.files: dict[str, bytes] = {}
         self.drop: dict[str, int] = {}
         self.fail: dict[str, int] = {}  # answer 503 this many times first
-        self.trickle: dict[str, float] = {}  # send one byte every this many seconds (for at most 20 s)
+        self.trickle: dict[str, float] = {}  # send one byte every this many seconds (for at most trickle_for s)
+        self.trickle_for = 20.0
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
@@ -74,7 +75,7 @@ class Loopback:
                 self.send_header("Content-Length", str(len(rest)))
                 self.end_headers()
                 if name in server.trickle:  # a server that never quite stops, bounded so a test cannot hang
-                    until = time.monotonic() + 20
+                    until = time.monotonic() + server.trickle_for
                     try:
                         for byte in rest:
                             if time.monotonic() > until:
