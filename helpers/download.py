@@ -7,8 +7,9 @@
 - **retries**: dropped connections and server errors (5xx) are retried with back-off;
   client errors (404, 403) are not, they will not fix themselves;
 - **no endless downloads**: each read waits at most ``timeout`` seconds, a transfer slower than
-  ``min_speed`` bytes/s over ``stall_seconds`` is a stall (retried, then one error line), and
-  ``deadline`` (off by default) bounds the whole download, retries included;
+  ``min_speed`` bytes/s over ``stall_seconds`` is a stall (retried once, then one error line:
+  about 2 minutes with the defaults), and ``deadline`` (off by default) bounds the whole
+  download, retries included;
 - **keyed by address**: :func:`download_and_extract` keeps its archive under a name made from
   the URL (and checksum), so two URLs that end in the same file name never share an archive;
 - **damaged archives**: a truncated or corrupt archive is named in one line
@@ -185,8 +186,9 @@ def download(
     archives by URL for that reason).
 
     ``timeout`` bounds each read and the connection; fewer than ``min_speed`` bytes/s over
-    ``stall_seconds`` is a stall, retried like a dropped connection (``min_speed=0``: no such
-    rule); ``deadline`` (seconds, None: none) bounds the whole download, retries included.
+    ``stall_seconds`` is a stall, resumed once like a dropped connection, and a second stall ends
+    the download (``min_speed=0``: no such rule); ``deadline`` (seconds, None: none) bounds the
+    whole download, retries included.
     Every failure is a :class:`DownloadError` with a one-line message.
     """
     target = Path(target).expanduser()
@@ -201,6 +203,7 @@ def download(
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     limits = _Limits(timeout, min_speed, stall_seconds, None if deadline is None else time.monotonic() + deadline)
+    stalls = 0
     for attempt in range(retries + 1):
         try:
             _fetch(url, part, limits, progress, chunk_size, deadline)
@@ -214,16 +217,18 @@ def download(
         past = isinstance(problem, _PastDeadline) or (
             limits.deadline_at is not None and time.monotonic() + backoff * 2**attempt >= limits.deadline_at
         )
-        if past and attempt < retries:
+        if past:
             kept = part.stat().st_size if part.exists() else 0
+            why = "" if isinstance(problem, _PastDeadline) else f" ({problem})"
             raise DownloadError(
-                f"could not download {url}: it ran past its deadline of {deadline:g} s ({problem}); "
+                f"could not download {url}: it ran past its deadline of {deadline:g} s{why}; "
                 f"{kept} bytes are kept in {part}: run again to resume, or allow more time"
             ) from problem
-        if attempt == retries:
+        stalls += isinstance(problem, _Stalled)
+        if attempt == retries or stalls == 2:  # a server that trickled twice is not retried a third time
             kept = part.stat().st_size if part.exists() else 0
             raise DownloadError(
-                f"could not download {url} after {retries + 1} attempts ({problem}); "
+                f"could not download {url} after {attempt + 1} attempts ({problem}); "
                 f"{kept} bytes are kept in {part}: run again to resume, or check your "
                 "connection / proxy"
             ) from problem
