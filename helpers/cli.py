@@ -65,7 +65,7 @@ def _print_data_warnings(report, limit: int = 10) -> None:
     from .checks import display_name
 
     for path, why in report.ignored:  # the workbook's own folders inside the photo folder: said once
-        if why.startswith(("the workbook's", "the notebook runner's")):
+        if why.startswith(("the workbook's", "the notebook runner's", "the --out folder", "the activation cache")):
             print(f"note: skipped {display_name(path, report.root)}: {why}", file=sys.stderr, flush=True)
     for line in report.warnings:
         _warn(line)
@@ -160,7 +160,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .data import survey_folder
         from .device import configure
 
-        report = survey_folder(data, seed=settings_["seed"])
+        own = {args.out: "the --out folder of this run, not photos"}
+        if cache_dir is not None and not args.no_cache:
+            own[cache_dir] = "the activation cache of this run (--cache-dir), not photos"
+        report = survey_folder(data, seed=settings_["seed"], own_folders=own)
         _print_data_warnings(report)
         if report.errors:
             raise ValueError(report.errors[0])

@@ -124,14 +124,18 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def _skip_folder(name: str, path: Path | None = None) -> str | None:
+def _skip_folder(name: str, path: Path | None = None, own: dict[Path, str] | None = None) -> str | None:
     if name in JUNK_FOLDERS:
         return f"{JUNK_FOLDERS[name]} folder"
     if name.startswith((".", "_")):
         return "hidden folder (name starts with '.' or '_')"
     if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
         return "a folder named like a photo: not a photo, not looked into"
-    return workbook_folder_reason(path) if path is not None else None
+    if path is None:
+        return None
+    if own and Path(os.path.realpath(path)) in own:
+        return own[Path(os.path.realpath(path))]
+    return workbook_folder_reason(path)
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -146,7 +150,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
+def _files_below(folder: Path, ignored: list[tuple[Path, str]], own: dict[Path, str] | None = None) -> list[Path]:
     """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted.
 
     Symlinked folders are followed only while they stay inside ``folder``: a link that leads
@@ -164,7 +168,7 @@ def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
         seen.add((info.st_dev, info.st_ino))
         keep = []
         for d in sorted(dirs):
-            why = _skip_folder(d, Path(here) / d)
+            why = _skip_folder(d, Path(here) / d, own)
             target = Path(os.path.realpath(Path(here) / d))
             if not why and os.path.islink(Path(here) / d) and not _inside(target, real_root):
                 why = (
@@ -228,17 +232,17 @@ def _flat_split(checks: list[FileCheck], val_fraction: float, seed: int) -> None
 
 
 def _scan_class_folders(
-    folder: Path, split: str, checks: list[FileCheck], ignored: list[tuple[Path, str]]
+    folder: Path, split: str, checks: list[FileCheck], ignored: list[tuple[Path, str]], own: dict[Path, str]
 ) -> list[str]:
     """Class names under ``folder``; every file below them goes into ``checks`` (to be checked)."""
     names = []
     for class_dir in _subfolders(folder):
-        why = _skip_folder(class_dir.name, class_dir)
+        why = _skip_folder(class_dir.name, class_dir, own)
         if why:
             ignored.append((class_dir, why))
             continue
         names.append(class_dir.name)
-        for path in _files_below(class_dir, ignored):
+        for path in _files_below(class_dir, ignored, own):
             checks.append(FileCheck(path, split=split, class_name=class_dir.name))
     return names
 
@@ -250,13 +254,17 @@ def survey_folder(
     min_side: int = MIN_SIDE,
     max_pixels: int = MAX_PIXELS,
     decode: bool = True,
+    own_folders: dict[str | os.PathLike, str] | None = None,
 ) -> DataReport:
     """Look at every file of a photo folder and report; never raises for bad photos or layouts.
 
     The report's ``errors`` say why training cannot start (no folder, fewer than two
-    classes); its ``warnings`` cover dropped empty classes, train/val class mismatches and
-    duplicates across splits or classes. ``decode=False`` checks only names (no pixels read).
+    classes); its ``warnings`` cover dropped classes (``report.dropped`` says why),
+    train/val class mismatches and duplicates across splits or classes. ``decode=False``
+    checks only names (no pixels read). ``own_folders`` (folder → why) are skipped wherever
+    they sit, even while still empty: ``train`` passes its ``--out`` and cache folders.
     """
+    own = {Path(os.path.realpath(Path(k).expanduser())): why for k, why in (own_folders or {}).items()}
     started = time.perf_counter()
     root = Path(root).expanduser()
     report = DataReport(root, "", [], [])
@@ -280,14 +288,14 @@ def survey_folder(
         report.layout = "DIR/{" + ",".join(s for s in SPLIT_NAMES if s in splits) + "}/<class>/"
         for p in _subfolders(root):
             if p not in splits.values():
-                why = _skip_folder(p.name, p)
+                why = _skip_folder(p.name, p, own)
                 if why is None or why.startswith("the "):  # the workbook's own folders are said too
                     ignored.append((p, why or "folder beside train/ that is not a split (train, val, test): not used"))
         for p in _stray_photos(root):
             ignored.append((p, "photo outside the class folders: not used"))
         class_sets = {}
         for split, folder in splits.items():
-            class_sets[split] = _scan_class_folders(folder, split, checks, ignored)
+            class_sets[split] = _scan_class_folders(folder, split, checks, ignored, own)
             for p in _stray_photos(folder):
                 ignored.append((p, f"photo directly in {split}/, outside any class folder: not used"))
         class_names = list(class_sets["train"])
@@ -313,7 +321,7 @@ def survey_folder(
             )
     else:
         report.layout = "DIR/<class>/"
-        class_names = _scan_class_folders(root, "", checks, ignored)
+        class_names = _scan_class_folders(root, "", checks, ignored, own)
         for p in _stray_photos(root):
             ignored.append((p, "photo outside the class folders: not used (make one folder per class)"))
     done = _check_all([c.path for c in checks], min_side, max_pixels, decode)

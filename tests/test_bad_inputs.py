@@ -156,7 +156,8 @@ def test_train_never_saves_a_model_with_non_finite_weights(photos, nan_backbone_
     out = tmp_path / "run"
     result = cli(*train_args(photos, out, nan_backbone_weights, tmp_path / "cache", 1, "--no-cache"))
     assert result.returncode == 1, result.stdout[-1000:] + result.stderr[-2000:]
-    [line] = errors(result)
+    [line] = [line for line in errors(result) if line.startswith("error")]
+    assert "Traceback" not in result.stderr and line == errors(result)[-1]
     assert "non-finite weights" in line and "nothing was saved" in line, line
     assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
@@ -355,8 +356,10 @@ def test_an_out_folder_and_cache_inside_the_photos_are_not_photos(photos, tmp_pa
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stdout and "changed" not in again.stderr
     notes = [line for line in errors(again) if line.startswith("note: skipped")]
-    assert len(notes) == 2 and any("runs" in n and "run.json" in n for n in notes), notes
-    assert any("cache" in n and "activation cache" in n for n in notes), notes
+    assert len(notes) == 2 and any("runs: the --out folder of this run" in n for n in notes), notes
+    assert any("cache: the activation cache of this run" in n for n in notes), notes
     assert metrics(out)["class_names"] == CLASSES
-    check = cli("check-data", root)
+    check = cli("check-data", root)  # without the run's settings: known by run.json and the cache's folders
     assert check.returncode == 0 and "\nOK" in check.stdout and "'runs'" not in check.stdout, check.stdout
+    assert "runs: the workbook's output folder (holds run.json)" in check.stdout
+    assert "cache: the workbook's activation cache" in check.stdout
