@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import stat
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -123,6 +125,63 @@ def junk_reason(name: str) -> str | None:
     if name.startswith("~$") or lower.endswith((".tmp", ".part", ".crdownload")):
         return "temporary or unfinished download file"
     return None
+
+
+def not_a_file_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file (a FIFO, socket, device, folder, dangling link), else None.
+
+    Asked with ``stat`` only, so nothing is ever opened: reading a FIFO would wait forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to a file that does not exist: nothing to read" if os.path.islink(path) else "no such file"
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "not a regular file"
+    )
+    return f"{kind}, not a photo file: not opened"
+
+
+WORKBOOK_MARKERS = {
+    "run.json": "the workbook's output folder (holds run.json)",
+    "notebooks.json": "the notebook runner's output folder (holds notebooks.json)",
+}
+"""Files that mark a folder as written by the workbook, not a folder of photos."""
+
+
+def workbook_folder_reason(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` is one of the workbook's own folders (a run's ``--out``, the activation cache), else None.
+
+    Such folders may sit inside a photo folder (``--out DIR/runs``); they hold no photos, so
+    listing photos skips them, and the data's digest (``helpers.runs``) leaves them out.
+    """
+    folder = Path(folder)
+    for marker, why in WORKBOOK_MARKERS.items():
+        if (folder / marker).is_file():
+            return f"{why}, not photos"
+    try:
+        if _cache_folder(folder) or any(_cache_folder(p) for p in folder.iterdir() if p.is_dir()):
+            return "the workbook's activation cache (python -m helpers cache --list), not photos"
+    except OSError:
+        return None
+    return None
+
+
+def _cache_folder(folder: Path) -> bool:
+    """One folder of the activation cache: ``<cut>-<size>px-<key>/`` holding a ``meta.json``."""
+    return bool(re.search(r"-\d+px-[0-9a-f]{24}$", folder.name)) and (folder / "meta.json").is_file()
 
 
 MAGIC = {
@@ -234,6 +293,9 @@ def check_image(path: str | os.PathLike, min_side: int = MIN_SIDE, max_pixels: i
     junk = junk_reason(path.name)
     if junk:
         return check.skip(junk)
+    odd = not_a_file_reason(path)
+    if odd:
+        return check.skip(odd)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         return check.skip(UNSUPPORTED.get(ext) or f"not an image file type ({ext or 'no extension'})")
@@ -391,6 +453,7 @@ class DataReport:
     class_names: list[str]
     files: list[FileCheck]
     ignored: list[tuple[Path, str]] = field(default_factory=list)  # folders/files outside the layout
+    dropped: dict[str, str] = field(default_factory=dict)  # class folder → why it cannot be trained on
     duplicates: list[Duplicate] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -450,6 +513,11 @@ class DataReport:
                 (w0, h0), (w1, h1) = size
                 row += f"   {w0}×{h0} – {w1}×{h1}"
             lines.append(row)
+        if "val" in splits and "test" not in splits:
+            lines.append(
+                "  test photos (no test/ folder: half of each class's val photos, rounded down): "
+                + ", ".join(f"{counts[name].get('val', 0) // 2} {name}" for name in self.class_names)
+            )
         lines.append(
             f"  valid photos: {len(self.valid)} in {len(self.class_names)} classes"
             + (f" ({', '.join(self.class_names)})" if self.class_names else "")
@@ -517,6 +585,7 @@ class DataReport:
             "fixed": [entry(f) for f in self.fixed],
             "skipped": [entry(f) for f in self.skipped],
             "ignored": [{"path": display_name(p, self.root), "reason": why} for p, why in self.ignored],
+            "dropped": self.dropped,
             "duplicates": [
                 {
                     "first": display_name(d.first.path, self.root),

@@ -67,6 +67,9 @@ def _print_data_warnings(report, limit: int = 10) -> None:
     """What check-data knows about the photos, before the work starts: warnings, then skipped files."""
     from .checks import display_name
 
+    for path, why in report.ignored:  # the workbook's own folders inside the photo folder: said once
+        if why.startswith(("the workbook's", "the notebook runner's", "the --out folder", "the activation cache")):
+            print(f"note: skipped {display_name(path, report.root)}: {why}", file=sys.stderr, flush=True)
     for line in report.warnings:
         _warn(line)
     skipped = report.skipped
@@ -77,6 +80,24 @@ def _print_data_warnings(report, limit: int = 10) -> None:
             f"… and {len(skipped) - limit} more skipped files (python -m helpers check-data {report.root} "
             "lists them all)"
         )
+
+
+def _check_image_size(backbone: str, image_size: int | None, batch_size: int) -> None:
+    """Refuse, before any work, a photo size the backbone cannot take or that would not fit in memory."""
+    from .backbones import get_spec
+    from .runs import image_size_problem
+
+    spec = get_spec(backbone)
+    problem = image_size_problem(
+        spec.name, spec.default_size if image_size is None else image_size, spec.min_size, batch_size
+    )
+    if problem:
+        raise UsageError(problem)
+
+
+def _at_least(name: str, value: int | None, least: int) -> None:
+    if value is not None and value < least:
+        raise UsageError(f"{name} must be at least {least}, got {value}")
 
 
 def _block(value: str) -> str | int:
@@ -116,11 +137,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be 0 or more, got {args.epochs}")
-    if args.per_class is not None and args.per_class < 1:
-        raise UsageError(f"--per-class must be at least 1, got {args.per_class}")
+    _at_least("--per-class", args.per_class, 1)
+    _at_least("--batch-size", args.batch_size, 1)
     from .train import train_classifier
 
     settings_ = _defaults(train_classifier) | _given(args, *RUN_SETTINGS)
+    _check_image_size(settings_["backbone"], settings_["image_size"], settings_["batch_size"])
     weights = settings_["weights"] if args.weights is _UNSET else args.weights
     data = _photo_folder(args.data)
     cache_dir = args.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None)
@@ -142,10 +164,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .data import survey_folder
         from .device import configure
 
-        report = survey_folder(data, seed=settings_["seed"])
+        own = {args.out: "the --out folder of this run, not photos"}
+        if cache_dir is not None and not args.no_cache:
+            own[cache_dir] = "the activation cache of this run (--cache-dir), not photos"
+        report = survey_folder(data, seed=settings_["seed"], own_folders=own)
         _print_data_warnings(report)
         if report.errors:
             raise ValueError(report.errors[0])
+        if report.dropped and not args.allow_missing_classes:
+            name, why = next(iter(report.dropped.items()))
+            more = f" (and {len(report.dropped) - 1} more classes)" if len(report.dropped) > 1 else ""
+            raise UsageError(
+                f"class '{name}' {why}{more}: not training without it; fix the folder, or pass "
+                f"--allow-missing-classes to train on the other {len(report.class_names)} classes"
+            )
         configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
         metrics = train_classifier(
             data,
@@ -162,8 +194,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs.finish(args.out, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
         raise
     runs.finish(args.out, "complete", val_accuracy=metrics["val_accuracy"])
+
+    def score(key: str) -> str:
+        value = metrics[key]
+        return f"{key} {value:.4f}" if value is not None else f"{key} n/a (no {key.split('_')[0]} photos)"
+
     print(
-        f"val_accuracy {metrics['val_accuracy']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+        f"{score('val_accuracy')}  {score('test_accuracy')}  "
         f"train_seconds {metrics['train_seconds']:.1f}  "
         f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)"
     )
@@ -187,6 +224,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    bench_defaults = _defaults(bench.run)
+    _check_image_size(args.backbone or bench_defaults["backbone"], args.image_size, bench_defaults["batch_size"])
     data = _photo_folder(args.data)
     given = _given(args, "backbone", "image_size", "images", "max_cached_epochs", "fine_tune_blocks")
     if args.weights is not _UNSET:
@@ -251,8 +290,12 @@ def cmd_clean_notebooks(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import files
+    from .checks import not_a_file_reason
     from .evaluate import EVALUATION_FILE
 
+    odd = not_a_file_reason(args.model)
+    if odd and odd != "no such file":
+        raise FileNotFoundError(f"model file {args.model}: {odd}; pass a model.keras file")
     if not args.model.is_file():
         raise FileNotFoundError(
             f"model file {args.model} does not exist; train one with "
@@ -281,9 +324,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .checks import not_a_file_reason
     from .evaluate import open_model, predict_files
     from .export import class_names_for
 
+    odd = not_a_file_reason(args.model)
+    if odd:
+        raise FileNotFoundError(f"model file {args.model}: {odd}; pass a model.keras file")
     model = open_model(args.model)
     names = class_names_for(args.model)
     if names is None:
@@ -329,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="default: train_classifier's (inception_v3)")
     p.add_argument("--weights", type=_weights, default=_UNSET, help="imagenet (default) | PATH | none")
     p.add_argument("--per-class", type=int, help="use only N training photos per class")
-    p.add_argument("--image-size", type=int, help="default: the backbone's own size")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="default: the backbone's own size; below its smallest input, or too big for memory: refused",
+    )
     p.add_argument("--epochs", type=int, help="epochs of head training (cheap: on cached features); 0: no training")
     p.add_argument(
         "--fine-tune-from",
@@ -344,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop a phase when the validation loss has not improved for this many epochs (default 10)",
     )
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--allow-missing-classes",
+        action="store_true",
+        help="train even when a class folder has no usable training photos (that class is left out)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
         "--fresh", action="store_true", help="clear the earlier run in --out first (only the workbook's own files)"
@@ -364,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help=photos)
     p.add_argument("--backbone")
     p.add_argument("--weights", type=_weights, default=_UNSET, help="imagenet (default) | PATH | none")
-    p.add_argument("--image-size", type=int, help="default: the backbone's own size")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="default: the backbone's own size; below its smallest input, or too big for memory: refused",
+    )
     p.add_argument("--images", type=int, help="training photos to time (split evenly by class)")
     p.add_argument("--epochs", help="head-training epochs to compare, e.g. 10,20")
     p.add_argument("--max-cached-epochs", type=int)

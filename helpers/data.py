@@ -3,7 +3,12 @@
 Notebook 03 introduces these. A photo folder is either ``DIR/<class>/*.jpg`` (we make a
 seeded, stratified validation split) or ``DIR/{train,val[,test]}/<class>/*.jpg`` (we use
 the split you made). Splits and the "N photos per class" sample are decided by a hash of
-each file's name, so adding photos to one class never reshuffles the others.
+each file's class and name, class by class, so adding photos to one class never reshuffles
+the others, and photos named alike in every class (``001.jpg``…) do not all land in one split.
+
+Listing photos never opens anything that is not a regular file (a FIFO would hang the read),
+and skips the workbook's own folders (a run's ``--out``, the activation cache) inside a photo
+folder; both are reported.
 """
 
 from __future__ import annotations
@@ -30,13 +35,28 @@ from .checks import (
     display_name,
     find_duplicates,
     junk_reason,
+    not_a_file_reason,
     to_rgb,
+    workbook_folder_reason,
 )
 
 VAL_FRACTION = 0.2
 """Share of each class held out for validation when a folder has no split folders of its own."""
 TINY_CLASS = 5
 """A class with fewer usable training photos than this gets a warning (too few to learn from)."""
+
+
+def val_count(n: int, val_fraction: float = VAL_FRACTION) -> int:
+    """How many of a class's ``n`` photos the automatic split holds out (``DIR/<class>/`` layout).
+
+    ``round(n × val_fraction)``, but at least 2 from 3 photos on (one validation photo, one
+    test photo: :func:`helpers.photos.splits` halves the held-out photos), at least 1 from 2
+    photos, and always leaving one to train on.
+    """
+    if val_fraction <= 0 or n < 2:
+        return 0
+    return min(n - 1, max(round(n * val_fraction), 2 if n >= 3 else 1))
+
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_ALIASES = {
@@ -104,12 +124,18 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def _skip_folder(name: str) -> str | None:
+def _skip_folder(name: str, path: Path | None = None, own: dict[Path, str] | None = None) -> str | None:
     if name in JUNK_FOLDERS:
         return f"{JUNK_FOLDERS[name]} folder"
     if name.startswith((".", "_")):
         return "hidden folder (name starts with '.' or '_')"
-    return None
+    if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+        return "a folder named like a photo: not a photo, not looked into"
+    if path is None:
+        return None
+    if own and Path(os.path.realpath(path)) in own:
+        return own[Path(os.path.realpath(path))]
+    return workbook_folder_reason(path)
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -124,7 +150,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
+def _files_below(folder: Path, ignored: list[tuple[Path, str]], own: dict[Path, str] | None = None) -> list[Path]:
     """Every file in ``folder`` and its subfolders (like Keras), minus junk folders, sorted.
 
     Symlinked folders are followed only while they stay inside ``folder``: a link that leads
@@ -142,7 +168,7 @@ def _files_below(folder: Path, ignored: list[tuple[Path, str]]) -> list[Path]:
         seen.add((info.st_dev, info.st_ino))
         keep = []
         for d in sorted(dirs):
-            why = _skip_folder(d)
+            why = _skip_folder(d, Path(here) / d, own)
             target = Path(os.path.realpath(Path(here) / d))
             if not why and os.path.islink(Path(here) / d) and not _inside(target, real_root):
                 why = (
@@ -176,7 +202,7 @@ def _split_folders(root: Path) -> dict[str, Path]:
 def _check_all(paths: list[Path], min_side: int, max_pixels: int, decode: bool) -> list[FileCheck]:
     def one(path: Path) -> FileCheck:
         if not decode:
-            why = junk_reason(path.name)
+            why = junk_reason(path.name) or not_a_file_reason(path)
             if why or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 return FileCheck(path).skip(why or f"not an image file type ({path.suffix or 'no extension'})")
             return FileCheck(path)
@@ -192,31 +218,31 @@ def _check_all(paths: list[Path], min_side: int, max_pixels: int, decode: bool) 
 
 
 def _flat_split(checks: list[FileCheck], val_fraction: float, seed: int) -> None:
-    """Assign ``train``/``val`` by a hash of each file name; every class with ≥ 2 photos gets a val photo."""
+    """Stratified ``train``/``val``: in each class, its usable photos are ranked by a hash of class and
+    file name, and the first :func:`val_count` of them go to ``val`` (from 3 photos on, at least 2)."""
     by_class: dict[str, list[FileCheck]] = {}
     for c in checks:
-        c.split = "val" if _hash_fraction("split", seed, c.path.name) < val_fraction else "train"
+        c.split = "train"
         if c.usable:
             by_class.setdefault(c.class_name, []).append(c)
-    if val_fraction <= 0:
-        return
-    for members in by_class.values():
-        if len(members) >= 2 and not any(c.split == "val" for c in members):
-            min(members, key=lambda c: (_hash_fraction("split", seed, c.path.name), c.path.name)).split = "val"
+    for name, members in by_class.items():
+        ranked = sorted(members, key=lambda c: (_hash_fraction("split", seed, name, c.path.name), str(c.path)))
+        for c in ranked[: val_count(len(members), val_fraction)]:
+            c.split = "val"
 
 
 def _scan_class_folders(
-    folder: Path, split: str, checks: list[FileCheck], ignored: list[tuple[Path, str]]
+    folder: Path, split: str, checks: list[FileCheck], ignored: list[tuple[Path, str]], own: dict[Path, str]
 ) -> list[str]:
     """Class names under ``folder``; every file below them goes into ``checks`` (to be checked)."""
     names = []
     for class_dir in _subfolders(folder):
-        why = _skip_folder(class_dir.name)
+        why = _skip_folder(class_dir.name, class_dir, own)
         if why:
             ignored.append((class_dir, why))
             continue
         names.append(class_dir.name)
-        for path in _files_below(class_dir, ignored):
+        for path in _files_below(class_dir, ignored, own):
             checks.append(FileCheck(path, split=split, class_name=class_dir.name))
     return names
 
@@ -228,13 +254,17 @@ def survey_folder(
     min_side: int = MIN_SIDE,
     max_pixels: int = MAX_PIXELS,
     decode: bool = True,
+    own_folders: dict[str | os.PathLike, str] | None = None,
 ) -> DataReport:
     """Look at every file of a photo folder and report; never raises for bad photos or layouts.
 
     The report's ``errors`` say why training cannot start (no folder, fewer than two
-    classes); its ``warnings`` cover dropped empty classes, train/val class mismatches and
-    duplicates across splits or classes. ``decode=False`` checks only names (no pixels read).
+    classes); its ``warnings`` cover dropped classes (``report.dropped`` says why),
+    train/val class mismatches and duplicates across splits or classes. ``decode=False``
+    checks only names (no pixels read). ``own_folders`` (folder → why) are skipped wherever
+    they sit, even while still empty: ``train`` passes its ``--out`` and cache folders.
     """
+    own = {Path(os.path.realpath(Path(k).expanduser())): why for k, why in (own_folders or {}).items()}
     started = time.perf_counter()
     root = Path(root).expanduser()
     report = DataReport(root, "", [], [])
@@ -257,13 +287,15 @@ def survey_folder(
     if "train" in splits:
         report.layout = "DIR/{" + ",".join(s for s in SPLIT_NAMES if s in splits) + "}/<class>/"
         for p in _subfolders(root):
-            if p not in splits.values() and not _skip_folder(p.name):
-                ignored.append((p, "folder beside train/ that is not a split (train, val, test): not used"))
+            if p not in splits.values():
+                why = _skip_folder(p.name, p, own)
+                if why is None or why.startswith("the "):  # the workbook's own folders are said too
+                    ignored.append((p, why or "folder beside train/ that is not a split (train, val, test): not used"))
         for p in _stray_photos(root):
             ignored.append((p, "photo outside the class folders: not used"))
         class_sets = {}
         for split, folder in splits.items():
-            class_sets[split] = _scan_class_folders(folder, split, checks, ignored)
+            class_sets[split] = _scan_class_folders(folder, split, checks, ignored, own)
             for p in _stray_photos(folder):
                 ignored.append((p, f"photo directly in {split}/, outside any class folder: not used"))
         class_names = list(class_sets["train"])
@@ -289,7 +321,7 @@ def survey_folder(
             )
     else:
         report.layout = "DIR/<class>/"
-        class_names = _scan_class_folders(root, "", checks, ignored)
+        class_names = _scan_class_folders(root, "", checks, ignored, own)
         for p in _stray_photos(root):
             ignored.append((p, "photo outside the class folders: not used (make one folder per class)"))
     done = _check_all([c.path for c in checks], min_side, max_pixels, decode)
@@ -303,13 +335,12 @@ def survey_folder(
     in_train = {c.class_name for c in checks if c.usable and c.split == "train"}
     for name in class_names:
         if name not in in_train:
-            where = "train/" if "train" in splits else ""
-            report.warnings.append(
-                f"class '{name}' has no usable photos in {where}{name}/: "
-                "the class is dropped (add photos or remove the folder)"
-            )
+            report.dropped[name] = _why_dropped(name, checks, "train/" if "train" in splits else "")
+            report.warnings.append(f"class '{name}' {report.dropped[name]}: the class is dropped")
     report.class_names = [n for n in class_names if n in in_train]
-    _class_size_warnings(report, "train" in splits and "val" not in splits, val_fraction, no_val_folder)
+    _class_size_warnings(
+        report, "train" in splits and "val" not in splits, val_fraction, no_val_folder, has_test="test" in splits
+    )
     for p, why in ignored:
         if why.startswith("link to a folder outside"):
             report.warnings.append(f"{display_name(p, root)} is a {why}")
@@ -347,10 +378,32 @@ def survey_folder(
     return report
 
 
+def _why_dropped(name: str, checks: list[FileCheck], where: str) -> str:
+    """The true reason a class folder has nothing to train on (said in check-data and by train)."""
+    mine = [c for c in checks if c.class_name == name and (c.split == "train" or not where)]
+    elsewhere = [c for c in checks if c.class_name == name and c.usable and c.split != "train"]
+    if elsewhere and where:
+        places = sorted({c.split for c in elsewhere})
+        return (
+            f"has {len(elsewhere)} usable photo{'s' * (len(elsewhere) != 1)} in {', '.join(p + '/' for p in places)}"
+            f" but none in {where}{name}/ (move some to {where}{name}/)"
+        )
+    if not mine:
+        return f"has no files in {where}{name}/ (add photos or remove the folder)"
+    return (
+        f"has none of its {len(mine)} file{'s' * (len(mine) != 1)} in {where}{name}/ usable as a photo "
+        "(check-data says why for each; add photos or remove the folder)"
+    )
+
+
 def _class_size_warnings(
-    report: DataReport, no_val_split: bool, val_fraction: float, already_reported: set[str]
+    report: DataReport, no_val_split: bool, val_fraction: float, already_reported: set[str], has_test: bool = False
 ) -> None:
-    """Warn about classes too small to learn from, and classes absent from the validation split."""
+    """Warn about classes too small to learn from, and classes absent from the validation or test split.
+
+    Without a ``test/`` folder the test photos are half of each class's validation photos
+    (:func:`helpers.photos.splits`), so a class with one validation photo has none to test on.
+    """
     counts = report.counts()
     split_layout = report.layout != "DIR/<class>/"
     for name in report.class_names:
@@ -369,6 +422,12 @@ def _class_size_warnings(
                     if split_layout
                     else "(a class needs at least 2 photos to get one validation photo)"
                 )
+            )
+        if n_val == 1 and not has_test:
+            report.warnings.append(
+                f"class '{name}' has 1 validation photo and none left for the test split (half of each class's "
+                "validation photos): its test accuracy is not measured "
+                + (f"(add a photo to val/{name}/)" if split_layout else "(a class needs at least 3 photos)")
             )
 
 
@@ -459,6 +518,10 @@ def load_image(path, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     bomb) costs no memory. Any problem raises :class:`PhotoError` naming the file.
     """
     name = display_name(Path(path)) if isinstance(path, (str, os.PathLike)) else "the photo"
+    if isinstance(path, (str, os.PathLike)):
+        odd = not_a_file_reason(path)
+        if odd:
+            raise PhotoError(f"{name}: {odd}" + ("" if odd == "no such file" else "; pass a photo file"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit below

@@ -25,6 +25,17 @@ from .export import class_names_for, load_model
 EVALUATION_FILE = "evaluation.json"
 
 
+def check_probabilities(probabilities: np.ndarray, where: str) -> np.ndarray:
+    """``probabilities``, or a ValueError (one line) when any is NaN or infinite: a broken model is not scored."""
+    probabilities = np.asarray(probabilities)
+    if not np.isfinite(probabilities).all():
+        raise ValueError(
+            f"{where} gives non-finite probabilities (NaN or inf): its weights are broken; "
+            "train it again (python -m helpers train refuses to save such a model)"
+        )
+    return probabilities
+
+
 @dataclass
 class Evaluation:
     """A model's probabilities on labelled photos, and what follows from them."""
@@ -129,7 +140,7 @@ def evaluate(
         )
     if probabilities is None:
         probabilities = model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0)
-    probs = np.asarray(probabilities)
+    probs = check_probabilities(probabilities, f"model {model.name}")
     if probs.shape != (len(labels), n_out):
         raise ValueError(f"probabilities of shape {probs.shape}, expected {(len(labels), n_out)}")
     return Evaluation(list(class_names), labels, probs, list(paths or []))
@@ -281,6 +292,7 @@ def predict_files(
             results.append(Prediction(path, [], str(exc)))
     if images:
         probs = np.asarray(model.predict(np.stack(images).astype(np.float32), verbose=0))
+        check_probabilities(probs, f"model {model.name}")
         for row, i in zip(probs, good):
             best = np.argsort(-row)[:top]
             results[i].top = [(class_names[j], float(row[j])) for j in best]

@@ -80,8 +80,8 @@ def unfreeze_above(base, cut):
 # Defined in notebooks/05_small_data_short_time.ipynb
 def start_at_class_means(model, features, labels, scale=30.0):
     """Set the ``predictions`` layer so that class c's logit is ``scale`` × cosine(photo, mean of class c)."""
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # all-zero rows stay 0
     means = np.stack([unit[labels == c].mean(axis=0) for c in range(int(labels.max()) + 1)])
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     model.get_layer("predictions").set_weights([scale * means.T, np.zeros(len(means))])
     return model

@@ -7,8 +7,8 @@ and returns raw 0–255 pixels and integer labels for three splits:
 - **train**: ``per_class`` photos of each class (the same ones for the same seed);
 - **val**: photos that choose the epoch to keep (``EarlyStopping``);
 - **test**: photos that choose nothing, to report on. A folder without a ``test/`` split
-  gives half of its validation photos to it, picked by a hash of the file name (stable
-  when photos are added).
+  gives half of each class's validation photos to it (the rounded-down half: a class with
+  one validation photo keeps it for validation), picked by a hash of class and file name.
 """
 
 from __future__ import annotations
@@ -53,18 +53,23 @@ class Photos:
         )
 
 
-def _in_test_half(path: Path, seed: int) -> bool:
-    digest = hashlib.blake2b(f"test:{seed}:{path.name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 2 == 1
+def _test_rank(path: Path, class_name: str, seed: int) -> tuple[int, str]:
+    digest = hashlib.blake2b(f"test:{seed}:{class_name}:{path.name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big"), str(path)
 
 
 def splits(folder: data_mod.ImageFolder, seed: int = 0) -> dict[str, data_mod.Split]:
-    """train / val / test of a checked photo folder; without a test split, half of val is test."""
+    """train / val / test of a checked photo folder; without a test split, half of each class's val is test."""
     if folder.test is not None and len(folder.test):
         return {"train": folder.train, "val": folder.val, "test": folder.test}
+    to_test = set()
+    for label, name in enumerate(folder.class_names):
+        mine = [p for p, y in zip(folder.val.paths, folder.val.labels) if y == label]
+        ranked = sorted(mine, key=lambda p: _test_rank(p, name, seed))
+        to_test.update(ranked[: len(mine) // 2])
     val, test = data_mod.Split(), data_mod.Split()
     for path, label in zip(folder.val.paths, folder.val.labels):
-        target = test if _in_test_half(path, seed) else val
+        target = test if path in to_test else val
         target.paths.append(path)
         target.labels.append(label)
     return {"train": folder.train, "val": val, "test": test}

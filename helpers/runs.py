@@ -57,6 +57,86 @@ MODEL_MEGABYTES = {
     "xception": 84,
 }
 """Rough size of a saved ``model.keras`` per backbone, for the free-space check before training."""
+PEAK_FLOATS_PER_PIXEL = {
+    "inception_v3": 16,
+    "mobilenet_v2": 25,
+    "mobilenet_v2_0.35": 13,
+    "mobilenet": 17,
+    "mobilenet_0.25": 5,
+    "resnet50": 17,
+    "efficientnet_b0": 25,
+    "xception": 31,
+}
+"""Each backbone's largest layer output, in numbers per input pixel (rounded up; at 224 px, where
+MobileNetV2's ``block_1_expand`` is 112×112×96 = 24.4 per pixel). tests/test_train.py measures them."""
+BASE_MEMORY = 1 << 30
+"""What a run needs besides the batch's activations (Python, TensorFlow, the weights): about 1 GiB."""
+
+
+def batch_bytes(backbone: str, image_size: int, batch_size: int) -> int:
+    """About the most memory one batch takes on its way through the frozen base, in bytes.
+
+    The rule, kept simple: per photo and pixel, three float32 copies of the largest layer
+    output (a layer's input, its output and a temporary) plus the decoded photo (uint8 and
+    float32). It grows with the square of the side: MobileNetV2 at 224 px, 32 photos: 0.5 GB;
+    at 5000 px: 240 GB.
+    """
+    return batch_size * image_size * image_size * _bytes_per_pixel(backbone)
+
+
+def _bytes_per_pixel(backbone: str) -> int:
+    return 3 * 4 * PEAK_FLOATS_PER_PIXEL.get(backbone, max(PEAK_FLOATS_PER_PIXEL.values())) + 3 + 3 * 4
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: ``MemAvailable``, capped by a cgroup limit (None: unknown)."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # macOS: total memory
+        except (ValueError, OSError, AttributeError):
+            return None
+    return min(found)
+
+
+def image_size_problem(
+    backbone: str, image_size: int, min_size: int, batch_size: int, available: int | None = None
+) -> str | None:
+    """Why ``backbone`` cannot run on ``image_size`` px photos here (one line), else None.
+
+    Below ``min_size`` (the backbone's smallest input, Keras' own limit) the network cannot
+    take the photo; above the size whose batch (:func:`batch_bytes`) plus :data:`BASE_MEMORY`
+    fits in ``available`` memory (default: :func:`available_memory`), the process would be
+    killed for memory. Asked before any work starts.
+    """
+    if image_size < min_size:
+        return f"--image-size {image_size}: {backbone} takes photos of at least {min_size} px; pass {min_size} or more"
+    available = available_memory() if available is None else available
+    if available is None:
+        return None
+    need = batch_bytes(backbone, image_size, batch_size) + BASE_MEMORY
+    if need > available:
+        spare = available - BASE_MEMORY
+        largest = int((spare / (batch_size * _bytes_per_pixel(backbone))) ** 0.5) if spare > 0 else 0
+        return (
+            f"--image-size {image_size}: a batch of {batch_size} photos through {backbone} needs about "
+            f"{files.human_size(need)} of memory and {files.human_size(available)} is available; "
+            + (f"pass {largest} or less (or a smaller --batch-size)" if largest >= min_size else "free some memory")
+        )
+    return None
 
 
 class RunConflict(ValueError):
@@ -125,11 +205,18 @@ def lock(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]:
 
 
 def data_digest(folder: str | os.PathLike) -> str:
-    """A digest of a photo folder's listing (relative paths, sizes, modification times); reads no pixels."""
+    """A digest of a photo folder's listing (relative paths, sizes, modification times); reads no pixels.
+
+    The workbook's own folders inside it (a run's ``--out``, the activation cache:
+    :func:`helpers.checks.workbook_folder_reason`) are left out: they are not photos, and a
+    run writing into ``--out DIR/runs`` must not change the digest of ``DIR``.
+    """
+    from .checks import workbook_folder_reason
+
     root = Path(folder).expanduser()
     h = hashlib.blake2b(digest_size=12)
     for here, dirs, names in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if workbook_folder_reason(Path(here) / d) is None)
         for name in sorted(names):
             path = Path(here) / name
             try:
@@ -317,9 +404,12 @@ __all__ = [
     "RUN_FILE",
     "RunConflict",
     "RunLocked",
+    "available_memory",
+    "batch_bytes",
     "data_digest",
     "estimate_bytes",
     "finish",
+    "image_size_problem",
     "lock",
     "own_outputs",
     "prepare",

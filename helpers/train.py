@@ -22,6 +22,7 @@ model built by :func:`build_classifier`. The Keras code is the lesson's own
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,26 @@ HEAD_EPOCHS = 30  # cheap on cached features; 10 photos/class reach >= 97% for e
 FINE_TUNE_EPOCHS = 5
 PATIENCE = 10
 BATCH_SIZE = 32
+
+
+class NonFiniteModelError(RuntimeError):
+    """Training produced weights that are NaN or infinite: such a model is never saved."""
+
+
+def check_finite(model: keras.Model) -> None:
+    """Raise :class:`NonFiniteModelError` (one line) when any of ``model``'s weights is NaN or infinite."""
+    bad = [w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if bad:
+        raise NonFiniteModelError(
+            f"training gave non-finite weights (NaN or inf) in {bad[0]}"
+            + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+            + ": nothing was saved as the model; check the backbone's --weights and the photos, then train again"
+        )
+
+
+def _score(value: float) -> float | None:
+    """An accuracy for metrics.json: None where there were no photos to measure it on (not NaN)."""
+    return None if np.isnan(value) else value
 
 
 @dataclass
@@ -153,6 +174,15 @@ def train_phase(
             )
             y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
             extra["forward_seconds"] = time.perf_counter() - start
+            zero = int(np.sum(~np.any(x.reshape(len(x), -1), axis=1))) if len(x) else 0
+            if zero:  # a broken network (or weights) gives features with nothing in them
+                extra["zero_features"] = zero
+                print(
+                    f"warning: {zero} of {len(x)} training photos have all-zero activations at {cut}: the frozen "
+                    "base gives them nothing to learn from (check its weights)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
                 start_at_class_means(model, x.astype("float32"), y)
                 extra["start"] = "class means"
@@ -235,7 +265,10 @@ def train_classifier(
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)
-    size = image_size or get_spec(backbone).default_size
+    spec = get_spec(backbone)
+    size = spec.default_size if image_size is None else image_size
+    if size < spec.min_size:
+        raise ValueError(f"image_size {size}: {spec.name} takes photos of at least {spec.min_size} px")
     folder = data_mod.load_folder(data, per_class=per_class, seed=seed)
     parts = splits(folder, seed)
     strategy = strategy or device.choose_strategy()
@@ -278,8 +311,8 @@ def train_classifier(
         "n_train": len(parts["train"]),
         "n_val": len(parts["val"]),
         "n_test": len(parts["test"]),
-        "val_accuracy": accuracy(model, parts["val"], score, last_cut),
-        "test_accuracy": accuracy(model, parts["test"], score, last_cut),
+        "val_accuracy": _score(accuracy(model, parts["val"], score, last_cut)),
+        "test_accuracy": _score(accuracy(model, parts["test"], score, last_cut)),
         "train_seconds": sum(p.seconds for p in phases.values()),
         "cache": bool(cache),
         "cache_dir": str(store.root) if store else None,
@@ -299,6 +332,7 @@ def train_classifier(
         "keras_version": keras.__version__,
     }
     freeze_for(model, None)
+    check_finite(model)  # a NaN model is never saved (nor reported: the accuracies above came from it)
     files.save_model(model, out / "model.keras")
     files.write_json(out / "metrics.json", metrics)
     return metrics
