@@ -91,9 +91,17 @@ def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photo
         epochs=10,
         progress=False,
         cache_dir=tmp_path / "cache",
+        few=1,
+        seeds=[0, 1, 2],
     )
     by_name = {r.backbone: r for r in results}
     assert by_name["mobilenet_v2"].ok and by_name["mobilenet_0.25"].ok
+    for name in ("mobilenet_v2", "mobilenet_0.25"):  # the harder setting: one accuracy per seed's draw
+        assert by_name[name].few_per_class == 1 and len(by_name[name].few_accuracy) == 3
+        assert by_name[name].test_photos == 89
+    verdict = compare.ranking_verdict(results)
+    assert "With 1 photos per class, over 3 draws, by mean:" in verdict and "resnet50" not in verdict
+    assert "1 per class" in compare.results_table(results)
     assert by_name["mobilenet_v2"].test_accuracy > 0.6  # 3 classes: chance is 1/3
     assert by_name["mobilenet_v2"].parameters > by_name["mobilenet_0.25"].parameters
     assert by_name["resnet50"].status == "skipped"
@@ -108,3 +116,56 @@ def test_with_downloads_off_a_missing_file_is_skipped_without_touching_the_netwo
     )
     assert row.status == "skipped" and "downloads are off" in row.reason
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in row.reason
+
+
+def test_two_settings_over_seeds_are_worded_from_the_numbers():
+    same = compare.seeds_verdict("head only", [1.0, 1.0, 1.0], "fine-tuned", [1.0, 1.0, 1.0], 90)
+    assert same.startswith("No difference:") and "100.0% (100.0%–100.0%)" in same
+    worse = compare.seeds_verdict("head only", [0.9, 0.95, 1.0], "fine-tuned", [0.8, 0.95, 0.9], 20)
+    assert worse.startswith("fine-tuned is worse than head only by 6.7 percentage points on average")
+    assert "worse in 2 of 3 seeds, the same in 1" in worse
+    mixed = compare.seeds_verdict("a", [0.9, 0.9, 0.9], "b", [1.0, 0.8, 0.9], 10)
+    assert mixed.startswith("No consistent difference:") and "better in 1 seed(s) and worse in 1" in mixed
+    assert compare.seeds_verdict("a", [0.90], "b", [0.905], 90).startswith("No difference")  # under one photo
+    with pytest.raises(ValueError, match="one accuracy per seed"):
+        compare.seeds_verdict("a", [1.0], "b", [1.0, 1.0], 10)
+
+
+def test_the_ranking_says_when_backbones_tie_and_how_they_rank_with_few_photos():
+    def row(name, accuracy, few):
+        return compare.BackboneResult(
+            name, "ok", test_accuracy=accuracy, few_per_class=2, few_accuracy=few, test_photos=90
+        )
+
+    results = [
+        row("a", 1.0, [0.9, 0.92, 0.95]),
+        row("b", 1.0, [0.99, 0.98, 1.0]),
+        compare.BackboneResult("c", "skipped", "no weights"),
+    ]
+    text = compare.ranking_verdict(results)
+    assert "all 2 backbones tie at 100.0% on 90 test photos" in text
+    assert "With 2 photos per class, over 3 draws, by mean: b 99.0%, a 92.3%." in text
+    assert "- b is better than a by 6.7 percentage points on average" in text
+
+
+def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
+    tiny_photos, random_backbone_weights, tmp_path
+):
+    import numpy as np
+
+    from helpers import cache, cuts, lesson, photos, train
+
+    data = photos.load(tiny_photos, 48, per_class=2, seed=0)
+    model = train.build_classifier(data.class_names, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    base = cuts.base_of(model)
+    cut = cuts.resolve_block(base, 2)
+    lesson.unfreeze_above(base, cut)
+    start = model.get_weights()
+    trainable = [layer.name for layer in base.layers if layer.trainable]
+    store = cache.BottleneckCache(tmp_path, progress=False)
+    runs = compare.head_vs_fine_tune(model, cut, store, data, 2, [0, 1, 2], start, 3, 2, {"tuned": 1e-3})
+    assert list(runs.accuracy) == ["head only", "tuned"] and all(len(v) == 3 for v in runs.accuracy.values())
+    assert runs.n_test == len(data.y_test) and runs.seeds == [0, 1, 2]
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))  # put back
+    assert [layer.name for layer in base.layers if layer.trainable] == trainable
+    assert "mean (worst–best) over seeds [0, 1, 2]" in runs.table()
