@@ -503,3 +503,93 @@ def ranking_verdict(results: list[BackboneResult]) -> str:
         for r in ranked[1:]:
             lines.append("- " + seeds_verdict(r.backbone, r.few_accuracy, top.backbone, top.few_accuracy, n_test))
     return "\n".join(lines)
+
+
+def scratch_stopped(row, budget_seconds: float, n_val: int) -> str:
+    """Why notebook 05's CNN from scratch ended where it did, from its own numbers (one ``PhotosResult``).
+
+    Its epochs, seconds and stopping reason; its validation accuracy at the start, at the best epoch
+    and over its last epochs (still rising, or levelled off: a change under one of ``n_val``
+    validation photos counts as none); and, if it was still rising when the time budget stopped it,
+    how many more epochs the last epochs' rate would need to reach the transfer head's mean
+    accuracy — at least that many, since such curves flatten.
+    """
+    if not row.scratch_val_accuracy or not row.scratch_val_accuracy[0]:
+        return "The CNN from scratch did not run in this setting."
+    curve = row.scratch_val_accuracy[0]
+    epochs, seconds = len(curve), float(row.scratch_seconds[0])
+    per_epoch = seconds / epochs
+    best = int(np.argmax(curve))
+    who = f"On {row.per_class or 'all'} photos per class ({row.photos} photos) the CNN from scratch"
+    if row.scratch_budget_hit[0]:
+        how = f"was stopped by its time budget ({budget_seconds:g} s) after {epochs} epochs, {per_epoch:.1f} s each"
+    else:
+        how = f"stopped by itself after {epochs} epochs ({seconds:.1f} s, {per_epoch:.1f} s each)"
+    lines = [
+        f"{who} {how}; its validation accuracy went from {curve[0]:.1%} (epoch 1) to {curve[-1]:.1%} "
+        f"(epoch {epochs}), best {curve[best]:.1%} at epoch {best + 1}."
+    ]
+    window = max(2, min(5, epochs // 3 + 1))
+    if epochs < window:
+        return lines[0]
+    start = curve[-window]
+    rate = (curve[-1] - start) / (window - 1)
+    target = float(np.mean(row.transfer_accuracy))
+    if round((curve[-1] - start) * n_val) >= 1 and rate > 0:
+        lines.append(
+            f"Over its last {window} epochs it was still rising, from {start:.1%} to {curve[-1]:.1%} "
+            f"(+{rate * 100:.1f} points per epoch): it stopped before it had finished learning."
+        )
+        if row.scratch_budget_hit[0] and target > curve[-1]:
+            more = int(np.ceil((target - curve[-1]) / rate))
+            lines.append(
+                f"At that rate, reaching the transfer head's {target:.1%} would take at least {more} more epochs "
+                f"(about {more * per_epoch:.0f} s more; curves like this flatten, so likely longer) — against "
+                f"{np.mean(row.transfer_seconds):.1f} s for the transfer head, forward pass included."
+            )
+    else:
+        lines.append(
+            f"Over its last {window} epochs it had levelled off ({start:.1%} → {curve[-1]:.1%}): more epochs of the "
+            "same would add little; a bigger network, more photos or augmentation are what it lacks."
+        )
+    return "\n".join(lines)
+
+
+def augmentation_effect(model: keras.Model, store, parts: dict, per_class_list, seeds, views: int, epochs: int = 20):
+    """The head with and without ``views`` stored augmented views per photo, at few photos per class (notebook 05a).
+
+    ``model`` is notebook 05's head with normalised features (``add_head(..., normalize=True)``). For
+    each N of ``per_class_list`` and each seed, the same draw of N training photos per class trains
+    the head twice, as notebook 05 does (started at the class means, then ``fit``; the validation
+    photos choose the epoch): on the photos alone, and on the photos plus their stored views
+    (``store.activations(..., augment_copies=views)``: computed once, then read back). Both are scored
+    on the test photos. Returns ``{N: SeedRuns}``.
+    """
+    from .lesson import compile_model, fit_keep_best, split_at, start_at_class_means
+
+    bottom, top = split_at(model, cuts.POOL)
+    val, test = parts["val"], parts["test"] if len(parts["test"]) else parts["val"]
+    x_val = store.activations(bottom, val.paths).astype("float32")
+    x_test = store.activations(bottom, test.paths).astype("float32")
+    y_val, y_test = np.asarray(val.labels, np.int32), np.asarray(test.labels, np.int32)
+
+    def head_accuracy(x, y, seed):
+        keras.utils.set_random_seed(seed)
+        start_at_class_means(model, x, y)
+        compile_model(top, 1e-3)
+        fit_keep_best(top, x, y, (x_val, y_val), epochs)
+        return _accuracy(top, x_test, y_test)
+
+    with_views = f"+ {views} stored views"
+    out = {}
+    for n in per_class_list:
+        started = time.perf_counter()
+        runs = {"photos alone": [], with_views: []}
+        for seed in seeds:
+            draw = data_mod.sample_per_class(parts["train"], n, seed)
+            y = np.asarray(draw.labels, np.int32)
+            x = store.activations(bottom, draw.paths, augment_copies=views, seed=seed).astype("float32")
+            runs["photos alone"].append(head_accuracy(x[: len(y)], y, seed))
+            runs[with_views].append(head_accuracy(x, np.tile(y, views + 1), seed))
+        out[n] = SeedRuns(list(seeds), len(y_test), runs, time.perf_counter() - started)
+    return out

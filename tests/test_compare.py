@@ -169,3 +169,18 @@ def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
     assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))  # put back
     assert [layer.name for layer in base.layers if layer.trainable] == trainable
     assert "mean (worst–best) over seeds [0, 1, 2]" in runs.table()
+
+
+def test_the_scratch_cnn_is_explained_from_its_own_curve():
+    from helpers.small_data import PhotosResult
+
+    rising = PhotosResult(None, 720, [1.0, 1.0, 1.0], [70.0, 70.0, 70.0], [0.76], [31.8], [10], [True])
+    rising.scratch_val_accuracy = [[0.40, 0.50, 0.55, 0.60, 0.64, 0.68, 0.72, 0.74, 0.76, 0.78]]
+    text = compare.scratch_stopped(rising, 30, 100)
+    assert "was stopped by its time budget (30 s) after 10 epochs, 3.2 s each" in text
+    assert "from 40.0% (epoch 1) to 78.0% (epoch 10), best 78.0% at epoch 10" in text
+    assert "Over its last 4 epochs it was still rising, from 72.0% to 78.0% (+2.0 points per epoch)" in text
+    assert "would take at least 11 more epochs (about 35 s more" in text and "70.0 s for the transfer head" in text
+    flat = PhotosResult(1, 3, [0.9], [1.0], [0.4], [5.0], [5], [False], [[0.3, 0.4, 0.4, 0.4, 0.4]])
+    text = compare.scratch_stopped(flat, 30, 100)
+    assert "stopped by itself after 5 epochs" in text and "levelled off (40.0% → 40.0%)" in text
