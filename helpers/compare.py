@@ -429,6 +429,9 @@ def head_vs_fine_tune(
     test = data_mod.Split(photos.test_paths, list(photos.y_test))
     y_val, y_test = np.asarray(photos.y_val, np.int32), np.asarray(photos.y_test, np.int32)
     splits = {"val": val, "test": test}
+    # the pooled features are those of the pretrained blocks, frozen (the store's folder is named by both)
+    model.set_weights(start_weights)
+    base.trainable = False
     pooled = {name: store.activations(bottom, s.paths).astype("float32") for name, s in splits.items()}
     below = {name: store.activations(fine.bottom, s.paths).astype("float32") for name, s in splits.items()}
     results: dict[str, list[float]] = {"head only": [], **{name: [] for name in tune_learning_rates}}
@@ -436,10 +439,10 @@ def head_vs_fine_tune(
         for seed in seeds:
             draw = data_mod.sample_per_class(train_split, per_class, seed) if per_class else train_split
             y = np.asarray(draw.labels, np.int32)
-            x_pool = store.activations(bottom, draw.paths).astype("float32")
-            x_cut = store.activations(fine.bottom, draw.paths).astype("float32")
             model.set_weights(start_weights)
             base.trainable = False
+            x_pool = store.activations(bottom, draw.paths).astype("float32")
+            x_cut = store.activations(fine.bottom, draw.paths).astype("float32")
             keras.utils.set_random_seed(seed)
             _fresh_head(model, seed)
             compile_model(top, 1e-3)

@@ -163,10 +163,15 @@ def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
     start = model.get_weights()
     trainable = [layer.name for layer in base.layers if layer.trainable]
     store = cache.BottleneckCache(tmp_path, progress=False)
+    lesson.compile_model(model, 1e-2)
+    model.fit(data.x_train, data.y_train, epochs=1, verbose=0)  # as in notebook 04: the blocks moved since `start`
+    moved = model.get_weights()
     runs = compare.head_vs_fine_tune(model, cut, store, data, 2, [0, 1, 2], start, 3, 2, {"tuned": 1e-3})
+    # every pooled feature came from the pretrained blocks: one store folder at "pool", no photo computed twice
+    assert [f.meta["cut"] for f in store.folders()].count("pool") == 1, [f.path.name for f in store.folders()]
     assert list(runs.accuracy) == ["head only", "tuned"] and all(len(v) == 3 for v in runs.accuracy.values())
     assert runs.n_test == len(data.y_test) and runs.seeds == [0, 1, 2]
-    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))  # put back
+    assert all(np.array_equal(a, b) for a, b in zip(moved, model.get_weights()))  # put back
     assert [layer.name for layer in base.layers if layer.trainable] == trainable
     assert "mean (worst–best) over seeds [0, 1, 2]" in runs.table()
 
