@@ -550,6 +550,12 @@ def scratch_stopped(row, budget_seconds: float, n_val: int) -> str:
                 f"(about {more * per_epoch:.0f} s more; curves like this flatten, so likely longer) — against "
                 f"{np.mean(row.transfer_seconds):.1f} s for the transfer head, forward pass included."
             )
+    elif round((curve[best] - curve[-1]) * n_val) >= 1:
+        lines.append(
+            f"It had passed its best: {curve[best]:.1%} at epoch {best + 1}, {curve[-1]:.1%} at the end (the epoch "
+            "with the lowest validation loss is the one kept); more epochs of the same would not help, more photos, "
+            "augmentation or a different network would."
+        )
     else:
         lines.append(
             f"Over its last {window} epochs it had levelled off ({start:.1%} → {curve[-1]:.1%}): more epochs of the "

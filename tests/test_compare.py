@@ -189,3 +189,5 @@ def test_the_scratch_cnn_is_explained_from_its_own_curve():
     flat = PhotosResult(1, 3, [0.9], [1.0], [0.4], [5.0], [5], [False], [[0.3, 0.4, 0.4, 0.4, 0.4]])
     text = compare.scratch_stopped(flat, 30, 100)
     assert "stopped by itself after 5 epochs" in text and "levelled off (40.0% → 40.0%)" in text
+    falling = PhotosResult(10, 30, [0.99], [2.0], [0.35], [10.0], [3], [True], [[0.484, 0.40, 0.352]])
+    assert "It had passed its best: 48.4% at epoch 1, 35.2% at the end" in compare.scratch_stopped(falling, 10, 91)
