@@ -354,7 +354,7 @@ def seeds_verdict(label_a: str, a, label_b: str, b, n_photos: int) -> str:
     if better and worse:
         return (
             f"No consistent difference: {numbers}; {label_b} was better in {better} seed(s) and worse in {worse} "
-            f"(mean change {mean:+.1%}), so the draw of photos matters more than the setting here."
+            f"(mean change {mean * 100:+.1f} percentage points): the draw of photos matters more than the setting here."
         )
     direction = "better" if better else "worse"
     same = len(a) - len(changed)
