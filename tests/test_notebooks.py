@@ -119,6 +119,12 @@ def test_parameters_for_injects_only_what_a_notebook_declares():
     assert notebooks.parameters_for(nb03) == {}
 
 
+def test_the_readme_table_lists_every_notebook_in_order():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    listed = [line.split("`")[1] for line in readme.splitlines() if line.startswith("| `") and line.count("|") >= 3]
+    assert [name for name in listed if name[:2].isdigit()] == [p.stem for p in NOTEBOOKS]
+
+
 def test_only_a_number_picks_that_notebook_not_its_lettered_neighbour(tmp_path):
     for name in ("05_small.ipynb", "05a_photos.ipynb", "06_eval.ipynb"):
         _tiny_notebook(tmp_path / name, "print(VALUE)")
