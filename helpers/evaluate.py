@@ -305,6 +305,23 @@ def top_classes(model: keras.Model, image: np.ndarray, class_names: list[str], t
     return [(class_names[j], float(row[j])) for j in np.argsort(-row)[:top]]
 
 
+def describe_mistakes(result: Evaluation) -> str:
+    """What the confusion matrix says, in words from its numbers: how many mistakes, and which mix-ups."""
+    matrix = result.confusion()
+    n, wrong = int(matrix.sum()), int(matrix.sum() - np.trace(matrix))
+    if wrong == 0:
+        return f"Nothing off the diagonal: all {n} test photos right, so there is no mistake to study here."
+    pairs = [
+        (int(matrix[t, p]), result.class_names[t], result.class_names[p])
+        for t in range(len(matrix))
+        for p in range(len(matrix))
+        if t != p and matrix[t, p]
+    ]
+    pairs.sort(key=lambda c: -c[0])
+    listed = "; ".join(f"{k} {true} called {pred}" for k, true, pred in pairs)
+    return f"{wrong} of {n} test photos wrong ({result.accuracy:.1%} right): {listed}."
+
+
 # -- figures (notebook 06) --------------------------------------------------------------------
 
 

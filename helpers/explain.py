@@ -6,6 +6,7 @@ heatmap of the evidence for that class. Notebook 06 writes the core lines itself
 
     grad_model = keras.Model(model.input, [model.get_layer("pool").input, model.output])
     maps, grads = explain.gradients(grad_model, images)          # d class score / d maps
+    # (the notebook writes TensorFlow's GradientTape out; this is the same on every backend)
     weights = keras.ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per map
     heatmaps = keras.ops.relu(keras.ops.sum(weights * maps, axis=-1))
 
@@ -89,8 +90,10 @@ def _softmax_layer(model: keras.Model) -> keras.layers.Layer | None:
 
 
 @contextlib.contextmanager
-def _scores_before_softmax(model: keras.Model):
-    """Grad-CAM wants the class *score* (logit), not the saturated probability.
+def logits(model: keras.Model):
+    """While inside, ``model`` outputs class *scores* (logits), not probabilities (notebook 06).
+
+    Grad-CAM wants the class score, not the saturated probability.
 
     As in Keras' own Grad-CAM example, the last layer's softmax is switched off for the
     duration (and always put back).
@@ -126,7 +129,7 @@ def gradients(
             return ops.convert_to_numpy(ops.argmax(scores, axis=-1)).astype("int32")
         return np.broadcast_to(np.asarray(class_index, dtype="int32"), (len(x),)).copy()
 
-    with _scores_before_softmax(grad_model):
+    with logits(grad_model):
         if backend == "tensorflow":
             import tensorflow as tf
 

@@ -11,6 +11,10 @@ one, a one-line notice and the small MobileNet whose file the workbook ships) an
 :func:`provide_class_index` (Keras' ``decode_predictions`` reads
 ``imagenet_class_index.json`` from Keras' cache: offline it is copied there from
 ``$WORKBOOK_WEIGHTS_DIR``).
+
+Notebook 06 explains the same classifier with Grad-CAM: :func:`pixel_classifier` applies the
+same rule (:func:`classifier_weights`) and puts the backbone's preprocessing in front, so one
+rule decides, in both notebooks, which classifier answers offline.
 """
 
 from __future__ import annotations
@@ -141,6 +145,21 @@ def classifier_weights(
             f"so this run uses {fallback_name}({options_text}) from {Path(found).name}."
         )
         return fallback_name, found, dict(fallback_options)
+
+
+def pixel_classifier(
+    name: str, weights: str | os.PathLike | None = "imagenet", options: dict | None = None
+) -> keras.Model:
+    """The ImageNet classifier with its top, taking raw 0–255 pixels (notebook 06's Grad-CAM).
+
+    Which classifier and which weight file: :func:`classifier_weights`, notebook 01's rule (offline
+    without the file, one line says so and the :data:`FALLBACK` MobileNet stands in); the backbone's
+    preprocessing goes in front (:func:`helpers.backbones.build_backbone`).
+    """
+    from .backbones import build_backbone
+
+    name, weights, options = classifier_weights(name, weights, options)
+    return build_backbone(classifier_spec(name, options).name, weights)
 
 
 def provide_class_index() -> Path:

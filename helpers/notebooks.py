@@ -72,7 +72,8 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
         "SCRATCH_SEEDS": 1,
         "SCRATCH_SECONDS": 10,
     },
-    "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20},
+    "05a_your_photos_and_augmentation": {"BACKBONE": "MobileNetV2", "EPOCHS": 10, "PER_CLASS_LIST": [1, 2]},
+    "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20, "PER_CLASS": 1},
     "07_compare_architectures": {
         "BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
         "ALLOW_DOWNLOAD": False,
@@ -122,10 +123,17 @@ def notebook_paths(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR, only: Itera
     paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if not p.name.startswith("."))
     if only:
         wanted = [str(w).removesuffix(".ipynb") for w in only]
-        paths = [p for p in paths if any(p.stem == w or p.stem.startswith(w) for w in wanted)]
+        paths = [p for p in paths if any(_matches(p.stem, w) for w in wanted)]
         if not paths:
             raise ValueError(f"no notebook in {notebooks_dir} matches {list(only)}")
     return paths
+
+
+def _matches(stem: str, wanted: str) -> bool:
+    """``--only 05`` is notebook ``05_…`` (not ``05a_…``); ``05a`` or a longer prefix picks by name."""
+    if wanted.isdigit():
+        return stem == wanted or stem.startswith(wanted + "_")
+    return stem.startswith(wanted)
 
 
 def declared_parameters(path: str | os.PathLike) -> dict[str, object]:

@@ -77,6 +77,7 @@ class PhotosResult:
     scratch_seconds: list[float] = field(default_factory=list)
     scratch_epochs: list[int] = field(default_factory=list)
     scratch_budget_hit: list[bool] = field(default_factory=list)
+    scratch_val_accuracy: list[list[float]] = field(default_factory=list)  # per epoch, per scratch run
 
 
 def estimate_seconds(per_class_list, seeds, scratch_seeds: int, scratch_seconds: float) -> float:
@@ -203,6 +204,7 @@ def accuracy_vs_photos(
             row.scratch_accuracy.append(_accuracy(scratch, small["test"], photos.y_test))
             row.scratch_epochs.append(len(history.epoch))
             row.scratch_budget_hit.append(budget.hit)
+            row.scratch_val_accuracy.append([float(v) for v in history.history.get("val_accuracy", [])])
         rows.append(row)
         if progress:
             print(describe(row), flush=True)

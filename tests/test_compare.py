@@ -91,9 +91,17 @@ def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photo
         epochs=10,
         progress=False,
         cache_dir=tmp_path / "cache",
+        few=1,
+        seeds=[0, 1, 2],
     )
     by_name = {r.backbone: r for r in results}
     assert by_name["mobilenet_v2"].ok and by_name["mobilenet_0.25"].ok
+    for name in ("mobilenet_v2", "mobilenet_0.25"):  # the harder setting: one accuracy per seed's draw
+        assert by_name[name].few_per_class == 1 and len(by_name[name].few_accuracy) == 3
+        assert by_name[name].test_photos == 89
+    verdict = compare.ranking_verdict(results)
+    assert "With 1 photos per class, over 3 draws, by mean:" in verdict and "resnet50" not in verdict
+    assert "1 per class" in compare.results_table(results)
     assert by_name["mobilenet_v2"].test_accuracy > 0.6  # 3 classes: chance is 1/3
     assert by_name["mobilenet_v2"].parameters > by_name["mobilenet_0.25"].parameters
     assert by_name["resnet50"].status == "skipped"
@@ -108,3 +116,78 @@ def test_with_downloads_off_a_missing_file_is_skipped_without_touching_the_netwo
     )
     assert row.status == "skipped" and "downloads are off" in row.reason
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in row.reason
+
+
+def test_two_settings_over_seeds_are_worded_from_the_numbers():
+    same = compare.seeds_verdict("head only", [1.0, 1.0, 1.0], "fine-tuned", [1.0, 1.0, 1.0], 90)
+    assert same.startswith("No difference:") and "100.0% (100.0%–100.0%)" in same
+    worse = compare.seeds_verdict("head only", [0.9, 0.95, 1.0], "fine-tuned", [0.8, 0.95, 0.9], 20)
+    assert worse.startswith("fine-tuned is worse than head only by 6.7 percentage points on average")
+    assert "worse in 2 of 3 seeds, the same in 1" in worse
+    mixed = compare.seeds_verdict("a", [0.9, 0.9, 0.9], "b", [1.0, 0.8, 0.9], 10)
+    assert mixed.startswith("No consistent difference:") and "better in 1 seed(s) and worse in 1" in mixed
+    assert compare.seeds_verdict("a", [0.90], "b", [0.905], 90).startswith("No difference")  # under one photo
+    with pytest.raises(ValueError, match="one accuracy per seed"):
+        compare.seeds_verdict("a", [1.0], "b", [1.0, 1.0], 10)
+
+
+def test_the_ranking_says_when_backbones_tie_and_how_they_rank_with_few_photos():
+    def row(name, accuracy, few):
+        return compare.BackboneResult(
+            name, "ok", test_accuracy=accuracy, few_per_class=2, few_accuracy=few, test_photos=90
+        )
+
+    results = [
+        row("a", 1.0, [0.9, 0.92, 0.95]),
+        row("b", 1.0, [0.99, 0.98, 1.0]),
+        compare.BackboneResult("c", "skipped", "no weights"),
+    ]
+    text = compare.ranking_verdict(results)
+    assert "all 2 backbones tie at 100.0% on 90 test photos" in text
+    assert "With 2 photos per class, over 3 draws, by mean: b 99.0%, a 92.3%." in text
+    assert "- b is better than a by 6.7 percentage points on average" in text
+
+
+def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
+    tiny_photos, random_backbone_weights, tmp_path
+):
+    import numpy as np
+
+    from helpers import cache, cuts, lesson, photos, train
+
+    data = photos.load(tiny_photos, 48, per_class=2, seed=0)
+    model = train.build_classifier(data.class_names, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    base = cuts.base_of(model)
+    cut = cuts.resolve_block(base, 2)
+    lesson.unfreeze_above(base, cut)
+    start = model.get_weights()
+    trainable = [layer.name for layer in base.layers if layer.trainable]
+    store = cache.BottleneckCache(tmp_path, progress=False)
+    lesson.compile_model(model, 1e-2)
+    model.fit(data.x_train, data.y_train, epochs=1, verbose=0)  # as in notebook 04: the blocks moved since `start`
+    moved = model.get_weights()
+    runs = compare.head_vs_fine_tune(model, cut, store, data, 2, [0, 1, 2], start, 3, 2, {"tuned": 1e-3})
+    # every pooled feature came from the pretrained blocks: one store folder at "pool", no photo computed twice
+    assert [f.meta["cut"] for f in store.folders()].count("pool") == 1, [f.path.name for f in store.folders()]
+    assert list(runs.accuracy) == ["head only", "tuned"] and all(len(v) == 3 for v in runs.accuracy.values())
+    assert runs.n_test == len(data.y_test) and runs.seeds == [0, 1, 2]
+    assert all(np.array_equal(a, b) for a, b in zip(moved, model.get_weights()))  # put back
+    assert [layer.name for layer in base.layers if layer.trainable] == trainable
+    assert "mean (worst–best) over seeds [0, 1, 2]" in runs.table()
+
+
+def test_the_scratch_cnn_is_explained_from_its_own_curve():
+    from helpers.small_data import PhotosResult
+
+    rising = PhotosResult(None, 720, [1.0, 1.0, 1.0], [70.0, 70.0, 70.0], [0.76], [31.8], [10], [True])
+    rising.scratch_val_accuracy = [[0.40, 0.50, 0.55, 0.60, 0.64, 0.68, 0.72, 0.74, 0.76, 0.78]]
+    text = compare.scratch_stopped(rising, 30, 100)
+    assert "was stopped by its time budget (30 s) after 10 epochs, 3.2 s each" in text
+    assert "from 40.0% (epoch 1) to 78.0% (epoch 10), best 78.0% at epoch 10" in text
+    assert "Over its last 4 epochs it was still rising, from 72.0% to 78.0% (+2.0 points per epoch)" in text
+    assert "would take at least 11 more epochs (about 35 s more" in text and "70.0 s for the transfer head" in text
+    flat = PhotosResult(1, 3, [0.9], [1.0], [0.4], [5.0], [5], [False], [[0.3, 0.4, 0.4, 0.4, 0.4]])
+    text = compare.scratch_stopped(flat, 30, 100)
+    assert "stopped by itself after 5 epochs" in text and "levelled off (40.0% → 40.0%)" in text
+    falling = PhotosResult(10, 30, [0.99], [2.0], [0.35], [10.0], [3], [True], [[0.484, 0.40, 0.352]])
+    assert "It had passed its best: 48.4% at epoch 1, 35.2% at the end" in compare.scratch_stopped(falling, 10, 91)

@@ -113,3 +113,11 @@ def test_evaluate_scores_probabilities_from_stored_activations_like_the_model(ti
     assert result.accuracy == pytest.approx(float(np.mean(stored.argmax(1) == np.array(folder.val.labels))))
     with pytest.raises(ValueError, match="probabilities of shape"):
         evaluate.evaluate(model, x, folder.val.labels, NAMES, probabilities=stored[:3])
+
+
+def test_the_mistakes_are_worded_from_the_confusion_matrix():
+    assert evaluate.describe_mistakes(small_evaluation()) == (
+        "2 of 6 test photos wrong (66.7% right): 1 lion called tiger; 1 tiger called bear."
+    )
+    right = evaluate.Evaluation(NAMES, np.array([0, 1]), np.eye(3)[[0, 1]])
+    assert evaluate.describe_mistakes(right).startswith("Nothing off the diagonal: all 2 test photos right")

@@ -73,3 +73,18 @@ def test_the_class_index_is_put_where_keras_decode_predictions_reads_it(shared_w
     target = imagenet.provide_class_index()
     assert target == tmp_path / "models" / "imagenet_class_index.json"
     assert target.read_bytes() == (shared_weights_dir / "imagenet_class_index.json").read_bytes()
+
+
+def test_notebook_06_explains_the_classifier_notebook_01_falls_back_to(shared_weights_dir, monkeypatch, capsys):
+    """One rule for 01 and 06: offline, MobileNetV2 has no full-top file here, so MobileNet 0.25 answers."""
+    import numpy as np
+
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    _offline(monkeypatch)
+    model = imagenet.pixel_classifier("mobilenet_v2")
+    assert model.name == "mobilenet_0.25" and model.output_shape == (None, 1000)
+    said = capsys.readouterr().out
+    assert said.count("\n") == 1 and "uses MobileNet(alpha=0.25)" in said
+    assert imagenet.classifier_weights("mobilenet_v2")[:1] == ("MobileNet",)  # what notebook 01 builds
+    grey = np.full((1, 224, 224, 3), 128.0, "float32")  # raw pixels in: the preprocessing is inside
+    assert np.isclose(model.predict(grey, verbose=0).sum(), 1.0, atol=1e-4)

@@ -121,6 +121,68 @@ def test_parameters_for_injects_only_what_a_notebook_declares():
     assert notebooks.parameters_for(nb03) == {}
 
 
+def test_the_readme_table_lists_every_notebook_in_order():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    listed = [line.split("`")[1] for line in readme.splitlines() if line.startswith("| `") and line.count("|") >= 3]
+    assert [name for name in listed if name[:2].isdigit()] == [p.stem for p in NOTEBOOKS]
+
+
+def test_only_a_number_picks_that_notebook_not_its_lettered_neighbour(tmp_path):
+    for name in ("05_small.ipynb", "05a_photos.ipynb", "06_eval.ipynb"):
+        _tiny_notebook(tmp_path / name, "print(VALUE)")
+    assert [p.stem for p in notebooks.notebook_paths(tmp_path, only=["05"])] == ["05_small"]
+    assert [p.stem for p in notebooks.notebook_paths(tmp_path, only=["05a"])] == ["05a_photos"]
+    assert [p.stem for p in notebooks.notebook_paths(tmp_path, only=["05", "06_e"])] == ["05_small", "06_eval"]
+    assert [p.stem for p in notebooks.notebook_paths(tmp_path)] == ["05_small", "05a_photos", "06_eval"]
+
+
+def _sources(stem: str) -> str:
+    [path] = [p for p in NOTEBOOKS if p.stem == stem]
+    return "\n".join(c.source for c in code_cells(path))
+
+
+def test_the_core_steps_are_lesson_code_in_the_notebooks():
+    """06–08 and the photos notebook write the Keras and scikit-learn calls out, not only helper calls."""
+    own = _sources("05a_your_photos_and_augmentation")
+    for call in (
+        "keras.utils.image_dataset_from_directory(",
+        "keras.layers.RandomFlip(",
+        "keras.layers.RandomRotation(",
+        "augment_copies=VIEWS",
+        "pipeline.photo_dataset(",
+    ):
+        assert call in own, call
+    evaluate = _sources("06_evaluate_and_explain")
+    for call in (
+        "classification_report(y_test, predicted",
+        "confusion_matrix(y_test, predicted",
+        "tf.GradientTape()",
+        "tape.gradient(score, maps)",
+        "explain.gradients(grad_model, images)",
+        "imagenet.pixel_classifier(",
+    ):
+        assert call in evaluate, call
+    export = _sources("08_export_and_predict")
+    for call in (
+        "model.save(keras_file)",
+        'model.export(str(saved_model_dir), format="tf_saved_model"',
+        "tf.lite.TFLiteConverter.from_saved_model(",
+    ):
+        assert call in export, call
+    # notebook 01 and 06 pick the ImageNet classifier by one rule (helpers.imagenet.classifier_weights)
+    assert "imagenet.classifier_weights(CLASSIFIER" in _sources("01_pretrained_model")
+    assert "build_backbone(CLASSIFIER" not in evaluate
+
+
+def test_notebook_04_saves_the_model_06_and_08_point_to():
+    saved = "runs/04_fine_tune/model.keras"
+    assert f'files.save_model(model, "{saved}")' in _sources("04_fine_tune")
+    for stem in ("06_evaluate_and_explain", "08_export_and_predict"):
+        [path] = [p for p in NOTEBOOKS if p.stem == stem]
+        cells = nbformat.read(str(path), as_version=4).cells
+        assert saved in cells[-1].source, f"{stem}'s questions do not point to notebook 04's model"
+
+
 def test_parse_value_reads_literals_else_strings():
     assert notebooks.parse_value("3") == 3
     assert notebooks.parse_value("None") is None
@@ -475,6 +537,33 @@ def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
     assert mine["frozen, up to block_15_add"]["computed"] == network["distinct"]  # 04's cut, stored by 03 and 05
     assert network["computed"] == sum(network["kinds"].values())
     assert network["ratio"] <= 1.2, network
+
+
+def _printed(run) -> str:
+    nb = nbformat.read(str(run.output), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_each_comparison_is_measured_over_three_seeds_and_worded_from_its_numbers(quick_workbook):
+    """04 (head vs fine-tuned), 05a (with and without stored views) and 07 (backbones with few photos)."""
+    runs = quick_workbook["runs"]
+    checks = {
+        "04_fine_tune": ["over seeds [0, 1, 2]", "fine-tuned at 1e-05", "fine-tuned at 0.001", "saved "],
+        "05a_your_photos_and_augmentation": ["over seeds [0, 1, 2]", "- 1 per class:", "- 2 per class:"],
+        "07_compare_architectures": ["over 3 draws, by mean:"],
+        "05_small_data_short_time": ["first call:", "second call:", "the CNN from scratch"],
+    }
+    for stem, wanted in checks.items():
+        if stem not in runs:
+            continue
+        text = _printed(_executed(quick_workbook, next(p for p in NOTEBOOKS if p.stem == stem)))
+        for line in wanted:
+            assert line in text, f"{stem}: {line!r} not printed"
+        if stem != "05_small_data_short_time":  # a verdict for each comparison, from the numbers
+            verdicts = ("No difference", "No consistent difference", "better than", "worse than")
+            assert any(v in text for v in verdicts), f"{stem}: no verdict printed"
 
 
 def _nbval(
