@@ -93,3 +93,7 @@ if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward pa
     from . import passes
 
     passes.count_keras_calls()
+if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device for the book (helpers.book)
+    from . import book
+
+    book.record_setup()

@@ -206,6 +206,13 @@ def accuracy_vs_photos(
         rows.append(row)
         if progress:
             print(describe(row), flush=True)
+    from .book import record
+
+    for row in (rows[0], rows[-1]) if rows else ():  # fewest and most photos: notebook 05's key numbers
+        n = f"{row.per_class}_per_class" if row.per_class else "all_photos"
+        record(**{f"transfer_accuracy_{n}": float(np.mean(row.transfer_accuracy))})
+        if row.scratch_accuracy:
+            record(**{f"scratch_accuracy_{n}": float(np.mean(row.scratch_accuracy))})
     return rows
 
 
