@@ -87,7 +87,28 @@ def _keep_jax_compilations() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def _figures_as_png_in_notebooks() -> None:
+    """In a Jupyter kernel, a matplotlib ``Figure`` a cell returns is shown as a PNG, not ``<Figure size …>``.
+
+    ``curves.plot_history`` returns a Figure made without pyplot (notebooks 03 and 04 show it as
+    the cell's result). IPython draws Figures only once ``%matplotlib inline`` has registered its
+    formatter, which this ipykernel and matplotlib-inline did not do by themselves: the executed
+    notebooks (and their book, ``helpers.book``) held the text ``<Figure size 900x340 with 2 Axes>``.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or shell.__class__.__name__ != "ZMQInteractiveShell":
+        return
+    from IPython.core.pylabtools import select_figure_formats
+
+    select_figure_formats(shell, {"png"})
+
+
 _start_keras_quietly()
+_figures_as_png_in_notebooks()
 
 if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.passes)
     from . import passes

@@ -85,6 +85,8 @@ def write_tiny_notebooks(folder: Path) -> Path:
             code("from helpers import book\n\nbook.record(accuracy=0.875, photos=8)\nprint('recorded')"),
             md("## A figure"),
             code("import matplotlib.pyplot as plt\n\nplt.plot(range(SIZE), [1, 3, 2])\nplt.title('a line');"),
+            md("Curves, a Figure made without pyplot, as the cell's result (notebooks 03 and 04)."),
+            code("from helpers import curves\n\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]})"),
         ],
     )
     _notebook(
@@ -136,7 +138,9 @@ def test_the_notebooks_command_ends_with_the_book_even_when_a_notebook_failed(ti
     assert f"backend {keras.backend.backend()} · device CPU" in index  # recorded by `import helpers` in 00
 
     tiny = (out / "00_tiny.html").read_text()
-    assert re.search(r'<img[^>]+src="data:image/png;base64,', tiny), "the figure is embedded in the page"
+    figures = re.findall(r'<img[^>]+src="data:image/png;base64,', tiny)
+    assert len(figures) == 2, "both figures, pyplot's and the returned Figure, are embedded in the page"
+    assert "&lt;Figure size" not in tiny
     assert 'href="01_fails.html"' in tiny  # the Markdown link to the notebook now goes to its page
     failed = (out / "01_fails.html").read_text()
     assert "This notebook failed" in failed and "a planned failure" in failed and "before the failure" in failed
@@ -152,7 +156,7 @@ def test_the_tiny_book_in_a_real_browser(tiny_run):
     out = tiny_run["book"]
     assert out.is_dir(), tiny_run["result"].stderr[-3000:]
     report = check_book_in_browser(out, "tiny")
-    assert report["pages"] == 3 and report["images"] >= 1 and report["links"] >= 6, report
+    assert report["pages"] == 3 and report["images"] == 2 and report["links"] >= 6, report
 
 
 @pytest.mark.slow
