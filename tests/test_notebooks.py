@@ -361,6 +361,58 @@ def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
     assert network["ratio"] <= 1.2, network
 
 
+@pytest.mark.slow
+@pytest.mark.shared
+def test_the_quick_workbook_reads_as_a_book_in_a_real_browser(quick_workbook, tmp_path):
+    """The executed quick workbook as a static HTML book (helpers.book), opened in Chromium from file://.
+
+    Here, and not in tests/test_book.py, so that it shares this file's one run of the workbook:
+    every page loads with no console error, every figure of the executed notebooks is embedded
+    and decodes, every link resolves, and the index carries each notebook's key numbers.
+    """
+    import keras
+    from test_book import check_book_in_browser
+
+    from helpers import book
+
+    runs = quick_workbook["runs"]
+    out = book.build_book(quick_workbook["out"], tmp_path / "book")
+    report = check_book_in_browser(out, "quick_workbook")
+    assert report["pages"] == len(runs) + 1 and report["walked"] == len(runs), report
+    figures = sum(
+        "image/png" in output.get("data", {})
+        for run in runs.values()
+        if run.output.is_file()
+        for cell in nbformat.read(str(run.output), as_version=4).cells
+        for output in cell.get("outputs", [])
+    )
+    assert report["images"] == figures, f"{figures} figures in the executed notebooks, {report['images']} in the book"
+
+    numbers = book.read_numbers(quick_workbook["out"] / book.NUMBERS)
+    index = (out / "index.html").read_text()
+    assert f"backend {keras.backend.backend()} · device " in index
+    assert "forward passes per photo" in index
+    for name, run in runs.items():
+        assert numbers.get(name, {}).get("backend") == keras.backend.backend(), (name, numbers.get(name))
+        assert f'href="{name}.html"' in index
+        if not run.ok:
+            assert "FAILED" in index and str(run.error).split(":")[0] in index
+    expected = {  # the key number each notebook's own helpers record
+        "03_train_the_head": "accuracy",
+        "04_fine_tune": "accuracy_after",
+        "05_small_data_short_time": "transfer_accuracy_1_per_class",
+        "06_evaluate_and_explain": "accuracy",
+        "07_compare_architectures": "accuracy of mobilenet_v2",
+    }
+    for name, key in expected.items():
+        if name in runs and runs[name].ok:
+            value = numbers[name][key]
+            assert 0 <= value <= 1 and book.format_number(key, value) in index, (name, numbers[name])
+    if "03_train_the_head" in runs and runs["03_train_the_head"].ok:
+        page = (out / "03_train_the_head.html").read_text()
+        assert "&lt;Figure size" not in page, "03's training curves are a picture, not a repr"
+
+
 def _nbval(
     stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None, edit=None
 ) -> subprocess.CompletedProcess:
