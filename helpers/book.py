@@ -53,7 +53,7 @@ def record(**numbers: object) -> None:
 
     try:
         entry = {"notebook": os.environ.get(SOURCE_ENV, ""), "numbers": {k: _plain(v) for k, v in numbers.items()}}
-        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        line = (json.dumps(entry) + "\n").encode()  # in the order given: the index shows them so
         fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)  # one write of one line: several kernels may append at once
@@ -174,7 +174,7 @@ def build_book(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     new one is complete). ``out`` must be a folder this function wrote before, an empty
     folder, or not exist; anything else is refused rather than replaced. Returns ``out``.
     """
-    from .files import staging_dir
+    from .files import current_umask, staging_dir
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "book"
@@ -192,7 +192,7 @@ def build_book(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
         (staging / "index.html").write_text(_index_page(summary, entries, numbers, run_dir), encoding="utf-8")
         (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (staging / MARKER).write_text("written by python -m helpers book; rebuilding replaces this folder\n")
-        os.chmod(staging, 0o755)  # mkdtemp made it 0700; a static host serves it to others
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it 0700; a static host serves it to others
         _swap_into_place(staging, out)
     return out
 
@@ -357,17 +357,27 @@ def _link_pages(page: str, pages: dict[str, str]) -> str:
     return re.sub(r'(href=")([^"#?/]*\.ipynb)([#"])', swap, page)
 
 
+PROGRESS_BAR = re.compile(r"\|.*\|\s*\d+/\d+\s*\[")  # tqdm's text: "bottleneck:  40%|####  | 6/15 [00:01<…]"
+
+
 def _replace_widgets(nb) -> None:
-    """Interactive widgets need a kernel: in the book each one is a sentence saying so."""
-    note = (
-        '<p class="book-widget">An interactive widget was here: open the notebook in JupyterLab '
-        "and run it to use it.</p>"
-    )
+    """Widgets need a kernel: in the book each is a sentence saying so (with its text when short); progress bars go."""
     for cell in nb.cells:
+        kept = []
         for output in cell.get("outputs", []):
             data = output.get("data")
             if data and WIDGET_VIEW in data:
-                output["data"] = {"text/html": note}
+                text = "".join(data.get("text/plain", ""))
+                if PROGRESS_BAR.search(text):
+                    continue  # a progress bar frozen at its first draw says nothing afterwards
+                shown = f": <code>{html.escape(text)}</code>" if text and len(text) <= 200 else ""
+                output["data"] = {
+                    "text/html": f'<p class="book-widget">An interactive widget was here{shown} '
+                    "— open the notebook in JupyterLab and run it to use it.</p>"
+                }
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
 
 
 def _plain_page(title: str, css: str, body: str) -> str:
@@ -408,7 +418,9 @@ def _entry_line(entry: dict, numbers: dict) -> str:
     parts = []
     if state != "pending":
         parts.append(f"{float(entry.get('seconds') or 0):.1f} s")
-    parts += [format_number(k, v) for k, v in numbers.items() if k not in ("backend", "device")]
+    parts += [format_number(k, v) for k, v in numbers.items() if k not in ("backend", "device", "photos")]
+    if "photos" in numbers and len(parts) > 1:
+        parts[-1] += f" on {numbers['photos']} photos"
     shown = html.escape(" · ".join(parts))
     error = ""
     if state == "failed":
