@@ -129,7 +129,7 @@ def test_the_notebooks_command_ends_with_the_book_even_when_a_notebook_failed(ti
 
     index = (out / "index.html").read_text()
     ok_line = re.search(r'<li class="ok">.*?</li>', index, re.S).group(0)
-    assert "00 · A tiny notebook" in ok_line and "accuracy 87.5%" in ok_line and "photos 8" in ok_line
+    assert "00 · A tiny notebook" in ok_line and "accuracy 87.5% on 8 photos" in ok_line
     failed_line = re.search(r'<li class="failed">.*?</li>', index, re.S).group(0)
     assert "FAILED" in failed_line and "ValueError: a planned failure" in failed_line
     assert "1 of 2 notebooks ran" in index and "FAILED: 01_fails" in index
