@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -408,9 +409,13 @@ def test_the_quick_workbook_reads_as_a_book_in_a_real_browser(quick_workbook, tm
         if name in runs and runs[name].ok:
             value = numbers[name][key]
             assert 0 <= value <= 1 and book.format_number(key, value) in index, (name, numbers[name])
-    if "03_train_the_head" in runs and runs["03_train_the_head"].ok:
-        page = (out / "03_train_the_head.html").read_text()
-        assert "&lt;Figure size" not in page, "03's training curves are a picture, not a repr"
+    least = {"03_train_the_head": 2, "04_fine_tune": 1, "05_small_data_short_time": 1}  # curves, predictions, plot
+    for name, n in least.items():
+        if name in runs and runs[name].ok:
+            page = (out / f"{name}.html").read_text()
+            figures = re.findall(r'<img[^>]+src="data:image/png;base64,', page)
+            assert len(figures) >= n, f"{name}: {len(figures)} figures, {n} expected at least"
+            assert "&lt;Figure size" not in page, f"{name}: a figure shown as its repr, not as a picture"
 
 
 def _nbval(
