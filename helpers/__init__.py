@@ -15,7 +15,8 @@ One module per idea; dependencies point one way (bottom to top):
 - ``evaluate``, ``explain``, ``compare``, ``export``: metrics and galleries, Grad-CAM, the
   architecture comparison, SavedModel/TFLite export.
 - ``plots``, ``widgets``, ``upload``: figures and ipywidgets for the notebooks.
-- ``bench``, ``notebooks``, ``cli``: the benchmark, the headless notebook runner, ``python -m helpers``.
+- ``bench``, ``notebooks``, ``book``, ``cli``: the benchmark, the headless notebook runner, the executed
+  notebooks as a static HTML book, ``python -m helpers``.
 """
 
 import contextlib
