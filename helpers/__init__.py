@@ -15,7 +15,8 @@ One module per idea; dependencies point one way (bottom to top):
 - ``evaluate``, ``explain``, ``compare``, ``export``: metrics and galleries, Grad-CAM, the
   architecture comparison, SavedModel/TFLite export.
 - ``plots``, ``widgets``, ``upload``: figures and ipywidgets for the notebooks.
-- ``bench``, ``notebooks``, ``cli``: the benchmark, the headless notebook runner, ``python -m helpers``.
+- ``bench``, ``notebooks``, ``book``, ``cli``: the benchmark, the headless notebook runner, the executed
+  notebooks as a static HTML book, ``python -m helpers``.
 
 Importing the package starts Keras the workbook's way (:func:`start`: the backend chosen, TensorFlow's
 start-up lines dropped); ``python -m helpers`` calls :func:`start` itself instead, from ``__main__``,
@@ -195,6 +196,10 @@ def start() -> None:
         from . import passes
 
         passes.count_keras_calls()
+    if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device for the book (helpers.book)
+        from . import book
+
+        book.record_setup()
     _started = True
 
 

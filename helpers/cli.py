@@ -270,7 +270,32 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     failed = [run for run in runs if not run.ok]
     for run in failed:
         print(f"FAILED {run.name}: {run.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return max(1 if failed else 0, _build_book(args.out, args.out / "book"))
+
+
+def _build_book(run_dir: Path, out: Path | None) -> int:
+    """Render the run's executed notebooks as a static HTML book (helpers.book); 1 if it could not be written."""
+    from .book import BookError, build_book
+    from .files import describe_os_error
+
+    try:
+        book = build_book(run_dir, out)
+    except BookError as exc:
+        print(f"error: book not built: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: book not built: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    print(f"book: {book / 'index.html'} (open it in a browser; it needs no server)")
+    return 0
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    from .book import build_book
+
+    book = build_book(args.from_dir, args.out)  # a BookError (a ValueError) is one line and exit code 2
+    print(f"book: {book / 'index.html'} (open it in a browser; it needs no server)")
+    return 0
 
 
 def cmd_clean_notebooks(args: argparse.Namespace) -> int:
@@ -462,9 +487,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail a notebook whose cell runs longer than this, then go on with the next (default 1800)",
     )
     p.add_argument(
-        "--out", type=Path, required=True, help="folder for the executed notebooks, notebooks.json and passes.jsonl"
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for the executed notebooks, notebooks.json and passes.jsonl; the HTML book goes to DIR/book",
     )
     p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("book", help="render executed notebooks as a static HTML book (no server needed)")
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the --out folder of `python -m helpers notebooks` (its notebooks.json and executed notebooks)",
+    )
+    p.add_argument("--out", type=Path, help="folder for the book (default: DIR/book); rebuilt whole, atomically")
+    p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("clean-notebooks", help="strip outputs (except NBVAL_CHECK_OUTPUT cells) from notebooks")
     p.add_argument("paths", nargs="*", type=Path, help="default: notebooks/*.ipynb")

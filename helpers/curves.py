@@ -75,6 +75,9 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
 
     A change smaller than one photo of ``n_photos`` is reported as no change.
     """
+    from .book import record
+
+    record(accuracy_before=float(before), accuracy_after=float(after), photos=n_photos)  # for the book (notebook 04)
     change = after - before
     cost = f"{extra_seconds:.1f} s more ({(before_seconds + extra_seconds) / max(before_seconds, 1e-9):.1f}× the time)"
     if round(abs(change) * n_photos) < 1:

@@ -285,17 +285,19 @@ def kernel_environment(pass_log: str | os.PathLike | None = None, source: str | 
     """Let the notebook kernels import ``helpers`` and keep TensorFlow's C++ logging quiet.
 
     With ``pass_log``, kernels started inside append their forward-pass records there
-    (``$WORKBOOK_PASS_LOG``, :mod:`helpers.passes`), tagged with ``source``.
+    (``$WORKBOOK_PASS_LOG``, :mod:`helpers.passes`), tagged with ``source``, and their key
+    numbers for the book to ``numbers.jsonl`` beside it (``$WORKBOOK_NUMBERS``, :mod:`helpers.book`).
     """
-    from . import passes
+    from . import book, passes
 
-    names = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", passes.LOG_ENV, passes.SOURCE_ENV)
+    names = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", passes.LOG_ENV, passes.SOURCE_ENV, book.NUMBERS_ENV)
     saved = {k: os.environ.get(k) for k in names}
     paths = [str(PROJECT_ROOT)] + [p for p in (saved["PYTHONPATH"] or "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if pass_log is not None:
         os.environ[passes.LOG_ENV] = str(Path(pass_log).resolve())
+        os.environ[book.NUMBERS_ENV] = str(Path(pass_log).resolve().with_name(book.NUMBERS))
     if source is not None:
         os.environ[passes.SOURCE_ENV] = source
     try:
@@ -493,10 +495,13 @@ def run_notebooks(
     """
     paths = notebook_paths(notebooks_dir, only)
     parameters = check_parameters(parameters or {}, paths, notebook_paths(notebooks_dir)) if parameters else {}
+    from . import book
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pass_log = out_dir / PASS_LOG
     pass_log.write_bytes(b"")
+    (out_dir / book.NUMBERS).write_bytes(b"")  # the key numbers the kernels note for the book
     runs: list[NotebookRun] = []
     write_summary(out_dir, runs, [p.stem for p in paths], pass_log)
     for index, path in enumerate(paths):

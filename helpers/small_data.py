@@ -208,6 +208,13 @@ def accuracy_vs_photos(
         rows.append(row)
         if progress:
             print(describe(row), flush=True)
+    from .book import record
+
+    for row in (rows[0], rows[-1]) if rows else ():  # fewest and most photos: notebook 05's key numbers
+        n = f"{row.per_class}_per_class" if row.per_class else "all_photos"
+        record(**{f"transfer_accuracy_{n}": float(np.mean(row.transfer_accuracy))})
+        if row.scratch_accuracy:
+            record(**{f"scratch_accuracy_{n}": float(np.mean(row.scratch_accuracy))})
     return rows
 
 
@@ -232,14 +239,18 @@ def describe(row: PhotosResult) -> str:
 
 
 def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: str = "pretrained base"):
-    """Test accuracy against photos per class: mean over seeds, worst-to-best band, log axis."""
-    from matplotlib.figure import Figure
+    """Test accuracy against photos per class: mean over seeds, worst-to-best band, log axis.
+
+    A pyplot figure, as the other plots of the notebooks: Jupyter shows it at the end of the cell
+    (notebook 05 ends the call with ``;``), so it is in the executed notebook and in the book.
+    """
+    import matplotlib.pyplot as plt
 
     from . import plots
 
     xs = [r.per_class or r.photos / n_classes for r in rows]
     labels = [str(r.per_class) if r.per_class else f"all\n({r.photos // n_classes})" for r in rows]
-    fig = Figure(figsize=(6, 3.5))
+    fig = plt.figure(figsize=(6, 3.5))
     ax = fig.subplots()
     for key, style, label in (
         ("transfer_accuracy", "o-", f"transfer ({backbone} + new head)"),

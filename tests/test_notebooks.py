@@ -566,6 +566,62 @@ def test_each_comparison_is_measured_over_three_seeds_and_worded_from_its_number
             assert any(v in text for v in verdicts), f"{stem}: no verdict printed"
 
 
+@pytest.mark.slow
+@pytest.mark.shared
+def test_the_quick_workbook_reads_as_a_book_in_a_real_browser(quick_workbook, tmp_path):
+    """The executed quick workbook as a static HTML book (helpers.book), opened in Chromium from file://.
+
+    Here, and not in tests/test_book.py, so that it shares this file's one run of the workbook:
+    every page loads with no console error, every figure of the executed notebooks is embedded
+    and decodes, every link resolves, and the index carries each notebook's key numbers.
+    """
+    import keras
+    from test_book import check_book_in_browser
+
+    from helpers import book
+
+    runs = quick_workbook["runs"]
+    out = book.build_book(quick_workbook["out"], tmp_path / "book")
+    report = check_book_in_browser(out, "quick_workbook")
+    assert report["pages"] == len(runs) + 1 and report["walked"] == len(runs), report
+    figures = sum(
+        "image/png" in output.get("data", {})
+        for run in runs.values()
+        if run.output.is_file()
+        for cell in nbformat.read(str(run.output), as_version=4).cells
+        for output in cell.get("outputs", [])
+    )
+    assert report["images"] == figures, f"{figures} figures in the executed notebooks, {report['images']} in the book"
+
+    numbers = book.read_numbers(quick_workbook["out"] / book.NUMBERS)
+    index = (out / "index.html").read_text()
+    assert f"backend {keras.backend.backend()} · device " in index
+    assert "forward passes per photo" in index
+    for name, run in runs.items():
+        assert numbers.get(name, {}).get("backend") == keras.backend.backend(), (name, numbers.get(name))
+        assert f'href="{name}.html"' in index
+        if not run.ok:
+            assert "FAILED" in index and str(run.error).split(":")[0] in index
+    expected = {  # the key number each notebook's own helpers record
+        "03_train_the_head": "accuracy",
+        "04_fine_tune": "accuracy_after",
+        "05_small_data_short_time": "transfer_accuracy_1_per_class",
+        "06_evaluate_and_explain": "accuracy",
+        "07_compare_architectures": "accuracy of mobilenet_v2",
+    }
+    for name, key in expected.items():
+        if name in runs and runs[name].ok:
+            value = numbers[name][key]
+            assert 0 <= value <= 1 and book.format_number(key, value) in index, (name, numbers[name])
+    least = {"03_train_the_head": 2, "04_fine_tune": 1, "05_small_data_short_time": 1}  # curves, predictions, plot
+    for name, n in least.items():
+        if name in runs and runs[name].ok:
+            page = (out / f"{name}.html").read_text()
+            figures = re.findall(r'<img[^>]+src="data:image/png;base64,', page)
+            assert len(figures) >= n, f"{name}: {len(figures)} figures, {n} expected at least"
+            assert "&lt;Figure size" not in page, f"{name}: a figure shown as its repr, not as a picture"
+
+
 def _nbval(
     stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None, edit=None
 ) -> subprocess.CompletedProcess:
