@@ -112,7 +112,21 @@ PLATFORMS = (
 
 # Combinations the index has no wheels for, with the reason; the check expects them to FAIL, so
 # the README's claims stay true in both directions (and a new release that fixes one is noticed).
-UNAVAILABLE: dict[tuple[str, str, str], str] = {}
+UNAVAILABLE: dict[tuple[str, str, str], str] = {
+    (
+        "requirements.txt",
+        "macOS x86-64",
+        "3.13",
+    ): "TensorFlow's last release for Intel Macs, 2.16.2, stops at Python 3.12",
+    **{
+        (
+            "requirements-torch.txt",
+            "macOS x86-64",
+            py,
+        ): "PyTorch's last release for Intel Macs is 2.2.2; the file pins 2.13.0"
+        for py in PYTHONS
+    },
+}
 
 
 def marker_environment(platform: Platform, python: str) -> dict:
@@ -131,7 +145,7 @@ def requirement_lines(path: Path) -> list[str]:
     """The file's requirement lines, without ``-e .`` (the workbook itself is not on the index)."""
     kept = []
     for line in path.read_text().splitlines():
-        stripped = line.split(" #", 1)[0].strip()
+        stripped = re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: '#' at the start or after a space
         if stripped.startswith(("-e", "--editable")) or stripped in (".", ""):
             continue
         kept.append(stripped)
