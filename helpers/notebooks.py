@@ -72,7 +72,13 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
         "SCRATCH_SEEDS": 1,
         "SCRATCH_SECONDS": 10,
     },
-    "05a_your_photos_and_augmentation": {"BACKBONE": "MobileNetV2", "EPOCHS": 10, "PER_CLASS_LIST": [1, 2]},
+    "05a_your_photos_and_augmentation": {
+        "BACKBONE": "MobileNetV2",
+        "EPOCHS": 10,
+        "PER_CLASS_LIST": [1, 2],
+        "SMALL_IMAGE_SIZE": 96,  # the quick run's size already: its features are stored
+        "SMALL_PER_CLASS_LIST": [3],
+    },
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20, "PER_CLASS": 1},
     "07_compare_architectures": {
         "BACKBONES": ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
