@@ -64,11 +64,15 @@ def test_a_size_the_backbone_cannot_take_or_memory_cannot_hold_is_refused_before
     assert seconds < 60, seconds
 
 
-def test_bench_refuses_the_same_sizes(photos):
+def test_bench_and_gpu_check_refuse_the_same_sizes(photos):
     result = cli("bench", "--data", photos, "--backbone", "inception_v3", "--image-size", 70, "--images", 6)
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = errors(result)
     assert "--image-size 70" in line and "inception_v3" in line and "at least 75 px" in line, line
+    result = cli("gpu-check", "--allow-cpu", "--image-size", 50)
+    assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-2000:]
+    [line] = errors(result)
+    assert "--image-size 50" in line and "at least 75 px" in line, line
 
 
 def test_the_memory_rule_grows_with_the_square_of_the_side_and_names_a_size_that_fits():
