@@ -200,6 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"train_seconds {metrics['train_seconds']:.1f}  "
         f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)"
     )
+    if not metrics["n_val"]:
+        print("note: no validation photos: no epoch was chosen, the last one was kept", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
     return 0
 

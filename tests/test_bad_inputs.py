@@ -249,6 +249,18 @@ def test_numbered_photos_train_with_every_split_measured(tmp_path, random_backbo
     assert len(set(saved["phases"]["head"]["history"]["val_loss"])) > 1  # the validation loss chose an epoch
 
 
+def test_no_validation_photos_are_said_not_reported_as_nan(photos, tmp_path, random_backbone_weights):
+    root = tmp_path / "photos"
+    shutil.copytree(photos / "train", root / "train")
+    out = tmp_path / "run"
+    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val_accuracy n/a (no val photos)  test_accuracy n/a (no test photos)" in result.stdout
+    assert "nan" not in result.stdout and "no epoch was chosen" in result.stderr
+    saved = json.loads((out / "metrics.json").read_text())  # NaN (invalid JSON) would load as nan
+    assert saved["val_accuracy"] is None and saved["test_accuracy"] is None
+
+
 # --------------------------------------------------------------------------- 6: things that are not files
 
 
