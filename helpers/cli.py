@@ -204,6 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"train_seconds {metrics['train_seconds']:.1f}  "
         f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)"
     )
+    if not metrics["n_val"]:
+        print("note: no validation photos: no epoch was chosen, the last one was kept", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
     return 0
 
@@ -354,7 +356,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .export import class_names_for
 
     odd = not_a_file_reason(args.model)
-    if odd:
+    if odd and odd != "no such file":  # a FIFO would hang the read
         raise FileNotFoundError(f"model file {args.model}: {odd}; pass a model.keras file")
     model = open_model(args.model)
     names = class_names_for(args.model)
@@ -374,6 +376,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from .gpu_check import main as gpu_check
 
+    if args.image_size is not None:  # InceptionV3; the batch as on the CPU unless given
+        _check_image_size("inception_v3", args.image_size, args.batch_size or 8)
     return gpu_check(
         allow_cpu=args.allow_cpu,
         image_size=args.image_size,

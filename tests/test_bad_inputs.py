@@ -64,11 +64,15 @@ def test_a_size_the_backbone_cannot_take_or_memory_cannot_hold_is_refused_before
     assert seconds < 60, seconds
 
 
-def test_bench_refuses_the_same_sizes(photos):
+def test_bench_and_gpu_check_refuse_the_same_sizes(photos):
     result = cli("bench", "--data", photos, "--backbone", "inception_v3", "--image-size", 70, "--images", 6)
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = errors(result)
     assert "--image-size 70" in line and "inception_v3" in line and "at least 75 px" in line, line
+    result = cli("gpu-check", "--allow-cpu", "--image-size", 50)
+    assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-2000:]
+    [line] = errors(result)
+    assert "--image-size 50" in line and "at least 75 px" in line, line
 
 
 def test_the_memory_rule_grows_with_the_square_of_the_side_and_names_a_size_that_fits():
@@ -243,6 +247,18 @@ def test_numbered_photos_train_with_every_split_measured(tmp_path, random_backbo
     assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (18, 3, 3)
     assert math.isfinite(saved["val_accuracy"]) and math.isfinite(saved["test_accuracy"])
     assert len(set(saved["phases"]["head"]["history"]["val_loss"])) > 1  # the validation loss chose an epoch
+
+
+def test_no_validation_photos_are_said_not_reported_as_nan(photos, tmp_path, random_backbone_weights):
+    root = tmp_path / "photos"
+    shutil.copytree(photos / "train", root / "train")
+    out = tmp_path / "run"
+    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val_accuracy n/a (no val photos)  test_accuracy n/a (no test photos)" in result.stdout
+    assert "nan" not in result.stdout and "no epoch was chosen" in result.stderr
+    saved = json.loads((out / "metrics.json").read_text())  # NaN (invalid JSON) would load as nan
+    assert saved["val_accuracy"] is None and saved["test_accuracy"] is None
 
 
 # --------------------------------------------------------------------------- 6: things that are not files
