@@ -104,7 +104,7 @@ def test_the_check_fails_for_tensorflow_cpu_on_apple_silicon(proxy, tmp_path):
     assert not r.ok
     assert "tensorflow-cpu" in r.error and "No matching distribution" in r.error
     linux = PLATFORM["Linux x86-64"]
-    assert rr.resolve(old, linux, "3.12", proxy.target(linux, "3.12"), tmp_path / "l").ok
+    assert rr.resolve(old, linux, "3.12", proxy.target(linux, "3.12"), tmp_path).ok
 
 
 def _matrix() -> tuple[tuple[str, ...], str]:
