@@ -1,24 +1,28 @@
-"""Few-shot head recipes on MobileNetV2 pooled features: mean / worst / best val accuracy per N.
+"""Few-shot head recipes on MobileNetV2 pooled features: mean and worst accuracy per N, on two held-out sets.
 
     python benchmarks/few_shot.py --data ../shared/data/lion-tiger-bear \\
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \\
-        --seeds 10 --n 1,2,5,10 --features-cache /tmp/few_shot_features.npz
+        --seeds 10 --n 1,2,5,10 --features-cache /tmp/few_shot_features.npz \\
+        --draw workbook --engine numpy --methods old,mirror,mirror+tta,tta,means,means+mirror,12views --json out.json
 
 The backbone runs ONCE per photo and view (224×224 centre crop as ``load_images`` gives it,
 its mirror image, and the four corner + centre 224 crops of a 256 resize with their
 mirrors); the pooled features of the last block (``out_relu``, 1280) and of two earlier
 cut points are stored in ``--features-cache``. Every recipe then trains on stored
-features only, so a whole table costs minutes, not hours.
+features only.
 
 For each seed, N photos per class are a random sample of train/ drawn with
-``numpy.random.default_rng(seed)``; every head is scored on all of val/ (centre crops, the
-view the exported model sees). ``s/fit`` is the wall time of one fit (build + compile +
-fit + predict), on this machine's CPU. ``--draw workbook`` draws instead what
-``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``);
-``--only 'default: ;RECOMMENDED'`` runs only the recipes whose names contain those words;
-``--cut-points`` adds the recommended head on two cut points' features side by side.
-The recommended recipe is notebook 05's ``start_at_class_means`` on the normalised head, which
-``python -m helpers train`` uses by default; ``--train`` measures that command itself.
+``numpy.random.default_rng(seed)``, or with ``--draw workbook`` what
+``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``).
+Every head is scored on all of val/ and, as a second held-out set, on the train/ photos not
+drawn for that seed (centre crops; "flip TTA" averages them with their mirror). The recipes are
+chosen by the mean and worst over the seeds of that table: model selection on val/, said as
+such; the held-out train photos check that the choice carries over. ``--methods`` picks recipes
+by short name (``old``: notebook 05's class-means start + fit on the photos; ``mirror``: the
+same on each photo and its mirror image, what ``python -m helpers train`` does with up to 10
+photos per class); ``--engine numpy`` runs the same recipes in numpy (seconds instead of an
+hour on a busy CPU); ``--json`` keeps every seed's accuracies; ``--train`` measures the
+command itself; ``--cut-points`` adds two cut points' features side by side.
 """
 
 from __future__ import annotations

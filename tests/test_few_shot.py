@@ -139,3 +139,16 @@ def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared
     assert score[bench.SHORT["mirror"]] >= score[bench.SHORT["old"]], rows
     worst = {name: min(min(r["val"]) for r in rows if r["recipe"] == name) for name in names}
     assert worst[bench.SHORT["mirror"]] >= worst[bench.SHORT["old"]], rows
+
+
+def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
+    from helpers import small_data
+    from helpers.data import load_images
+
+    paths = sorted((tiny_photos / "train" / "tiger").glob("*.jpg"))[:3]
+    copies = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    assert [p.name for p in copies] == [f"{p.stem}-mirror.png" for p in paths]
+    np.testing.assert_array_equal(load_images(copies, 48), load_images(paths, 48)[:, :, ::-1])
+    written = [p.stat().st_mtime_ns for p in copies]
+    again = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    assert again == copies and [p.stat().st_mtime_ns for p in again] == written  # not written twice
