@@ -180,16 +180,20 @@ def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, se
             return compare_mirror(photos, store, model, per_class_list, seeds, epochs, tmp)
     bottom, top = split_at(model, "pool")
     feats = _features(photos, store, bottom)
+    draws = {(n, seed): _draw(photos.y_train, n, seed) for n in per_class_list for seed in seeds}
+    drawn = sorted(set(np.concatenate(list(draws.values())).tolist()))  # each drawn photo's mirror: one call
+    copies = mirrored_copies([photos.train_paths[i] for i in drawn], folder)
+    mirror_of = dict(zip(drawn, store.activations(bottom, copies).astype("float32")))
     lines = [f"{'photos per class':>16s}  {'photos only':>16s}  {'+ mirror images':>16s}   test accuracy: mean (worst)"]
     for n in per_class_list:
         results: dict[str, list[float]] = {"old": [], "new": []}
         for seed in seeds:
-            rows_of = _draw(photos.y_train, n, seed)
+            rows_of = draws[n, seed]
             y = photos.y_train[rows_of]
-            mirrored = store.activations(bottom, mirrored_copies([photos.train_paths[i] for i in rows_of], folder))
+            mirrored = np.stack([mirror_of[i] for i in rows_of])
             for key, x, labels in (
                 ("old", feats["train"][rows_of], y),
-                ("new", np.concatenate([feats["train"][rows_of], mirrored.astype("float32")]), np.concatenate([y, y])),
+                ("new", np.concatenate([feats["train"][rows_of], mirrored]), np.concatenate([y, y])),
             ):
                 keras.utils.set_random_seed(seed)
                 start_at_class_means(model, x, labels)
