@@ -1,29 +1,34 @@
-"""Few-shot head recipes on MobileNetV2 pooled features: mean / worst / best val accuracy per N.
+"""Few-shot head recipes on MobileNetV2 pooled features: mean and worst accuracy per N, on two held-out sets.
 
     python benchmarks/few_shot.py --data ../shared/data/lion-tiger-bear \\
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \\
-        --seeds 10 --n 1,2,5,10 --features-cache /tmp/few_shot_features.npz
+        --seeds 10 --n 1,2,5,10 --features-cache /tmp/few_shot_features.npz \\
+        --draw workbook --engine numpy --methods old,mirror,mirror+tta,tta,means,means+mirror,12views --json out.json
 
 The backbone runs ONCE per photo and view (224×224 centre crop as ``load_images`` gives it,
 its mirror image, and the four corner + centre 224 crops of a 256 resize with their
 mirrors); the pooled features of the last block (``out_relu``, 1280) and of two earlier
 cut points are stored in ``--features-cache``. Every recipe then trains on stored
-features only, so a whole table costs minutes, not hours.
+features only.
 
 For each seed, N photos per class are a random sample of train/ drawn with
-``numpy.random.default_rng(seed)``; every head is scored on all of val/ (centre crops, the
-view the exported model sees). ``s/fit`` is the wall time of one fit (build + compile +
-fit + predict), on this machine's CPU. ``--draw workbook`` draws instead what
-``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``);
-``--only 'default: ;RECOMMENDED'`` runs only the recipes whose names contain those words;
-``--cut-points`` adds the recommended head on two cut points' features side by side.
-The recommended recipe is notebook 05's ``start_at_class_means`` on the normalised head, which
-``python -m helpers train`` uses by default; ``--train`` measures that command itself.
+``numpy.random.default_rng(seed)``, or with ``--draw workbook`` what
+``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``).
+Every head is scored on all of val/ and, as a second held-out set, on the train/ photos not
+drawn for that seed (centre crops; "flip TTA" averages them with their mirror). The recipes are
+chosen by the mean and worst over the seeds of that table: model selection on val/, said as
+such; the held-out train photos check that the choice carries over. ``--methods`` picks recipes
+by short name (``old``: notebook 05's class-means start + fit on the photos; ``mirror``: the
+same on each photo and its mirror image, what ``python -m helpers train`` does with up to 10
+photos per class); ``--engine numpy`` runs the same recipes in numpy (seconds instead of an
+hour on a busy CPU); ``--json`` keeps every seed's accuracies; ``--train`` measures the
+command itself; ``--cut-points`` adds two cut points' features side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -245,9 +250,76 @@ RECIPES = {
     "default, 100 ep, lr 1e-2": lambda *a: recipe_default(*a, epochs=100, lr=1e-2),
     "UnitNorm+Dense random init, lr 1e-2, 100 ep": lambda *a: recipe_unit_dense(*a),
     "class means only (no fit)": lambda *a: recipe_few_shot(*a, epochs=0),
-    "RECOMMENDED: class means + fit 30 ep": lambda *a: recipe_few_shot(*a),
-    "class means + fit, centre+flip views": lambda *a: recipe_few_shot(*a, views=(0, 1)),
-    "class means + fit, flip TTA at val": lambda *a: recipe_few_shot(*a, tta=True),
+    "class means only, + mirror views": lambda *a: recipe_few_shot(*a, views=(0, 1), epochs=0),
+    "OLD: class means + fit 30 ep": lambda *a: recipe_few_shot(*a),
+    "RECOMMENDED: class means + fit, + mirror views": lambda *a: recipe_few_shot(*a, views=(0, 1)),
+    "class means + fit, + mirror views, flip TTA": lambda *a: recipe_few_shot(*a, views=(0, 1), tta=True),
+    "class means + fit, flip TTA at val only": lambda *a: recipe_few_shot(*a, tta=True),
+    "class means + fit, 12 crop/flip views": lambda *a: recipe_few_shot(*a, views=range(len(VIEWS))),
+}
+# --methods picks these by a short name
+SHORT = {
+    "random": "default: Dropout+Dense, Adam 1e-3, 30 ep",
+    "means": "class means only (no fit)",
+    "means+mirror": "class means only, + mirror views",
+    "old": "OLD: class means + fit 30 ep",
+    "mirror": "RECOMMENDED: class means + fit, + mirror views",
+    "mirror+tta": "class means + fit, + mirror views, flip TTA",
+    "tta": "class means + fit, flip TTA at val only",
+    "12views": "class means + fit, 12 crop/flip views",
+}
+
+
+# ---------------------------------------------------------------- the same recipes in numpy (--engine numpy)
+# Keras needs seconds per fit to build, compile and trace; on a busy CPU a 10-seed table of several
+# recipes takes an hour. These repeat the recipes above in numpy — the class-means start of
+# ``start_at_class_means``, then Adam (lr 1e-3, batch 32) on the softmax cross-entropy with dropout 0.2
+# on the unit features — with their own random dropout masks and shuffles: the same recipe, not the same
+# random numbers (tests/test_few_shot.py checks that both engines agree).
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, lr=1e-3, batch=32, dropout=0.2, scale=30.0):
+    """``recipe_few_shot`` in numpy: class means start, then ``epochs`` of Adam on the normalised head."""
+    rng = np.random.default_rng(seed)
+    u = _unit(_stack(train, list(views)))
+    yy = np.tile(y, len(views))
+    means = _unit(np.stack([u[yy == c].mean(0) for c in range(N_CLASSES)]))
+    w, b = scale * means.T, np.zeros(N_CLASSES)
+    onehot = np.eye(N_CLASSES)[yy]
+    moments = [[np.zeros_like(w), np.zeros_like(w)], [np.zeros_like(b), np.zeros_like(b)]]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(u))
+        for start in range(0, len(u), batch):
+            rows = order[start : start + batch]
+            x = u[rows] * (rng.random(u[rows].shape) >= dropout) / (1 - dropout)
+            g = (_softmax(x @ w + b) - onehot[rows]) / len(rows)
+            step += 1
+            for param, grad, (m, v) in ((w, x.T @ g, moments[0]), (b, g.sum(0), moments[1])):
+                m += (1 - 0.9) * (grad - m)
+                v += (1 - 0.999) * (grad * grad - v)
+                param -= lr * np.sqrt(1 - 0.999**step) / (1 - 0.9**step) * m / (np.sqrt(v) + 1e-7)
+    p = _softmax(_unit(val[0]) @ w + b)
+    return (p + _softmax(_unit(val[1]) @ w + b)) / 2 if tta else p
+
+
+NUMPY_RECIPES = {
+    "class means only (no fit)": lambda *a: np_few_shot(*a, epochs=0),
+    "class means only, + mirror views": lambda *a: np_few_shot(*a, views=(0, 1), epochs=0),
+    "OLD: class means + fit 30 ep": lambda *a: np_few_shot(*a),
+    "RECOMMENDED: class means + fit, + mirror views": lambda *a: np_few_shot(*a, views=(0, 1)),
+    "class means + fit, + mirror views, flip TTA": lambda *a: np_few_shot(*a, views=(0, 1), tta=True),
+    "class means + fit, flip TTA at val only": lambda *a: np_few_shot(*a, tta=True),
+    "class means + fit, 12 crop/flip views": lambda *a: np_few_shot(*a, views=range(len(VIEWS))),
 }
 
 
@@ -278,6 +350,61 @@ def concat_layers(feats: dict, split: str, keys: list[str]) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
+def measure(
+    feats: dict,
+    names: list[str],
+    ns: list[int],
+    seeds: int,
+    draw_kind: str = "rng",
+    inputs=None,
+    engine: str = "keras",
+    progress: bool = True,
+) -> list[dict]:
+    """Each recipe in ``names`` × N × seed: accuracy on all val/ photos and on the train/ photos not drawn.
+
+    One row per (features, recipe, N) with per-seed accuracies on both held-out sets.
+    """
+    global N_CLASSES
+    N_CLASSES = len(feats["class_names"])
+    ytr, yva = feats["train_labels"], feats["val_labels"]
+    inputs = inputs or {"top": (feats["train_top"], feats["val_top"])}
+    rows_out = []
+    for feature_name, (train, val) in inputs.items():
+        for name in names:
+            label = name if feature_name == "top" else f"{name} [{feature_name}]"
+            for n in ns:
+                row = {"recipe": label, "n": n, "engine": engine, "val": [], "held_out_train": [], "seconds": []}
+                for seed in range(seeds):
+                    rows = draw(ytr, n, seed, feats["train_names"] if draw_kind == "workbook" else None)
+                    rest = np.setdiff1d(np.arange(len(ytr)), rows)
+                    queries = np.concatenate([val[:, :], train[:, rest]], axis=1)  # both held-out sets at once
+                    start = time.perf_counter()
+                    recipe = NUMPY_RECIPES[name] if engine == "numpy" else RECIPES[name]
+                    probs = recipe(train[:, rows], ytr[rows], queries, n, seed)
+                    row["seconds"].append(time.perf_counter() - start)
+                    right = np.argmax(probs, -1) == np.concatenate([yva, ytr[rest]])
+                    row["val"].append(float(np.mean(right[: len(yva)])))
+                    row["held_out_train"].append(float(np.mean(right[len(yva) :])))
+                if progress:
+                    print(format_row(row), flush=True)
+                rows_out.append(row)
+    return rows_out
+
+
+HEADER = (
+    f"{'recipe':48s} {'N':>3s} | {'val mean':>8s} {'worst':>6s} | {'held-out train mean':>19s} {'worst':>6s} | "
+    f"{'s/fit':>5s}"
+)
+
+
+def format_row(row: dict) -> str:
+    v, t = row["val"], row["held_out_train"]
+    return (
+        f"{row['recipe'][:48]:48s} {row['n']:3d} | {np.mean(v):8.1%} {min(v):6.1%} | {np.mean(t):19.1%} "
+        f"{min(t):6.1%} | {np.mean(row['seconds']):5.1f}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=os.environ.get("WORKBOOK_DATA"))
@@ -292,6 +419,14 @@ def main() -> int:
         help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)",
     )
     p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
+    p.add_argument("--methods", help=f"comma-separated short names, in order: {', '.join(SHORT)}")
+    p.add_argument(
+        "--engine",
+        choices=["keras", "numpy"],
+        default="keras",
+        help="keras: the lesson's layers and fit; numpy: the same recipes in numpy, seconds instead of an hour",
+    )
+    p.add_argument("--json", type=Path, help="also write the per-seed accuracies of every row here")
     p.add_argument(
         "--train",
         action="store_true",
@@ -306,40 +441,34 @@ def main() -> int:
     if args.train:
         default_train(Path(args.data), args.weights, [int(v) for v in args.n.split(",")], args.seeds)
         return 0
+    if args.methods:
+        unknown = [m for m in args.methods.split(",") if m not in SHORT]
+        if unknown:
+            p.error(f"unknown --methods {unknown}: choose from {', '.join(SHORT)}")
+        names = [SHORT[m] for m in args.methods.split(",")]
+    else:
+        names = [r for r in RECIPES if not args.only or any(o in r for o in args.only.split(";"))]
     feats = load_or_compute(args.features_cache, Path(args.data) if args.data else None, args.weights)
-    global N_CLASSES
-    N_CLASSES = len(feats["class_names"])
-    ytr, yva = feats["train_labels"], feats["val_labels"]
     inputs = {"top": (feats["train_top"], feats["val_top"])}
     if args.cut_points:
         keys = ["b16", "top"]
         inputs["b16+top"] = (concat_layers(feats, "train", keys), concat_layers(feats, "val", keys))
     ns = [int(v) for v in args.n.split(",")]
-    names = [r for r in RECIPES if not args.only or any(o in r for o in args.only.split(";"))]
     print(
-        f"{len(ytr)} train / {len(yva)} val photos, {N_CLASSES} classes; seeds 0..{args.seeds - 1} "
-        f"({args.draw} draw); val accuracy over all val photos\n"
+        f"{len(feats['train_labels'])} train / {len(feats['val_labels'])} val photos, "
+        f"{len(feats['class_names'])} classes; seeds 0..{args.seeds - 1} ({args.draw} draw); accuracy on all "
+        "val/ photos and on the train/ photos not drawn for the seed (centre crops; TTA adds their mirror)\n"
     )
-    header = f"{'recipe':48s} {'N':>4s} {'mean':>7s} {'worst':>7s} {'best':>7s} {'s/fit':>6s}"
-    print(header + "\n" + "-" * len(header), flush=True)
-    for feature_name, (train, val) in inputs.items():
-        for name in names:
-            if feature_name != "top" and "RECOMMENDED" not in name and "means only" not in name:
-                continue
-            label = name if feature_name == "top" else f"{name} [{feature_name}]"
-            for n in ns:
-                accs, secs = [], []
-                for seed in range(args.seeds):
-                    rows = draw(ytr, n, seed, feats["train_names"] if args.draw == "workbook" else None)
-                    start = time.perf_counter()
-                    probs = RECIPES[name](train[:, rows], ytr[rows], val, n, seed)
-                    secs.append(time.perf_counter() - start)
-                    accs.append(float(np.mean(np.argmax(probs, -1) == yva)))
-                print(
-                    f"{label[:48]:48s} {n:4d} {np.mean(accs):7.1%} {np.min(accs):7.1%} {np.max(accs):7.1%} "
-                    f"{np.mean(secs):6.1f}",
-                    flush=True,
-                )
+    print(HEADER + "\n" + "-" * len(HEADER), flush=True)
+    if args.engine == "numpy" and any(name not in NUMPY_RECIPES for name in names):
+        p.error(
+            f"--engine numpy has these recipes only: {', '.join(k for k, v in SHORT.items() if v in NUMPY_RECIPES)}"
+        )
+    rows = measure(feats, names, ns, args.seeds, args.draw, inputs, args.engine)
+    if args.json:
+        args.json.write_text(
+            json.dumps({"draw": args.draw, "seeds": args.seeds, "engine": args.engine, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -145,6 +145,70 @@ def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, se
     return "\n".join(lines)
 
 
+def mirrored_copies(paths, folder) -> list:
+    """Each photo's mirror image (left-right), written once as a lossless PNG into ``folder``.
+
+    As files, the mirror images go through the activation cache like any photo: computed once,
+    read back on the next run.
+    """
+    from pathlib import Path
+
+    from PIL import Image, ImageOps
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths:
+        target = folder / f"{Path(path).stem}-mirror.png"
+        if not target.is_file():
+            with Image.open(path) as photo:
+                ImageOps.exif_transpose(photo).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target)
+        out.append(target)
+    return out
+
+
+def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, folder=None):
+    """The head on the photos alone vs on the photos and their mirror images, same draws: a table.
+
+    Both start at the class means and are fitted (``compile_model`` + ``fit_keep_best``); the
+    validation photos choose the epoch, the test photos score. ``folder`` keeps the mirror images
+    (default: a temporary folder; the same photo's mirror is the same file, so the cache still serves it).
+    """
+    import tempfile
+
+    if folder is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return compare_mirror(photos, store, model, per_class_list, seeds, epochs, tmp)
+    bottom, top = split_at(model, "pool")
+    feats = _features(photos, store, bottom)
+    draws = {(n, seed): _draw(photos.y_train, n, seed) for n in per_class_list for seed in seeds}
+    drawn = sorted(set(np.concatenate(list(draws.values())).tolist()))  # each drawn photo's mirror: one call
+    copies = mirrored_copies([photos.train_paths[i] for i in drawn], folder)
+    mirror_of = dict(zip(drawn, store.activations(bottom, copies).astype("float32")))
+    lines = [f"{'photos per class':>16s}  {'photos only':>16s}  {'+ mirror images':>16s}   test accuracy: mean (worst)"]
+    for n in per_class_list:
+        results: dict[str, list[float]] = {"old": [], "new": []}
+        for seed in seeds:
+            rows_of = draws[n, seed]
+            y = photos.y_train[rows_of]
+            mirrored = np.stack([mirror_of[i] for i in rows_of])
+            for key, x, labels in (
+                ("old", feats["train"][rows_of], y),
+                ("new", np.concatenate([feats["train"][rows_of], mirrored]), np.concatenate([y, y])),
+            ):
+                keras.utils.set_random_seed(seed)
+                start_at_class_means(model, x, labels)
+                compile_model(top, 1e-3)
+                fit_keep_best(top, x, labels, (feats["val"], photos.y_val), epochs)
+                results[key].append(_accuracy(top, feats["test"], photos.y_test))
+        lines.append(
+            f"{n:16d}  "
+            + "  ".join(f"{np.mean(v):8.1%} ({min(v):5.1%})" for v in results.values())
+            + f"   {len(seeds)} draws"
+        )
+    return "\n".join(lines)
+
+
 def accuracy_vs_photos(
     photos: Photos,
     store,
@@ -313,9 +377,11 @@ __all__ = [
     "PhotosResult",
     "TimeBudget",
     "accuracy_vs_photos",
+    "compare_mirror",
     "compare_starts",
     "describe",
     "estimate_seconds",
+    "mirrored_copies",
     "plot_accuracy_vs_photos",
     "scratch_cnn",
     "time_to_accuracy",

@@ -43,6 +43,7 @@ HEAD_EPOCHS = 30  # cheap on cached features; 10 photos/class reach >= 97% for e
 FINE_TUNE_EPOCHS = 5
 PATIENCE = 10
 BATCH_SIZE = 32
+MIRROR_UP_TO = 10  # photos per class: up to this many, the head also trains on each photo's mirror image
 
 
 class NonFiniteModelError(RuntimeError):
@@ -79,6 +80,7 @@ class Recipe:
     augment_copies: int = 0  # with a cache: K fixed random views of each training photo, computed once
     strategy: object = None  # a tf.distribute strategy (helpers.device.choose_strategy); None: one device
     class_means_start: bool = True  # a normalised head on cached features starts at the class means (notebook 05)
+    mirror_views: bool = False  # with the class-means start, <= MIRROR_UP_TO photos per class: add their mirrors
 
 
 @dataclass
@@ -142,6 +144,18 @@ def _pixels(split: data_mod.Split, size: int, batch_size: int, shuffle: bool = F
     return photo_dataset(split.paths, size, split.labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
+def mirror_features(bottom: keras.Model, paths, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """``bottom``'s output for the mirror image (left-right) of each photo: one pass each, not cached.
+
+    With one or two photos per class, the head learns from each photo and its mirror
+    (``benchmarks/few_shot.py``: fewer bad draws, no loss at 5 and 10 per class); a few
+    photos cost a few passes, which is why it stops at ``MIRROR_UP_TO`` per class.
+    """
+    size = int(bottom.inputs[0].shape[1])
+    pixels = data_mod.load_images(list(paths), size)[:, :, ::-1]
+    return np.asarray(bottom.predict(pixels, batch_size=batch_size, verbose=0))
+
+
 def train_phase(
     model: keras.Model, train: data_mod.Split, val: data_mod.Split, recipe: Recipe, cut: str | None = None
 ) -> PhaseResult:
@@ -184,6 +198,11 @@ def train_phase(
                     flush=True,
                 )
             if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
+                if recipe.mirror_views and 0 < np.bincount(train.labels).max() <= MIRROR_UP_TO:
+                    mirrored = mirror_features(part.bottom, train.paths, recipe.batch_size)
+                    x = np.concatenate([x, mirrored.astype(x.dtype)])
+                    y = np.concatenate([y, np.asarray(train.labels, np.int32)])
+                    extra["mirror_views"] = len(mirrored)
                 start_at_class_means(model, x.astype("float32"), y)
                 extra["start"] = "class means"
             fit_model, args = part.top, (x, y, (x_val, np.asarray(val.labels, np.int32)))
@@ -250,6 +269,7 @@ def train_classifier(
     live_plot: bool = False,
     strategy=None,
     patience: int = PATIENCE,
+    mirror_views: bool = True,
 ) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
@@ -261,7 +281,8 @@ def train_classifier(
     ``out/model.keras`` and ``out/metrics.json`` (atomically). ``strategy``: a
     ``tf.distribute`` strategy (default: :func:`helpers.device.choose_strategy` for this machine).
     ``patience``: each phase stops when the validation loss has not improved for that many
-    epochs, and keeps its best epoch.
+    epochs, and keeps its best epoch. ``mirror_views``: with at most ``MIRROR_UP_TO`` photos per
+    class, the head also learns from each training photo's mirror image (:func:`mirror_features`).
     """
     out = Path(out)
     keras.utils.set_random_seed(seed)
@@ -282,6 +303,7 @@ def train_classifier(
         raise ValueError("augment_copies needs the activation cache (leave cache on)")
     phases: dict[str, PhaseResult] = {}
     head = Recipe(HEAD_LEARNING_RATE, epochs, batch_size, patience, seed, live_plot, store, augment_copies, strategy)
+    head.mirror_views = mirror_views
     last_cut = cuts.POOL
     if epochs > 0:
         freeze_for(model, None)

@@ -17,10 +17,10 @@ PER_CLASS = 5
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-def _clusters(n_per_class: int, n_classes: int = 3, dim: int = 16, seed: int = 0):
+def _clusters(n_per_class: int, n_classes: int = 3, dim: int = 16, seed: int = 0, noise: float = 0.3):
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 1, (n_classes, dim)) * 4
-    x = np.concatenate([np.abs(c + rng.normal(0, 0.3, (n_per_class, dim))) for c in centres]).astype(np.float32)
+    x = np.concatenate([np.abs(c + rng.normal(0, noise, (n_per_class, dim))) for c in centres]).astype(np.float32)
     return x, np.repeat(np.arange(n_classes), n_per_class)
 
 
@@ -83,3 +83,72 @@ def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_ph
         accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"]))
     assert np.mean(accs) >= 0.99, accs
     assert min(accs) >= 0.95, accs
+
+
+# ---------------------------------------------------------------- benchmarks/few_shot.py: the recipes compared
+
+
+def _benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "few_shot.py"
+    spec = importlib.util.spec_from_file_location("few_shot_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_numpy_engine_is_the_keras_recipe():
+    """``--engine numpy`` repeats ``recipe_few_shot``: the same start exactly, the same fit up to dropout's draws."""
+    bench = _benchmark()
+    x, y = _clusters(30, dim=32, noise=1.0)
+    picked = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(3)])
+    queries = np.delete(x, picked, axis=0)
+    train = np.stack([x[picked], x[picked][:, ::-1]])  # two "views" of each training row
+    y = y[picked]
+    val = np.stack([queries, queries[:, ::-1]])
+    for views in ((0,), (0, 1)):
+        start_np = bench.np_few_shot(train, y, val, 3, 0, views=views, epochs=0)
+        start_keras = bench.recipe_few_shot(train, y, val, 3, 0, views=views, epochs=0)
+        np.testing.assert_allclose(start_np, start_keras, atol=1e-4)
+        fitted_np = bench.np_few_shot(train, y, val, 3, 0, views=views, epochs=100)
+        fitted_keras = bench.recipe_few_shot(train, y, val, 3, 0, views=views, epochs=100)
+        assert not np.allclose(fitted_keras, start_keras, atol=0.01)  # the fit moved the head
+        assert np.mean(fitted_np.argmax(1) == fitted_keras.argmax(1)) >= 0.97
+        np.testing.assert_allclose(fitted_np, fitted_keras, atol=0.1)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared_photos, shared_weights_dir, tmp_path):
+    """The benchmark on a subset of the real photos: the new default (class means + fit on each photo and its
+    mirror) against the old one (the photos alone), same draws, scored on val/ and on the train/ photos not drawn."""
+    bench = _benchmark()
+    subset = tmp_path / "photos"
+    for split, n in (("train", 20), ("val", 15)):
+        for folder in sorted((shared_photos / split).iterdir()):
+            (subset / split / folder.name).mkdir(parents=True)
+            for photo in sorted(folder.iterdir())[:n]:
+                (subset / split / folder.name / photo.name).symlink_to(photo)
+    feats = bench.compute_features(subset, str(shared_weights_dir / MOBILENET_V2_FILE), views=bench.VIEWS[:2])
+    names = [bench.SHORT["old"], bench.SHORT["mirror"]]
+    rows = bench.measure(feats, names, [1, 2], seeds=6, engine="numpy", progress=False)
+    score = {name: sum(sum(r["val"]) + sum(r["held_out_train"]) for r in rows if r["recipe"] == name) for name in names}
+    print(score, [bench.format_row(r) for r in rows])
+    assert score[bench.SHORT["mirror"]] >= score[bench.SHORT["old"]], rows
+    worst = {name: min(min(r["val"]) for r in rows if r["recipe"] == name) for name in names}
+    assert worst[bench.SHORT["mirror"]] >= worst[bench.SHORT["old"]], rows
+
+
+def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
+    from helpers import small_data
+    from helpers.data import load_images
+
+    paths = sorted((tiny_photos / "train" / "tiger").glob("*.jpg"))[:3]
+    copies = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    assert [p.name for p in copies] == [f"{p.stem}-mirror.png" for p in paths]
+    np.testing.assert_array_equal(load_images(copies, 48), load_images(paths, 48)[:, :, ::-1])
+    written = [p.stat().st_mtime_ns for p in copies]
+    again = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    assert again == copies and [p.stat().st_mtime_ns for p in again] == written  # not written twice

@@ -210,3 +210,35 @@ def test_cli_without_photos_says_how_to_give_them(tmp_path):
     assert result.returncode != 0
     assert "could not get CIFAR-100" in result.stderr and "WORKBOOK_DATA" in result.stderr
     assert "--data" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_few_photos_per_class_also_train_the_head_on_their_mirror_images(
+    tiny_photos, tmp_path, random_backbone_weights, monkeypatch
+):
+    """8 photos per class (<= MIRROR_UP_TO): the head's training rows are the photos and their mirrors."""
+    kw = dict(TINY, weights=str(random_backbone_weights), fine_tune_epochs=0, cache_dir=tmp_path / "cache")
+    with_mirrors = train.train_classifier(tiny_photos, tmp_path / "mirror", **kw)
+    head = with_mirrors["phases"]["head"]
+    assert head["mirror_views"] == with_mirrors["n_train"] == 24 and head["start"] == "class means"
+    # the mirrors are computed, not cached: the cache still holds one entry per photo
+    assert head["cache_computed"] == with_mirrors["n_train"] + with_mirrors["n_val"]
+    # more photos per class than MIRROR_UP_TO: no mirrors
+    monkeypatch.setattr(train, "MIRROR_UP_TO", 7)
+    assert "mirror_views" not in train.train_classifier(tiny_photos, tmp_path / "many", **kw)["phases"]["head"]
+
+
+def test_mirror_features_are_the_features_of_the_mirrored_photos(tiny_photos, tmp_path, random_backbone_weights):
+    from PIL import Image
+
+    model = train.build_classifier(CLASSES, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    bottom = cuts.split_at(model, cuts.POOL).bottom
+    paths = sorted((tiny_photos / "train" / "lion").glob("*.jpg"))[:3]
+    mirrored_files = []
+    for path in paths:  # the mirror image written as a lossless file, then read like any photo
+        target = tmp_path / (path.stem + "_mirror.png")
+        Image.fromarray(load_images([path], 48)[0][:, ::-1]).save(target)
+        mirrored_files.append(target)
+    expected = bottom.predict(load_images(mirrored_files, 48), verbose=0)
+    got = train.mirror_features(bottom, paths)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, bottom.predict(load_images(paths, 48), verbose=0), atol=1e-4)
