@@ -4,7 +4,7 @@ file, reload each one and check that it predicts what the Keras model predicts (
 Loading a ``.keras`` file always uses Keras' *safe mode*: a ``.keras`` file can carry a
 ``Lambda`` layer whose Python code is stored as bytecode, and loading it would run that
 code. Safe mode refuses such layers, so opening a model someone sent you cannot run
-their code. Our models need no ``Lambda``: the preprocessing is an ordinary layer.
+their code. Our models need no ``Lambda``: the preprocessing is a standard Keras layer (``preprocessing_for``).
 
 SavedModel and TFLite are TensorFlow formats, so this module (and notebook 08, which writes
 ``model.export(path)`` and ``tf.lite.TFLiteConverter.from_saved_model(path)`` in its cells)
@@ -35,10 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import (
-    backbones,  # noqa: F401  (registers the custom preprocessing layer for loading)
-    files,
-)
+from . import files
 
 LABELS_FILE = "labels.txt"
 
