@@ -136,9 +136,12 @@ def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared
     rows = bench.measure(feats, names, [1, 2], seeds=6, engine="numpy", progress=False)
     score = {name: sum(sum(r["val"]) + sum(r["held_out_train"]) for r in rows if r["recipe"] == name) for name in names}
     print(score, [bench.format_row(r) for r in rows])
-    assert score[bench.SHORT["mirror"]] >= score[bench.SHORT["old"]], rows
+    # The two are close on 45 val photos (here 23.792 against 23.787, summed over draws): "nothing lost" is
+    # judged to within one photo of one draw, so float differences between machines cannot flip it.
+    one_photo = 1 / 45
+    assert score[bench.SHORT["mirror"]] >= score[bench.SHORT["old"]] - one_photo, rows
     worst = {name: min(min(r["val"]) for r in rows if r["recipe"] == name) for name in names}
-    assert worst[bench.SHORT["mirror"]] >= worst[bench.SHORT["old"]], rows
+    assert worst[bench.SHORT["mirror"]] >= worst[bench.SHORT["old"]] - one_photo, rows
 
 
 def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
