@@ -18,14 +18,21 @@ Three things make that honest:
 
 pip reads a wheel's metadata from the ``.metadata`` file beside it (PEP 658) where the index
 advertises one, and otherwise downloads the whole wheel -- hundreds of MB per TensorFlow or
-PyTorch wheel and resolve. The resolver therefore talks to the index through a small proxy on
-127.0.0.1 that (a) keeps each page and metadata file in memory for the run and (b) announces
-the ``.metadata`` files that the index serves but its pages do not name. Wheels themselves
-are never downloaded (``--dry-run``); where an index has no ``.metadata`` file the resolve
-fails and says so.
+PyTorch wheel and resolve (the index this project's machines reach advertises none, and serves
+the file for some wheels only). The resolver therefore talks to the index through a small proxy on
+127.0.0.1 that:
+
+* fetches each project page once per run and shows each target only the wheels its pip accepts
+  (the tags pip computes from the same options; sdists are left out as ``--only-binary`` does):
+  pip then parses a few links per project instead of thousands;
+* announces a ``.metadata`` file for every wheel and serves the index's own, or, where the index
+  has none, the wheel's ``*.dist-info/METADATA`` read with HTTP byte ranges (its zip directory and
+  that one member), kept on disk by URL (a wheel's URL names its content's hash);
+* refuses to serve a wheel: pip 25.3 and newer download none under ``--dry-run --report``.
 
 Run it: ``python tools/resolve_requirements.py [--jobs N] [--only FILE] [--platform NAME]
-[--python 3.X] [--json OUT]``; exit status 1 names each combination that did not resolve.
+[--python 3.X] [--json OUT]``; exit status 1 names each combination whose outcome is not the
+expected one (``UNAVAILABLE`` lists those that must fail), 2 when the index or pip cannot be used.
 ``tests/test_requirements.py`` runs it and checks the README's table against ``PLATFORMS``.
 """
 
