@@ -201,10 +201,14 @@ def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, se
                 compile_model(top, 1e-3)
                 fit_keep_best(top, x, labels, (feats["val"], photos.y_val), epochs)
                 results[key].append(_accuracy(top, feats["test"], photos.y_test))
+        one_photo = 1 / len(photos.y_test)
+        diffs = np.subtract(results["new"], results["old"])
+        better, worse = int(np.sum(diffs >= one_photo / 2)), int(np.sum(diffs <= -one_photo / 2))
+        said = f"mirror better in {better}, worse in {worse}" if better or worse else "no draw moved by a photo"
         lines.append(
             f"{n:16d}  "
             + "  ".join(f"{np.mean(v):8.1%} ({min(v):5.1%})" for v in results.values())
-            + f"   {len(seeds)} draws"
+            + f"   {len(seeds)} draws: {said}"
         )
     return "\n".join(lines)
 
