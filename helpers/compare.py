@@ -245,7 +245,7 @@ def compare_backbones(
 def describe(result: BackboneResult) -> str:
     """One line for a progress log."""
     if not result.ok:
-        return f"{result.backbone:18s} skipped (why: the table's last column, results_table)"
+        return f"{result.backbone:18s} skipped (the table below says why)"
     few = f"  {result.few_per_class}/class: {spread(result.few_accuracy)}" if result.few_accuracy else ""
     return (
         f"{result.backbone:18s} {result.test_accuracy:6.1%}  train {result.train_seconds:5.1f}s "
