@@ -85,8 +85,8 @@ def write_tiny_notebooks(folder: Path) -> Path:
             code("from helpers import book\n\nbook.record(accuracy=0.875, photos=8)\nprint('recorded')"),
             md("## A figure"),
             code("import matplotlib.pyplot as plt\n\nplt.plot(range(SIZE), [1, 3, 2])\nplt.title('a line');"),
-            md("Curves, a Figure made without pyplot, as the cell's result (notebooks 03 and 04)."),
-            code("from helpers import curves\n\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]})"),
+            md("Curves drawn by a plot helper, which shows its figure itself (notebooks 03 and 04; `;` as there)."),
+            code("from helpers import curves\n\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});"),
         ],
     )
     _notebook(
@@ -139,7 +139,7 @@ def test_the_notebooks_command_ends_with_the_book_even_when_a_notebook_failed(ti
 
     tiny = (out / "00_tiny.html").read_text()
     figures = re.findall(r'<img[^>]+src="data:image/png;base64,', tiny)
-    assert len(figures) == 2, "both figures, pyplot's and the returned Figure, are embedded in the page"
+    assert len(figures) == 2, "both figures, pyplot's and the plot helper's, are embedded in the page, once each"
     assert "&lt;Figure size" not in tiny
     assert 'href="01_fails.html"' in tiny  # the Markdown link to the notebook now goes to its page
     failed = (out / "01_fails.html").read_text()
