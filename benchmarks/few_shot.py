@@ -28,6 +28,7 @@ command itself; ``--cut-points`` adds two cut points' features side by side.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -249,14 +250,18 @@ RECIPES = {
     "default, 12 crop/flip views": lambda *a: recipe_default(*a, views=range(len(VIEWS))),
     "default, 100 ep, lr 1e-2": lambda *a: recipe_default(*a, epochs=100, lr=1e-2),
     "UnitNorm+Dense random init, lr 1e-2, 100 ep": lambda *a: recipe_unit_dense(*a),
-    "class means only (no fit)": lambda *a: recipe_few_shot(*a, epochs=0),
-    "class means only, + mirror views": lambda *a: recipe_few_shot(*a, views=(0, 1), epochs=0),
-    "OLD: class means + fit 30 ep": lambda *a: recipe_few_shot(*a),
-    "RECOMMENDED: class means + fit, + mirror views": lambda *a: recipe_few_shot(*a, views=(0, 1)),
-    "class means + fit, + mirror views, flip TTA": lambda *a: recipe_few_shot(*a, views=(0, 1), tta=True),
-    "class means + fit, flip TTA at val only": lambda *a: recipe_few_shot(*a, tta=True),
-    "class means + fit, 12 crop/flip views": lambda *a: recipe_few_shot(*a, views=range(len(VIEWS))),
 }
+# The class-means recipes, by their options; the Keras engine (RECIPES) and the numpy one (NUMPY_RECIPES) share them.
+FEW_SHOT_OPTIONS = {
+    "class means only (no fit)": {"epochs": 0},
+    "class means only, + mirror views": {"views": (0, 1), "epochs": 0},
+    "OLD: class means + fit 30 ep": {},
+    "RECOMMENDED: class means + fit, + mirror views": {"views": (0, 1)},
+    "class means + fit, + mirror views, flip TTA": {"views": (0, 1), "tta": True},
+    "class means + fit, flip TTA at val only": {"tta": True},
+    "class means + fit, 12 crop/flip views": {"views": range(len(VIEWS))},
+}
+RECIPES.update({name: functools.partial(recipe_few_shot, **kw) for name, kw in FEW_SHOT_OPTIONS.items()})
 # --methods picks these by a short name
 SHORT = {
     "random": "default: Dropout+Dense, Adam 1e-3, 30 ep",
@@ -312,15 +317,7 @@ def np_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, lr=1e-
     return (p + _softmax(_unit(val[1]) @ w + b)) / 2 if tta else p
 
 
-NUMPY_RECIPES = {
-    "class means only (no fit)": lambda *a: np_few_shot(*a, epochs=0),
-    "class means only, + mirror views": lambda *a: np_few_shot(*a, views=(0, 1), epochs=0),
-    "OLD: class means + fit 30 ep": lambda *a: np_few_shot(*a),
-    "RECOMMENDED: class means + fit, + mirror views": lambda *a: np_few_shot(*a, views=(0, 1)),
-    "class means + fit, + mirror views, flip TTA": lambda *a: np_few_shot(*a, views=(0, 1), tta=True),
-    "class means + fit, flip TTA at val only": lambda *a: np_few_shot(*a, tta=True),
-    "class means + fit, 12 crop/flip views": lambda *a: np_few_shot(*a, views=range(len(VIEWS))),
-}
+NUMPY_RECIPES = {name: functools.partial(np_few_shot, **kw) for name, kw in FEW_SHOT_OPTIONS.items()}
 
 
 def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None) -> np.ndarray:
