@@ -859,9 +859,16 @@ def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(t
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_a_learner_sees_every_figure_and_no_noise(path, quick_workbook):
     """Every figure appears as an image; no text reprs, temporary or hashed paths, download logs, tracebacks,
-    warnings or progress bars stuck at 0% (the activation store's root, a temporary folder in this
-    session, is read as ``$WORKBOOK_CACHE``: a learner's run shows ``~/.cache/…`` there)."""
+    warnings or progress bars stuck at 0%. The folders this session chose are read as what they stand for:
+    the activation store's root (a temporary folder here; ``~/.cache/…`` in a learner's run), the photo
+    and weight folders (``../shared`` beside a clone that may itself live under /tmp), the project."""
     run = _executed(quick_workbook, path)
-    cache_root = str(quick_workbook["out"] / "cache")
-    problems = what_a_learner_should_not_see(run.output, {cache_root: "$WORKBOOK_CACHE"})
+    chosen = {
+        str(quick_workbook["out"] / "cache"): "$WORKBOOK_CACHE",
+        os.environ.get("WORKBOOK_DATA", ""): "$WORKBOOK_DATA",
+        os.environ.get("WORKBOOK_WEIGHTS_DIR", ""): "$WORKBOOK_WEIGHTS_DIR",
+        str(Path(__file__).resolve().parents[1]): "$PROJECT",
+    }
+    chosen = {folder: name for folder, name in sorted(chosen.items(), key=lambda kv: -len(kv[0])) if folder}
+    problems = what_a_learner_should_not_see(run.output, chosen)
     assert not problems, "\n".join(problems)
