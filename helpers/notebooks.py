@@ -42,9 +42,11 @@ from .settings import PROJECT_ROOT
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 KERNEL_NAME = "python3"
-#: The kernel's own log: errors only. Otherwise every kernel prints ipykernel's warning that it "is
-#: running over TCP without encryption" (true of every local kernel on 127.0.0.1, so it says nothing).
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: The kernel's own log: critical lines only. Otherwise every kernel prints ipykernel's warning that it
+#: "is running over TCP without encryption" (true of every local kernel on 127.0.0.1, so it says nothing),
+#: and a kernel stopped by Ctrl-C can log "KeyboardInterrupt caught in kernel" (an ERROR line) before the
+#: runner's own one-line summary. A cell's errors still reach the notebook and the runner's summary.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 #: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
 #: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
