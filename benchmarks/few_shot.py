@@ -13,7 +13,7 @@ features only.
 
 For each seed, N photos per class are a random sample of train/ drawn with
 ``numpy.random.default_rng(seed)``, or with ``--draw workbook`` what
-``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``).
+``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.folders.sample_per_class``).
 Every head is scored on all of val/ and, as a second held-out set, on the train/ photos not
 drawn for that seed (centre crops; "flip TTA" averages them with their mirror). The recipes are
 chosen by the mean and worst over the seeds of that table: model selection on val/, said as
@@ -58,7 +58,7 @@ def list_split(root: Path, split: str, class_names: list[str]) -> tuple[list[Pat
 
 def views_of(paths: list[Path]) -> dict[str, np.ndarray]:
     """Every view in ``VIEWS`` of these photos, as uint8 arrays."""
-    from helpers.data import load_images
+    from helpers.data.folders import load_images
 
     centre = load_images(paths, SIZE)
     big = load_images(paths, BIG)
@@ -196,7 +196,7 @@ def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False):
     """Notebook 05's ``start_at_class_means`` then ``fit`` (epochs=0: the class means alone)."""
     import keras
 
-    from helpers.lesson import start_at_class_means
+    from helpers.model.lesson import start_at_class_means
 
     keras.utils.set_random_seed(seed)
     head = _normalised_head(train.shape[-1])
@@ -216,7 +216,7 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
     """
     import tempfile
 
-    from helpers import train
+    from helpers.run import train
 
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,11 +323,11 @@ NUMPY_RECIPES = {name: functools.partial(np_few_shot, **kw) for name, kw in FEW_
 def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None) -> np.ndarray:
     """N random train rows per class for this seed (numpy default_rng(seed)).
 
-    With ``names`` (``--draw workbook``): the photos ``helpers.data.sample_per_class`` picks,
+    With ``names`` (``--draw workbook``): the photos ``helpers.data.folders.sample_per_class`` picks,
     i.e. what ``python -m helpers train --per-class N --seed S`` trains on.
     """
     if names is not None:
-        from helpers.data import Split, sample_per_class
+        from helpers.data.folders import Split, sample_per_class
 
         split = Split([Path(str(v)) for v in names], [int(v) for v in labels])
         row = {str(v): i for i, v in enumerate(names)}
@@ -413,7 +413,7 @@ def main() -> int:
         "--draw",
         choices=["rng", "workbook"],
         default="rng",
-        help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)",
+        help="rng: numpy default_rng(seed) sample; workbook: helpers.data.folders.sample_per_class (the CLI's)",
     )
     p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
     p.add_argument("--methods", help=f"comma-separated short names, in order: {', '.join(SHORT)}")

@@ -1,4 +1,4 @@
-"""The executed workbook as a static HTML book (helpers/book.py, ``python -m helpers book``).
+"""The executed workbook as a static HTML book (helpers/tools/book.py, ``python -m helpers book``).
 
 A tiny run of two real notebooks (one records key numbers and draws a figure, one fails) is
 executed by ``python -m helpers notebooks``, which builds the book at its end; the book is
@@ -23,8 +23,8 @@ import nbformat
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_ARGS, artifacts_dir
 
-from helpers import book, cli
 from helpers.settings import PROJECT_ROOT
+from helpers.tools import book, cli
 
 # --- the kernels' side: key numbers --------------------------------------------------------
 

@@ -7,8 +7,8 @@ import nbformat
 import numpy as np
 from nbclient import NotebookClient
 
-from helpers import curves
 from helpers.settings import PROJECT_ROOT as ROOT
+from helpers.show import curves
 
 
 def tiny_fit(callback: keras.callbacks.Callback, epochs: int = 3) -> keras.callbacks.History:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.lesson import compile_model, start_at_class_means
+from helpers.model.lesson import compile_model, start_at_class_means
 
 SEEDS = (0, 1, 2)
 PER_CLASS = 5
@@ -65,7 +65,7 @@ def test_the_started_head_trains_and_saves_as_plain_keras(tmp_path):
 @pytest.mark.slow
 def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_photos, shared_weights_dir, tmp_path):
     """The real default ``helpers train`` head at N=5, seeds 0–2, scored on all 180 val/ photos."""
-    from helpers import train
+    from helpers.run import train
 
     accs = []
     for seed in SEEDS:
@@ -145,8 +145,8 @@ def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared
 
 
 def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
-    from helpers import small_data
-    from helpers.data import load_images
+    from helpers.data.folders import load_images
+    from helpers.run import small_data
 
     paths = sorted((tiny_photos / "train" / "tiger").glob("*.jpg"))[:3]
     copies = small_data.mirrored_copies(paths, tmp_path / "mirrored")
