@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator
 
 __version__ = "0.1.0"
 
-GROUPS = ("data", "model", "store", "run", "ship", "show", "tools")
-"""The subpackages, bottom to top."""
+GROUPS = ("data", "model", "store", "ship", "run", "show", "tools")
+"""The subpackages, bottom to top (tests/test_layout.py: a module imports only its own group and those below)."""
 
 
 def submodules_on_demand(package: str) -> Callable[[str], object]:
