@@ -102,7 +102,7 @@ def test_lesson_cells_alone_train_the_classifier(tmp_path, shared_weights_dir, s
     )
     imports = (
         "import time\nimport keras\nimport numpy as np\n"
-        "from helpers import backbones, cache, cuts, photos  # photos, activation store, cutting, name → Keras class"
+        "import helpers  # extra code: photos, the activation store, cutting, name → Keras class"
     )
     body = lesson_cells() + [
         "val_accuracy = np.mean(model.predict(data.x_val, verbose=0).argmax(-1) == data.y_val)  # whole model\n"

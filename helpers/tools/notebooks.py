@@ -614,7 +614,7 @@ def nbval_replay(
                 raise ValueError(f"{executed}: a checked cell failed: {errors[0].ename}: {errors[0].evalue}")
             body = (
                 f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
-                f"from helpers.notebooks import replay_outputs\n"
+                f"from helpers.tools.notebooks import replay_outputs\n"
                 f"replay_outputs({json.dumps(run.outputs)!r})"
             )
         cell.source = "\n".join(markers + [body]).strip() or "pass"
