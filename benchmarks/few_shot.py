@@ -23,6 +23,20 @@ same on each photo and its mirror image, what ``python -m helpers train`` does w
 photos per class); ``--engine numpy`` runs the same recipes in numpy (seconds instead of an
 hour on a busy CPU); ``--json`` keeps every seed's accuracies; ``--train`` measures the
 command itself; ``--cut-points`` adds two cut points' features side by side.
+
+What ImageNet already knows (issue 19): the ``*prior`` recipes multiply the head's probabilities by an
+ImageNet prior — MobileNet 0.25 WITH its top (``--prior-weights``, default ``$WORKBOOK_WEIGHTS_DIR/``
+``mobilenet_2_5_224_tf.h5``), its probability mass on the ImageNet classes related to each of ours
+(``helpers.lesson.imagenet_prior_layer``, ``TimesPrior``: what ``helpers train`` saves); ``prior`` is that
+prior alone. ``--two-backbones`` runs the recipes again on MobileNetV2 + MobileNet 0.25 pooled features side
+by side. Its table, with every recipe over 10 seeds (about 5 minutes on a busy 2-core CPU, the features
+stored once)::
+
+    python benchmarks/few_shot.py --data ../shared/data/lion-tiger-bear \\
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \\
+        --features-cache /tmp/fs-feats.npz --seeds 10 --n 1,2,5,10 --draw workbook --engine numpy \\
+        --methods old,mirror,tta,mirror+tta,12views,12views+tta,means,means+mirror,means+mirror+tta,prior,\\
+    means+mirror+prior,mirror+prior,mirror+tta+prior,12views+tta+prior --two-backbones
 """
 
 from __future__ import annotations
