@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.data import check_data, load_folder, load_images  # noqa: E402
+from helpers.data.folders import check_data, load_folder, load_images  # noqa: E402
 
 
 def timed(fn):

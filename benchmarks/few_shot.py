@@ -13,7 +13,7 @@ features only.
 
 For each seed, N photos per class are a random sample of train/ drawn with
 ``numpy.random.default_rng(seed)``, or with ``--draw workbook`` what
-``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.sample_per_class``).
+``python -m helpers train --per-class N --seed S`` trains on (``helpers.data.folders.sample_per_class``).
 Every head is scored on all of val/ and, as a second held-out set, on the train/ photos not
 drawn for that seed (centre crops; "flip TTA" averages them with their mirror). The recipes are
 chosen by the mean and worst over the seeds of that table: model selection on val/, said as
@@ -27,7 +27,7 @@ command itself; ``--cut-points`` adds two cut points' features side by side.
 What ImageNet already knows (issue 19): the ``*prior`` recipes multiply the head's probabilities by an
 ImageNet prior — MobileNet 0.25 WITH its top (``--prior-weights``, default ``$WORKBOOK_WEIGHTS_DIR/``
 ``mobilenet_2_5_224_tf.h5``), its probability mass on the ImageNet classes related to each of ours
-(``helpers.lesson.imagenet_prior_layer``, ``TimesPrior``: what ``helpers train`` saves); ``prior`` is that
+(``helpers.model.lesson.imagenet_prior_layer``, ``TimesPrior``: what ``helpers train`` saves); ``prior`` is that
 prior alone. ``--two-backbones`` runs the recipes again on MobileNetV2 + MobileNet 0.25 pooled features side
 by side. Its table, with every recipe over 10 seeds (about 5 minutes on a busy 2-core CPU, the features
 stored once)::
@@ -72,7 +72,7 @@ def list_split(root: Path, split: str, class_names: list[str]) -> tuple[list[Pat
 
 def views_of(paths: list[Path]) -> dict[str, np.ndarray]:
     """Every view in ``VIEWS`` of these photos, as uint8 arrays."""
-    from helpers.data import load_images
+    from helpers.data.folders import load_images
 
     centre = load_images(paths, SIZE)
     big = load_images(paths, BIG)
@@ -129,7 +129,7 @@ PRIOR_FILE = "mobilenet_2_5_224_tf.h5"  # MobileNet 0.25 WITH its ImageNet top: 
 def compute_prior_features(data: Path, prior_weights: str, batch: int = 64) -> dict:
     """MobileNet 0.25's ImageNet probabilities (1000) and pooled features (256), centre and mirror view.
 
-    The probabilities give the ImageNet prior (``helpers.lesson.imagenet_prior``: the mass of the ImageNet
+    The probabilities give the ImageNet prior (``helpers.model.lesson.imagenet_prior``: the mass of the ImageNet
     classes related to each of ours); the pooled features are a second backbone's, to put beside MobileNetV2's.
     """
     import keras
@@ -236,10 +236,10 @@ def _normalised_head(n_features: int):
 
 def with_prior(p: np.ndarray, prior: np.ndarray | None, tta: bool) -> np.ndarray:
     """The head's probabilities times the ImageNet prior (centre view, or centre and mirror averaged),
-    renormalised: ``helpers.lesson.TimesPrior``, the layer ``add_imagenet_prior`` puts on the saved model."""
+    renormalised: ``helpers.model.lesson.TimesPrior``, the layer ``add_imagenet_prior`` puts on the saved model."""
     if prior is None:
         return p
-    from helpers.lesson import TimesPrior
+    from helpers.model.lesson import TimesPrior
 
     q = (prior[0] + prior[1]) / 2 if tta else prior[0]
     return np.asarray(TimesPrior()([p.astype("float32"), q.astype("float32")]))
@@ -247,10 +247,10 @@ def with_prior(p: np.ndarray, prior: np.ndarray | None, tta: bool) -> np.ndarray
 
 def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, prior=None):
     """Notebook 05's ``start_at_class_means`` then ``fit`` (epochs=0: the class means alone); ``prior``: times
-    the ImageNet prior of each query (``helpers.lesson.combine_with_prior``)."""
+    the ImageNet prior of each query (``helpers.model.lesson.combine_with_prior``)."""
     import keras
 
-    from helpers.lesson import start_at_class_means
+    from helpers.model.lesson import start_at_class_means
 
     keras.utils.set_random_seed(seed)
     head = _normalised_head(train.shape[-1])
@@ -270,7 +270,7 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
     """
     import tempfile
 
-    from helpers import train
+    from helpers.run import train
 
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -410,11 +410,11 @@ NUMPY_RECIPES.update({name: _prior_recipe(np_few_shot, **kw) for name, kw in PRI
 def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None) -> np.ndarray:
     """N random train rows per class for this seed (numpy default_rng(seed)).
 
-    With ``names`` (``--draw workbook``): the photos ``helpers.data.sample_per_class`` picks,
+    With ``names`` (``--draw workbook``): the photos ``helpers.data.folders.sample_per_class`` picks,
     i.e. what ``python -m helpers train --per-class N --seed S`` trains on.
     """
     if names is not None:
-        from helpers.data import Split, sample_per_class
+        from helpers.data.folders import Split, sample_per_class
 
         split = Split([Path(str(v)) for v in names], [int(v) for v in labels])
         row = {str(v): i for i, v in enumerate(names)}
@@ -454,7 +454,7 @@ def measure(
     inputs = inputs or {"top": (feats["train_top"], feats["val_top"])}
     priors = None
     if any(name in PRIOR_OPTIONS for name in names):
-        from helpers.lesson import imagenet_prior_layer
+        from helpers.model.lesson import imagenet_prior_layer
 
         layer = imagenet_prior_layer([str(c) for c in feats["class_names"]])  # ImageNet's probabilities -> ours
         priors = {split: np.stack([np.asarray(layer(p)) for p in feats[f"{split}_imagenet"]]) for split in SPLITS}
@@ -513,7 +513,7 @@ def main() -> int:
         "--draw",
         choices=["rng", "workbook"],
         default="rng",
-        help="rng: numpy default_rng(seed) sample; workbook: helpers.data.sample_per_class (the CLI's)",
+        help="rng: numpy default_rng(seed) sample; workbook: helpers.data.folders.sample_per_class (the CLI's)",
     )
     p.add_argument("--only", help="run only recipes whose name contains one of these ';'-separated words")
     p.add_argument("--methods", help=f"comma-separated short names, in order: {', '.join(SHORT)}")

@@ -3,7 +3,7 @@
 The real hosts are out of reach here, so this writes CSVs with the published headers and about
 the published sizes (41,620 validation images, ~14 labels each: ~23 MB of labels, ~14 MB of image
 rows), 820 lion/tiger/bear candidates and a 1024×683 JPEG for each, serves them with
-``python -m http.server`` in another process, and runs :func:`helpers.openimages.fetch_open_images`
+``python -m http.server`` in another process, and runs :func:`helpers.data.openimages.fetch_open_images`
 on them: the metadata phase (under tracemalloc, for the reader's peak memory), the first fetch of
 600 photos, and a second call (manifest check only).
 
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import openimages  # noqa: E402
+from helpers.data import openimages  # noqa: E402
 
 HEADERS = (
     ["ImageID", "Source", "LabelName", "Confidence"],

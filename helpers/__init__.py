@@ -1,34 +1,58 @@
 """Helpers for the Transfer Learning Workbook: the notebooks tell the story, these do the work.
 
-One module per idea; dependencies point one way (bottom to top):
+Grouped by idea; dependencies point one way (bottom to top). Notebooks write the whole name,
+``helpers.show.plots.surgery(...)``, so extra code looks extra (as d2l's ``d2l.`` prefix does):
 
-- ``settings``, ``files``: where photos and weights live; atomic writes.
-- ``checks``, ``data``, ``download``, ``datasets``, ``openimages``: the data report, photo folders, stable
-  splits and "N photos per class", safe downloads, the default photos (Open Images, else CIFAR-100).
-- ``backbones``, ``imagenet``: pretrained networks by name, weights, preprocessing, cut points;
-  what ImageNet already knows about our classes.
-- ``device``, ``pipeline``: CPU/GPU, mixed precision, tf.distribute; the tf.data input pipeline.
-- ``lesson`` (generated from the notebooks' ``#@save`` cells by ``lesson_export``), ``cuts``: the head,
-  compile, fit keeping the best epoch, unfreezing, splitting; cut points and blocks on public API.
-- ``photos``, ``cache``, ``train``, ``runs``, ``curves``, ``small_data``: photos as arrays; the activation cache;
-  head training and fine-tuning with Keras callbacks; live training curves; small-data runs.
-- ``evaluate``, ``explain``, ``compare``, ``export``: metrics and galleries, Grad-CAM, the
-  architecture comparison, SavedModel/TFLite export.
-- ``plots``, ``widgets``, ``upload``: figures and ipywidgets for the notebooks.
-- ``bench``, ``notebooks``, ``book``, ``cli``: the benchmark, the headless notebook runner, the executed
-  notebooks as a static HTML book, ``python -m helpers``.
+- ``settings``, ``files`` (top level): where photos, weights and the cache live; atomic writes.
+- ``helpers.data``: ``checks`` (the data report), ``folders`` (photo folders, stable splits, "N photos
+  per class"), ``download``, ``openimages`` and ``datasets`` (the default photos: Open Images, else
+  CIFAR-100), ``photos`` (photos as arrays), ``pipeline`` (tf.data).
+- ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
+  blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
+  already knows about our classes), ``explain`` (Grad-CAM).
+- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted).
+- ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
+  folder), ``evaluate``, ``small_data``, ``compare``.
+- ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
+- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``.
+- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
+  ``bench``, ``gpu_check``, ``lesson_export``.
 
+A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package starts Keras the workbook's way (:func:`start`: the backend chosen, TensorFlow's
 start-up lines dropped); ``python -m helpers`` calls :func:`start` itself instead, from ``__main__``,
 where a Ctrl-C during the seconds Keras takes to import is one line and exit code 130.
 """
 
 import contextlib
+import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __version__ = "0.1.0"
+
+GROUPS = ("data", "model", "store", "ship", "run", "show", "tools")
+"""The subpackages, bottom to top (tests/test_layout.py: a module imports only its own group and those below)."""
+
+
+def submodules_on_demand(package: str) -> Callable[[str], object]:
+    """A module ``__getattr__`` that imports ``package.<name>`` the first time it is asked for."""
+
+    def __getattr__(name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
+__getattr__ = submodules_on_demand(__name__)
 
 
 @contextlib.contextmanager
@@ -185,19 +209,19 @@ def start() -> None:
     """Start Keras the workbook's way, once: choose the backend, then import Keras quietly.
 
     With ``$WORKBOOK_PASS_LOG`` set (the notebook runner's kernels), Keras' ``fit``/``evaluate``/
-    ``predict`` calls are counted too (:mod:`helpers.passes`).
+    ``predict`` calls are counted too (:mod:`helpers.store.passes`).
     """
     global _started
     if _started:
         return
     choose_backend()
     _start_keras_quietly()
-    if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.passes)
-        from . import passes
+    if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.store.passes)
+        from helpers.store import passes
 
         passes.count_keras_calls()
-    if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device for the book (helpers.book)
-        from . import book
+    if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device (the book)
+        from helpers.tools import book
 
         book.record_setup()
     _started = True

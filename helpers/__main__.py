@@ -16,7 +16,7 @@ def _run() -> int:
         except helpers.BackendUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        from helpers.cli import main
+        from helpers.tools.cli import main
 
         return main()
     except KeyboardInterrupt:

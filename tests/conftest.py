@@ -100,7 +100,7 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     Returns the run folder: ``model.keras``, ``metrics.json`` and ``photos/`` (the data it
     was trained on). Used by the evaluate, export and predict tests (notebooks 06 and 08).
     """
-    from helpers.train import train_classifier
+    from helpers.run.train import train_classifier
 
     run = tmp_path_factory.mktemp("tiny_run")
     for split, n in (("train", 8), ("val", 4)):
@@ -137,7 +137,7 @@ def quick_workbook(request, tmp_path_factory, shared_photos, shared_weights_dir)
     """
     import json
 
-    from helpers import notebooks
+    from helpers.tools import notebooks
 
     wanted: set[str] = set()
     for item in request.session.items:

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import backbones, cuts
+from helpers.model import backbones, cuts
 
 SMALL = {"inception_v3": 75, "xception": 71}
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_inception_v3_cut_points_are_the_mixed_blocks():
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
 def test_preprocessing_inside_the_model_matches_keras(name):
     """The lesson's preprocessing_for, for every backbone the workbook lists, against its own preprocess_input."""
-    from helpers.lesson import preprocessing_for
+    from helpers.model.lesson import preprocessing_for
 
     spec = backbones.get_spec(name)
     module = getattr(keras.applications, spec.module)
@@ -155,7 +155,8 @@ def _run_keras_download(tmp_path: Path, base_url: str, weights_dir: str = "") ->
     script = textwrap.dedent(f"""
         import keras.src.applications.mobilenet_v2 as mv2
         mv2.BASE_WEIGHT_PATH = {base_url!r}
-        from helpers import backbones, cuts
+        from helpers.model import backbones
+        from helpers.model import cuts
         try:
             m = backbones.build_base("mobilenet_v2", weights="imagenet", image_size=224)
         except backbones.WeightsUnavailableError as e:
@@ -212,7 +213,7 @@ def test_imagenet_weights_download_over_http(tmp_path, shared_weights_dir):
 
 
 def test_the_pretrained_imagenet_classifier_recognises_a_tiger(shared_weights_dir, shared_photos, monkeypatch):
-    from helpers import data
+    from helpers.data import folders as data
 
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
     model = backbones.build_backbone("mobilenet_0.25", weights="imagenet", include_top=True)

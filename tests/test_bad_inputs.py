@@ -76,7 +76,7 @@ def test_bench_and_gpu_check_refuse_the_same_sizes(photos):
 
 
 def test_the_memory_rule_grows_with_the_square_of_the_side_and_names_a_size_that_fits():
-    from helpers import runs
+    from helpers.run import runs
 
     gib = 1 << 30
     assert runs.batch_bytes("mobilenet_v2", 448, 32) == 4 * runs.batch_bytes("mobilenet_v2", 224, 32)
@@ -90,8 +90,8 @@ def test_the_memory_rule_grows_with_the_square_of_the_side_and_names_a_size_that
 
 def test_the_peak_activation_table_matches_each_backbone():
     """``runs.PEAK_FLOATS_PER_PIXEL`` is each backbone's largest layer output per input pixel, rounded up."""
-    from helpers import runs
-    from helpers.backbones import BACKBONES
+    from helpers.model.backbones import BACKBONES
+    from helpers.run import runs
 
     assert set(runs.PEAK_FLOATS_PER_PIXEL) == set(BACKBONES)
     for name, spec in BACKBONES.items():
@@ -106,7 +106,7 @@ def test_the_peak_activation_table_matches_each_backbone():
 def test_all_zero_features_start_the_head_at_finite_weights():
     import keras
 
-    from helpers.lesson import start_at_class_means
+    from helpers.model.lesson import start_at_class_means
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(inputs))
@@ -119,7 +119,7 @@ def test_all_zero_features_start_the_head_at_finite_weights():
 
 
 def test_zero_cached_features_give_a_finite_model_and_say_why(photos, random_backbone_weights, tmp_path):
-    from helpers.cache import write_entry
+    from helpers.store.cache import write_entry
 
     cache_dir = tmp_path / "cache"
     first = cli(*train_args(photos, tmp_path / "z0", random_backbone_weights, cache_dir, 2))
@@ -170,8 +170,8 @@ def test_train_never_saves_a_model_with_non_finite_weights(photos, nan_backbone_
 @pytest.fixture
 def nan_model(tiny_trained_run, tmp_path) -> Path:
     """The session's tiny model with its head's kernel set to NaN, saved with its metrics.json (class names)."""
-    from helpers.evaluate import open_model
     from helpers.files import save_model
+    from helpers.run.evaluate import open_model
 
     model = open_model(tiny_trained_run / "model.keras")
     kernel, bias = model.get_layer("predictions").get_weights()
@@ -204,8 +204,8 @@ def numbered(root: Path, n: int = 8) -> Path:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_photos_named_alike_in_every_class_still_fill_every_split_of_every_class(tmp_path, seed):
-    from helpers.data import load_folder
-    from helpers.photos import splits
+    from helpers.data.folders import load_folder
+    from helpers.data.photos import splits
 
     parts = splits(load_folder(numbered(tmp_path / "num"), seed=seed), seed)
     for name in ("train", "val", "test"):
@@ -217,8 +217,8 @@ def test_photos_named_alike_in_every_class_still_fill_every_split_of_every_class
     "n, expected", [(1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (8, (6, 1, 1)), (10, (8, 1, 1))]
 )
 def test_each_class_is_split_by_quota(tmp_path, n, expected):
-    from helpers.data import load_folder
-    from helpers.photos import splits
+    from helpers.data.folders import load_folder
+    from helpers.data.photos import splits
 
     root = flat(tmp_path / "p", {"bear": n, "lion": 10, "tiger": 10})
     parts = splits(load_folder(root), 0)
@@ -226,7 +226,7 @@ def test_each_class_is_split_by_quota(tmp_path, n, expected):
 
 
 def test_check_data_says_when_a_class_has_no_test_photo(tmp_path, capsys):
-    from helpers.cli import main
+    from helpers.tools.cli import main
 
     root = flat(tmp_path / "p", {"bear": 2, "lion": 10, "tiger": 10})
     main(["check-data", str(root)])
@@ -331,7 +331,7 @@ def test_a_class_with_one_photo_is_kept_and_trained_on(tmp_path, random_backbone
 
 
 def test_a_dropped_class_fails_the_run_with_its_true_reason_unless_allowed(photos, tmp_path, random_backbone_weights):
-    from helpers.data import check_data
+    from helpers.data.folders import check_data
 
     root = tmp_path / "photos"
     shutil.copytree(photos, root)

@@ -1,4 +1,4 @@
-"""The executed workbook as a static HTML book (helpers/book.py, ``python -m helpers book``).
+"""The executed workbook as a static HTML book (helpers/tools/book.py, ``python -m helpers book``).
 
 A tiny run of two real notebooks (one records key numbers and draws a figure, one fails) is
 executed by ``python -m helpers notebooks``, which builds the book at its end; the book is
@@ -23,8 +23,8 @@ import nbformat
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_ARGS, artifacts_dir
 
-from helpers import book, cli
 from helpers.settings import PROJECT_ROOT
+from helpers.tools import book, cli
 
 # --- the kernels' side: key numbers --------------------------------------------------------
 
@@ -82,11 +82,11 @@ def write_tiny_notebooks(folder: Path) -> Path:
             md("# 00 · A tiny notebook\n\nIt records a key number and draws. Next: [the failing one](01_fails.ipynb)."),
             code("SIZE = 3", metadata={"tags": ["parameters"]}),
             md("## A number for the book"),
-            code("from helpers import book\n\nbook.record(accuracy=0.875, photos=8)\nprint('recorded')"),
+            code("from helpers.tools import book\n\nbook.record(accuracy=0.875, photos=8)\nprint('recorded')"),
             md("## A figure"),
             code("import matplotlib.pyplot as plt\n\nplt.plot(range(SIZE), [1, 3, 2])\nplt.title('a line');"),
             md("Curves drawn by a plot helper, which shows its figure itself (notebooks 03 and 04; `;` as there)."),
-            code("from helpers import curves\n\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});"),
+            code("from helpers.show import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});"),
         ],
     )
     _notebook(

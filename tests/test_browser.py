@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import notebooks
 from helpers.settings import PROJECT_ROOT
+from helpers.tools import notebooks
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_fine_tune.ipynb"
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import make_photo
 
-from helpers import cache, cuts, passes, train
-from helpers.data import load_folder, load_images
-from helpers.lesson import split_at
+from helpers.data.folders import load_folder, load_images
+from helpers.model import cuts
+from helpers.model.lesson import split_at
+from helpers.run import train
+from helpers.store import cache, passes
 
 SIZE = 48
 BACKBONE = "mobilenet_v2_0.35"  # cheap; with random weights its deep activations are ~1e-11 (vanishing)

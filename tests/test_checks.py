@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import checks
-from helpers.cli import main as cli_main
-from helpers.data import check_data, load_folder, load_image, load_images
+from helpers.data import checks
+from helpers.data.folders import check_data, load_folder, load_image, load_images
+from helpers.tools.cli import main as cli_main
 
 N_GOOD_TRAIN = 8 * 3  # tiny_photos: 8 train + 4 val per class, 3 classes
 N_GOOD_VAL = 4 * 3
@@ -363,7 +363,7 @@ def test_shared_photos_are_900_valid_in_3_classes(shared_photos: Path):
 @pytest.mark.slow
 def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path: Path):
     """Every case at once, then the real ``train`` recipe (tiny random-weight backbone): it trains on the rest."""
-    from helpers.train import train_classifier
+    from helpers.run.train import train_classifier
 
     lion = tiny_photos / "train" / "lion"
     fixed = [build(lion) for build, status, _ in CASES.values() if status == "fixed"]

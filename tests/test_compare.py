@@ -9,7 +9,7 @@ import keras.src.applications.mobilenet as mobilenet_module
 import keras.src.applications.resnet as resnet_module
 import pytest
 
-from helpers import compare
+from helpers.run import compare
 
 
 @pytest.fixture
@@ -65,7 +65,10 @@ def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos
     """Accuracy measured on stored features equals the whole model's accuracy on the photos."""
     import numpy as np
 
-    from helpers import cache, data, photos, train
+    from helpers.data import folders as data
+    from helpers.data import photos
+    from helpers.run import train
+    from helpers.store import cache
 
     folder = data.load_folder(tiny_photos)
     parts = photos.splits(folder)
@@ -153,7 +156,10 @@ def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
 ):
     import numpy as np
 
-    from helpers import cache, cuts, lesson, photos, train
+    from helpers.data import photos
+    from helpers.model import cuts, lesson
+    from helpers.run import train
+    from helpers.store import cache
 
     data = photos.load(tiny_photos, 48, per_class=2, seed=0)
     model = train.build_classifier(data.class_names, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
@@ -177,7 +183,7 @@ def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
 
 
 def test_the_scratch_cnn_is_explained_from_its_own_curve():
-    from helpers.small_data import PhotosResult
+    from helpers.run.small_data import PhotosResult
 
     rising = PhotosResult(None, 720, [1.0, 1.0, 1.0], [70.0, 70.0, 70.0], [0.76], [31.8], [10], [True])
     rising.scratch_val_accuracy = [[0.40, 0.50, 0.55, 0.60, 0.64, 0.68, 0.72, 0.74, 0.76, 0.78]]

@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import backbones, cuts, train
-from helpers.lesson import add_head, compile_model, unfreeze_above
+from helpers.model import backbones, cuts
+from helpers.model.lesson import add_head, compile_model, unfreeze_above
+from helpers.run import train
 
 CLASSES = ["bear", "lion", "tiger"]
 MIXED = [f"mixed{i}" for i in range(11)]

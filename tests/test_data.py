@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import COLOURS, make_photo
 
-from helpers.data import Split, load_folder, load_image, load_images, sample_per_class
+from helpers.data.folders import Split, load_folder, load_image, load_images, sample_per_class
 
 
 def flat_photos(root: Path, n: dict[str, int]) -> Path:

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 from test_download import Loopback
 
-from helpers import datasets
-from helpers.checks import check_image
-from helpers.data import check_data, load_folder
-from helpers.download import ChecksumError, sha256_of
+from helpers.data import datasets
+from helpers.data.checks import check_image
+from helpers.data.download import ChecksumError, sha256_of
+from helpers.data.folders import check_data, load_folder
 
 # CIFAR-100's fine label names in the order of its meta file (alphabetical; as published)
 FINE_LABEL_NAMES = (

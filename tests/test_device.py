@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cuts, device, train
-from helpers.lesson import compile_model
+from helpers.model import cuts
+from helpers.model.lesson import compile_model
+from helpers.run import device, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,8 @@ def test_strategy_choice_and_tf_config(monkeypatch):
 
 MIRRORED = textwrap.dedent("""
     import json, sys
-    from helpers import device, train
+    from helpers.run import device
+    from helpers.run import train
     cpus = device.split_cpu(2)           # before TensorFlow touches a device
     strategy = device.choose_strategy("auto" if len(device.gpus()) > 1 else "mirrored")
     results = {"cpus": len(cpus), "replicas": device.replicas(strategy), "strategy": type(strategy).__name__,
@@ -110,7 +112,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_photos, tmp_path, ran
 
 
 def test_gpu_advice_names_the_route_for_each_system():
-    from helpers import device
+    from helpers.run import device
 
     linux = device.gpu_advice("Linux", "x86_64", nvidia=False)
     assert "tensorflow[and-cuda]" in linux and "jax[cuda12]" in linux and "install the NVIDIA driver" in linux

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.download import (
+from helpers.data.download import (
     ChecksumError,
     DamagedArchiveError,
     DownloadError,

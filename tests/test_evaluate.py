@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from helpers import data, evaluate, export
+from helpers.data import folders as data
+from helpers.run import evaluate
+from helpers.ship import export
 
 NAMES = ["bear", "lion", "tiger"]
 
@@ -100,8 +102,8 @@ def test_figures_draw_without_a_display():
 
 def test_evaluate_scores_probabilities_from_stored_activations_like_the_model(tiny_trained_run, tmp_path):
     """06's path: the test photos' stored activations through the top give the whole model's verdict."""
-    from helpers import train
-    from helpers.cache import BottleneckCache
+    from helpers.run import train
+    from helpers.store.cache import BottleneckCache
 
     model = export.load_model(tiny_trained_run / "model.keras")
     folder = data.load_folder(tiny_trained_run / "photos")

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import backbones, cuts, explain, export
+from helpers.model import backbones, cuts, explain
+from helpers.ship import export
 
 
 def red_detector() -> keras.Model:
@@ -62,7 +63,9 @@ def grad_cam_script(backend: str) -> str:
         assert keras.backend.backend() == "{backend}", keras.backend.backend()
         import {backend}
         from tests.test_explain import test_the_gradient_is_the_exact_one
-        from helpers import cuts, explain, train
+        from helpers.model import cuts
+        from helpers.model import explain
+        from helpers.run import train
         test_the_gradient_is_the_exact_one()             # the red detector, by the backend's autodiff
         keras.utils.set_random_seed(0)  # random weights: unseeded, a lower cut's map could come out all zero
         model = train.build_classifier(["a", "b", "c"], "mobilenet_v2_0.35", weights=None, image_size=32,
@@ -125,7 +128,7 @@ def test_transferred_model_is_explained_at_its_last_cut_point(tiny_trained_run):
 
 
 def test_imagenet_model_with_its_top_is_explained_too(shared_weights_dir, shared_photos, monkeypatch):
-    from helpers.data import load_image
+    from helpers.data.folders import load_image
 
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
     model = backbones.build_backbone("mobilenet_0.25", weights="imagenet", include_top=True)

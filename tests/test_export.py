@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import data, export
+from helpers.data import folders as data
+from helpers.ship import export
 
 NAMES = ["bear", "lion", "tiger"]
 SAVED_MODEL_TOLERANCE = 1e-3  # the bound for the SavedModel

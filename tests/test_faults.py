@@ -139,7 +139,8 @@ def tmpfs(tmp_path):
 def lively_bottom(random_backbone_weights):
     import keras
 
-    from helpers import lesson, train
+    from helpers.model import lesson
+    from helpers.run import train
 
     keras.utils.set_random_seed(0)
     model = train.build_classifier(CLASSES, BACKBONE, str(random_backbone_weights), SIZE)
@@ -147,7 +148,7 @@ def lively_bottom(random_backbone_weights):
 
 
 def _damage(path: Path, how: str, shape, dtype) -> None:
-    from helpers import cache
+    from helpers.store import cache
 
     if how == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -179,7 +180,7 @@ def _damage(path: Path, how: str, shape, dtype) -> None:
 def test_a_damaged_cache_entry_is_named_recomputed_and_the_run_goes_on(
     lively_bottom, tiny_photos, tmp_path, capsys, how
 ):
-    from helpers import cache
+    from helpers.store import cache
 
     paths = sorted((tiny_photos / "train").rglob("*.jpg"))[:6]
     store = cache.BottleneckCache(tmp_path / "cache", progress=False)
@@ -202,7 +203,9 @@ def test_two_processes_filling_one_cache_folder_both_succeed(random_backbone_wei
     script.write_text(f"""
 import sys, numpy as np
 from pathlib import Path
-from helpers import cache, lesson, train
+from helpers.store import cache
+from helpers.model import lesson
+from helpers.run import train
 import keras
 keras.utils.set_random_seed(0)
 model = train.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
@@ -234,13 +237,15 @@ np.save(sys.argv[2], out)
 def test_kill_9_while_the_cache_is_written_then_a_rerun_equals_an_uninterrupted_run(
     random_backbone_weights, lively_bottom, tiny_photos, tmp_path, monkeypatch
 ):
-    from helpers import cache, passes
+    from helpers.store import cache, passes
 
     script = tmp_path / "fill.py"
     script.write_text(f"""
 import sys
 from pathlib import Path
-from helpers import cache, lesson, train
+from helpers.store import cache
+from helpers.model import lesson
+from helpers.run import train
 import keras
 keras.utils.set_random_seed(0)
 model = train.build_classifier({CLASSES!r}, {BACKBONE!r}, {str(random_backbone_weights)!r}, {SIZE})
@@ -409,7 +414,7 @@ def test_a_second_train_into_a_live_run_is_refused_and_kill_9_leaves_no_stale_lo
 
 
 def test_the_run_lock_is_one_per_folder_and_released(tmp_path):
-    from helpers import runs
+    from helpers.run import runs
 
     with runs.lock(tmp_path / "run") as path:
         assert f"pid {os.getpid()}" in path.read_text()
@@ -509,7 +514,7 @@ def test_a_decompression_bomb_is_named_and_the_good_photo_is_still_classified(ti
 def test_an_oversized_photo_is_refused_from_its_header_without_decoding(tmp_path):
     import resource
 
-    from helpers import data
+    from helpers.data import folders as data
 
     big = tmp_path / "big.png"
     Image.new("1", (12000, 12000), 1).save(big)
@@ -549,7 +554,7 @@ def test_train_prints_what_check_data_knows_before_working(run_setup, tmp_path):
 
 
 def test_check_data_never_ends_ok_while_listing_problems(tmp_path):
-    from helpers.data import check_data
+    from helpers.data.folders import check_data
 
     photos = _surprising_photos(tmp_path / "photos")
     shutil.copy(photos / "train" / "bear" / "bear_0.jpg", photos / "train" / "tiger" / "copy_of_bear.jpg")
@@ -583,8 +588,8 @@ def test_evaluate_scores_every_photo_of_a_folder_without_splits_and_warns_about_
 
 def test_the_cli_finds_photos_like_the_notebooks(tmp_path, monkeypatch, capsys):
     """No --data and no $WORKBOOK_DATA: the CIFAR-100 default (already built here), not a refusal."""
-    from helpers import cli as cli_mod
-    from helpers import datasets
+    from helpers.data import datasets
+    from helpers.tools import cli as cli_mod
 
     monkeypatch.delenv("WORKBOOK_DATA", raising=False)
     monkeypatch.setenv("WORKBOOK_OPENIMAGES_URL", "http://127.0.0.1:9")  # Open Images unreachable: the fallback
@@ -602,7 +607,7 @@ def test_the_cli_finds_photos_like_the_notebooks(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_defaults_are_not_duplicated_in_argparse():
-    from helpers.cli import build_parser
+    from helpers.tools.cli import build_parser
 
     parser = build_parser()
     for command in ("train", "bench", "check-data"):
@@ -616,7 +621,7 @@ def test_cli_defaults_are_not_duplicated_in_argparse():
 
 
 def test_cache_list_and_clear_touch_only_the_cache(lively_bottom, tiny_photos, tmp_path):
-    from helpers import cache
+    from helpers.store import cache
 
     root = tmp_path / "root"
     root.mkdir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.lesson import compile_model, start_at_class_means
+from helpers.model.lesson import compile_model, start_at_class_means
 
 SEEDS = (0, 1, 2)
 PRIOR_SEEDS = (0, 2)  # the two of SEEDS where, at 1 photo per class, the head alone misses 7 of 180 photos
@@ -66,7 +66,7 @@ def test_the_started_head_trains_and_saves_as_plain_keras(tmp_path):
 @pytest.mark.slow
 def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_photos, shared_weights_dir, tmp_path):
     """The real default ``helpers train`` head at N=5, seeds 0–2, scored on all 180 val/ photos."""
-    from helpers import train
+    from helpers.run import train
 
     accs = []
     for seed in SEEDS:
@@ -146,8 +146,8 @@ def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared
 
 
 def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
-    from helpers import small_data
-    from helpers.data import load_images
+    from helpers.data.folders import load_images
+    from helpers.run import small_data
 
     paths = sorted((tiny_photos / "train" / "tiger").glob("*.jpg"))[:3]
     copies = small_data.mirrored_copies(paths, tmp_path / "mirrored")
@@ -176,8 +176,9 @@ def test_the_imagenet_prior_multiplies_in_the_related_classes_and_saves_as_keras
     cat; the four bears — renormalised, one model from pixels, reloaded in safe mode; no prior for an unknown class."""
     import keras
 
-    from helpers import export, imagenet
-    from helpers.lesson import add_imagenet_prior, imagenet_prior_layer
+    from helpers.model import imagenet
+    from helpers.model.lesson import add_imagenet_prior, imagenet_prior_layer
+    from helpers.ship import export
 
     names = imagenet.class_names()
     classes = ["bear", "lion", "tiger"]
@@ -207,7 +208,8 @@ def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(share
     """The real default ``helpers train`` at N=1, seeds 0 and 2, scored on all 180 val/ photos: its saved model
     multiplies the head by ImageNet's opinion (here MobileNet 0.25's top: MobileNetV2's is not in ../shared).
     benchmarks/few_shot.py over 10 draws: 100% (the head alone: 98.3% mean, 96.1% worst)."""
-    from helpers import export, train
+    from helpers.run import train
+    from helpers.ship import export
 
     accs, heads = [], []
     for seed in PRIOR_SEEDS:

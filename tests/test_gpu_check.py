@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import cli, gpu_check
+from helpers.tools import cli, gpu_check
 
 
 def test_no_gpu_is_a_clear_failure(monkeypatch, capsys):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import backbones, imagenet, settings
+from helpers import settings
+from helpers.model import backbones, imagenet
 
 
 def test_class_names_put_our_animals_where_keras_does(shared_weights_dir, monkeypatch):

@@ -1,6 +1,6 @@
 """The lesson's Keras lines: exported once from the notebooks, and enough on their own.
 
-- ``helpers/lesson.py`` is exactly what the notebooks' ``#@save`` cells say (the drift test);
+- ``helpers/model/lesson.py`` is exactly what the notebooks' ``#@save`` cells say (the drift test);
 - the cells tagged ``lesson`` in notebooks 02–04, copied into an empty notebook with only
   a parameters cell, train the classifier without ``helpers`` except for loading photos,
   storing activations and cutting inside the base (the machinery of ``MACHINERY``), and
@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import lesson_export
-from helpers.notebooks import kernel_environment, notebook_paths
+from helpers.tools import lesson_export
+from helpers.tools.notebooks import kernel_environment, notebook_paths
 
 LESSON_NOTEBOOKS = ("02", "03", "04")
 
@@ -25,7 +25,7 @@ LESSON_NOTEBOOKS = ("02", "03", "04")
 def test_lesson_module_matches_the_notebooks():
     wanted = lesson_export.lesson_source()
     stored = lesson_export.LESSON_FILE.read_text(encoding="utf-8")
-    assert stored == wanted, "helpers/lesson.py differs from the #@save cells: run python -m helpers sync-lesson"
+    assert stored == wanted, "helpers/model/lesson.py differs from the #@save cells: run python -m helpers sync-lesson"
 
 
 def test_drift_is_detected(tmp_path):
@@ -102,7 +102,7 @@ def test_lesson_cells_alone_train_the_classifier(tmp_path, shared_weights_dir, s
     )
     imports = (
         "import time\nimport keras\nimport numpy as np\n"
-        "from helpers import backbones, cache, cuts, photos  # photos, activation store, cutting, name → Keras class"
+        "import helpers  # extra code: photos, the activation store, cutting, name → Keras class"
     )
     body = lesson_cells() + [
         "val_accuracy = np.mean(model.predict(data.x_val, verbose=0).argmax(-1) == data.y_val)  # whole model\n"

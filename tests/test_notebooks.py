@@ -20,8 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import notebooks, passes
 from helpers.settings import PROJECT_ROOT
+from helpers.store import passes
+from helpers.tools import notebooks
 
 NOTEBOOKS = notebooks.notebook_paths()
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
@@ -76,7 +77,7 @@ def test_parameter_defaults_are_the_real_thing(path):
 
 def test_notebook_04_fine_tunes_above_what_the_store_keeps_by_default():
     """03 stores the activations below the top CHECKPOINT_BLOCKS blocks so 04's default cut reads them back."""
-    from helpers import cache
+    from helpers.store import cache
 
     [path] = [p for p in NOTEBOOKS if p.stem == "04_fine_tune"]
     declared = notebooks.declared_parameters(path)
@@ -169,7 +170,7 @@ def test_the_core_steps_are_lesson_code_in_the_notebooks():
         "tf.lite.TFLiteConverter.from_saved_model(",
     ):
         assert call in export, call
-    # notebook 01 and 06 pick the ImageNet classifier by one rule (helpers.imagenet.classifier_weights)
+    # notebook 01 and 06 pick the ImageNet classifier by one rule (helpers.model.imagenet.classifier_weights)
     assert "imagenet.classifier_weights(CLASSIFIER" in _sources("01_pretrained_model")
     assert "build_backbone(CLASSIFIER" not in evaluate
 
@@ -272,7 +273,7 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
     src = tmp_path / "src"
     src.mkdir()
     body = (
-        "from helpers import passes\n"
+        "from helpers.store import passes\n"
         "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
         "passes.record(key, IDS, COMPUTED)"
     )
@@ -299,7 +300,7 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
 
 
 def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
-    from helpers import cli
+    from helpers.tools import cli
 
     src = tmp_path / "src"
     src.mkdir()
@@ -311,7 +312,7 @@ def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
 
 
 def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp_path, capsys):
-    from helpers import cli
+    from helpers.tools import cli
 
     src = tmp_path / "src"
     src.mkdir()
@@ -330,7 +331,7 @@ def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp
 
 def test_cli_notebooks_refuses_unknown_names_and_wrong_types_before_running_anything(tmp_path, capsys):
     """Issue 17 (10): `-p VALUE abc` for `VALUE = 1`, or `-p NOPE 3`, is one line and exit 2; no kernel starts."""
-    from helpers import cli
+    from helpers.tools import cli
 
     src = tmp_path / "src"
     src.mkdir()
@@ -377,7 +378,7 @@ def test_check_parameters_reads_the_workbooks_parameters_cells():
 
 
 def test_cli_notebooks_refuses_a_wrong_type_for_the_real_workbook(tmp_path, capsys):
-    from helpers import cli
+    from helpers.tools import cli
 
     assert cli.main(["notebooks", "-p", "PER_CLASS", "abc", "--out", str(tmp_path / "out")]) == 2
     [line] = capsys.readouterr().err.splitlines()
@@ -515,7 +516,7 @@ def test_quick_workbook_summary_is_the_main_jobs_notebooks_json(quick_workbook):
     # From an empty store, each photo went through the frozen part once: up to the store's checkpoint
     # (below the top two blocks, where 04 fine-tunes), then on from there to the pooled features. Plain
     # Keras calls on pixels (lesson checks, timing the plain way, exports) add a little; per network,
-    # everything is summed (helpers.passes.totals) and must stay within the issue's 1.2 passes per photo.
+    # everything is summed (helpers.store.passes.totals) and must stay within the issue's 1.2 passes per photo.
     default = notebooks.QUICK_PARAMETERS["*"]
     [network] = [
         n
@@ -574,7 +575,7 @@ def test_each_comparison_is_measured_over_three_seeds_and_worded_from_its_number
 @pytest.mark.slow
 @pytest.mark.shared
 def test_the_quick_workbook_reads_as_a_book_in_a_real_browser(quick_workbook, tmp_path):
-    """The executed quick workbook as a static HTML book (helpers.book), opened in Chromium from file://.
+    """The executed quick workbook as a static HTML book (helpers.tools.book), opened in Chromium from file://.
 
     Here, and not in tests/test_book.py, so that it shares this file's one run of the workbook:
     every page loads with no console error, every figure of the executed notebooks is embedded
@@ -583,7 +584,7 @@ def test_the_quick_workbook_reads_as_a_book_in_a_real_browser(quick_workbook, tm
     import keras
     from test_book import check_book_in_browser
 
-    from helpers import book
+    from helpers.tools import book
 
     runs = quick_workbook["runs"]
     out = book.build_book(quick_workbook["out"], tmp_path / "book")
@@ -811,7 +812,7 @@ def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(t
     src = tmp_path / "src"
     src.mkdir()
     cells = [
-        "from helpers import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});",
+        "from helpers.show import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});",
         "from matplotlib.figure import Figure\nimport numpy as np\nfig = Figure()\nfig.subplots().imshow(np.eye(2));",
         "fig",
         "from pathlib import Path\nPath('/tmp/x/pool-96px-0123456789abcdef01234567')",

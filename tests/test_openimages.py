@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 from test_datasets import TEST, TRAIN, closed_port, make_cifar_archive
 
-from helpers import datasets, openimages
-from helpers.data import check_data, load_folder
-from helpers.download import sha256_of
+from helpers.data import datasets, openimages
+from helpers.data.download import sha256_of
+from helpers.data.folders import check_data, load_folder
 
 LABEL_HEADER = ["ImageID", "Source", "LabelName", "Confidence"]
 IMAGE_HEADER = [

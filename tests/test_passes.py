@@ -1,4 +1,4 @@
-"""Forward-pass accounting (helpers/passes.py): records append whole lines, summaries count right."""
+"""Forward-pass accounting (helpers/store/passes.py): records append whole lines, summaries count right."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from helpers import passes
+from helpers.store import passes
 
 MOBILE = {"backbone": "mobilenet_v2", "image_size": 96, "weights": "imagenet"}
 
@@ -112,10 +112,10 @@ import json, os, sys
 import numpy as np
 import helpers  # with $WORKBOOK_PASS_LOG set, this wraps Model.fit/evaluate/predict
 import keras
-from helpers import passes
-from helpers.cache import BottleneckCache
-from helpers.cuts import split_at
-from helpers.lesson import add_head
+from helpers.store import passes
+from helpers.store.cache import BottleneckCache
+from helpers.model.cuts import split_at
+from helpers.model.lesson import add_head
 
 base = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3))
 base.trainable = False

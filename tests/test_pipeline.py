@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import pipeline
-from helpers.data import load_folder, load_images
+from helpers.data import pipeline
+from helpers.data.folders import load_folder, load_images
 
 
 @pytest.fixture

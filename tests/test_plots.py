@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from helpers import backbones, cuts, plots
-from helpers.lesson import add_head, unfreeze_above
+from helpers.model import backbones, cuts
+from helpers.model.lesson import add_head, unfreeze_above
+from helpers.show import plots
 
 CLASSES = ["bear", "lion", "tiger"]
 

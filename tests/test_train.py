@@ -11,9 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cache, cuts, train
-from helpers.data import load_folder, load_images
-from helpers.lesson import compile_model
+from helpers.data.folders import load_folder, load_images
+from helpers.model import cuts
+from helpers.model.lesson import compile_model
+from helpers.run import train
+from helpers.store import cache
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["bear", "lion", "tiger"]

@@ -6,14 +6,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helpers import export, upload
+from helpers.ship import export
+from helpers.show import upload
 
 NAMES = ["bear", "lion", "tiger"]
 NOW = datetime.now(timezone.utc)
 
 
 def test_classify_bytes_gives_the_same_answer_as_predicting_the_file(tiny_trained_run):
-    from helpers.evaluate import predict_files
+    from helpers.run.evaluate import predict_files
 
     model = export.load_model(tiny_trained_run / "model.keras")
     photo = sorted((tiny_trained_run / "photos" / "val" / "lion").glob("*.jpg"))[0]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import cuts, train, widgets
+from helpers.model import cuts
+from helpers.run import train
+from helpers.show import widgets
 
 
 @pytest.fixture(scope="module")

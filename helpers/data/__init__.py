@@ -1,0 +1,9 @@
+"""The photos: folders and their checks, stable splits, downloads (Open Images, else CIFAR-100), arrays, tf.data.
+
+Modules: ``checks``, ``datasets``, ``download``, ``folders``, ``openimages``, ``photos``, ``pipeline``;
+each imported on first use.
+"""
+
+from helpers import submodules_on_demand
+
+__getattr__ = submodules_on_demand(__name__)

@@ -1,0 +1,9 @@
+"""Showing: figures, live training curves, ipywidgets.
+
+Modules: ``curves``, ``plots``, ``upload``, ``widgets``;
+each imported on first use.
+"""
+
+from helpers import submodules_on_demand
+
+__getattr__ = submodules_on_demand(__name__)

@@ -1,0 +1,187 @@
+"""``python -m helpers gpu-check``: does the workbook really run on this machine's GPU, and how fast?
+
+One run, on whatever Keras backend is chosen (``KERAS_BACKEND``):
+
+1. **find the GPU** the backend sees (TensorFlow: ``tf.config``; JAX: ``jax.devices("gpu")``;
+   PyTorch: ``torch.cuda``, see :func:`helpers.run.device.gpus`). None found: exit non-zero with
+   the reason, unless ``--allow-cpu`` (the same measurements, small, on the CPU: for tests);
+2. **mixed precision** on the GPU (``mixed_bfloat16`` with JAX, ``mixed_float16`` otherwise;
+   float32 on the CPU unless ``--precision``);
+3. **InceptionV3** (``weights=None``: nothing to download) with the lesson's head
+   (:func:`helpers.model.lesson.add_head`) on synthetic uint8 photos;
+4. the **forward pass** of the frozen part (images/s; the first call's extra time is the
+   compile time), **the head trained on the cached features** against the **plain** recipe
+   (the frozen base inside every step), and **fine-tuning the top blocks** (a training step's
+   images/s).
+
+It prints one JSON line (and returns the same dict): every number is measured in this run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import keras
+import numpy as np
+
+from helpers.model import cuts
+from helpers.model.lesson import add_head, compile_model, split_at, unfreeze_above
+from helpers.run import device
+
+#: What ``--allow-cpu`` measures when no size is given: small enough for a test.
+CPU_DEFAULTS = {"image_size": 75, "images": 16, "batch_size": 8, "epochs": 2}
+GPU_DEFAULTS = {"image_size": 299, "images": 512, "batch_size": 64, "epochs": 3}
+
+
+class NoGPUError(RuntimeError):
+    """The backend sees no GPU (the message says what was looked at and what to do)."""
+
+
+def find_gpus() -> list[str]:
+    """The GPUs the Keras backend sees (:func:`helpers.run.device.gpus`)."""
+    return device.gpus()
+
+
+def _no_gpu_message() -> str:
+    backend = keras.backend.backend()
+    where = {
+        "tensorflow": 'tf.config.list_physical_devices("GPU") is empty '
+        "(CPU-only tensorflow-cpu, or no CUDA driver: install tensorflow[and-cuda] on Linux)",
+        "jax": 'jax.devices("gpu") found none (CPU-only jax: install jax[cuda12] on Linux)',
+        "torch": "torch.cuda.is_available() is False (a CPU build of torch, or no CUDA driver)",
+    }
+    return (
+        f"no GPU found for the Keras backend {backend!r}: {where.get(backend, 'no GPU')}. "
+        "Pass --allow-cpu to run the same measurements on the CPU (small)."
+    )
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _versions() -> dict[str, str]:
+    backend = keras.backend.backend()
+    out = {"keras": keras.__version__, "python": platform.python_version()}
+    out[backend] = __import__(backend).__version__
+    return out
+
+
+def run(
+    allow_cpu: bool = False,
+    image_size: int | None = None,
+    images: int | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    precision: str | None = None,
+    blocks: int = 2,
+    seed: int = 0,
+) -> dict:
+    """Measure the GPU (or, with ``allow_cpu``, the CPU); return the numbers (see the module doc)."""
+    gpus = find_gpus()
+    if not gpus and not allow_cpu:
+        raise NoGPUError(_no_gpu_message())
+    sizes = dict(GPU_DEFAULTS if gpus else CPU_DEFAULTS)
+    sizes.update(
+        {
+            k: v
+            for k, v in dict(image_size=image_size, images=images, batch_size=batch_size, epochs=epochs).items()
+            if v is not None
+        }
+    )
+    size, bs, epochs_ = sizes["image_size"], sizes["batch_size"], sizes["epochs"]
+    n = max(bs, sizes["images"] // bs * bs)  # whole batches only: one shape, one compilation
+    if precision is None:
+        precision = ("mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16") if gpus else "float32"
+    before = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        keras.utils.set_random_seed(seed)
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        y = (np.arange(n) % 3).astype(np.int32)
+
+        build_start = time.perf_counter()
+        base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(size, size, 3))
+        base.trainable = False
+        model = add_head(
+            base, ["lion", "tiger", "bear"], keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
+        )
+        build_seconds = time.perf_counter() - build_start
+        bottom, top = split_at(model, cuts.POOL)
+        xf = x.astype("float32")
+
+        # 1. the forward pass of the frozen part: the first batch compiles, then the steady rate
+        first = _timed(lambda: bottom.predict(xf[:bs], batch_size=bs, verbose=0))
+        features = []
+        forward = _timed(lambda: features.append(bottom.predict(xf, batch_size=bs, verbose=0)))
+        features = features[0]
+        forward_compile = max(0.0, first - forward * bs / n)
+
+        # 2. the head on the cached features vs the plain recipe (frozen base in every step)
+        compile_model(top, 1e-3)
+        top_first = _timed(lambda: top.fit(features[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
+        top_fit = _timed(lambda: top.fit(features, y, batch_size=bs, epochs=epochs_, shuffle=False, verbose=0))
+        compile_model(model, 1e-3)
+        plain_first = _timed(lambda: model.fit(xf[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
+        plain_fit = _timed(lambda: model.fit(xf, y, batch_size=bs, epochs=epochs_, shuffle=False, verbose=0))
+        cached = forward + top_fit
+
+        # 3. fine-tuning the top blocks: a full training step through them
+        cut = cuts.resolve_block(base, blocks)
+        unfreeze_above(base, cut)
+        compile_model(model, 1e-5)
+        tune_first = _timed(lambda: model.fit(xf[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
+        tune = _timed(lambda: model.fit(xf, y, batch_size=bs, epochs=1, shuffle=False, verbose=0))
+        loss = float(model.evaluate(xf[:bs], y[:bs], batch_size=bs, verbose=0)[0])
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+    return {
+        "backend": keras.backend.backend(),
+        "versions": _versions(),
+        "device": "GPU" if gpus else "CPU",
+        "gpus": gpus,
+        "precision": precision,
+        "jit_compile": device.jit_compile(),
+        "model": "inception_v3",
+        "weights": None,
+        "image_size": size,
+        "images": n,
+        "batch_size": bs,
+        "epochs": epochs_,
+        "build_seconds": round(build_seconds, 3),
+        "forward_images_per_second": round(n / forward, 2),
+        "frozen_train_step_images_per_second": round(n * epochs_ / plain_fit, 2),
+        "head_on_features_images_per_second": round(n * epochs_ / top_fit, 2),
+        "fine_tune_cut": cut,
+        "fine_tune_blocks": blocks,
+        "train_step_images_per_second": round(n / tune, 2),
+        "compile_seconds": {
+            "forward": round(forward_compile, 3),
+            "head_train_step": round(max(0.0, top_first - top_fit * bs / (n * epochs_)), 3),
+            "frozen_train_step": round(max(0.0, plain_first - plain_fit * bs / (n * epochs_)), 3),
+            "fine_tune_train_step": round(max(0.0, tune_first - tune * bs / n), 3),
+        },
+        "cached_seconds": round(cached, 3),
+        "plain_seconds": round(plain_fit, 3),
+        "plain_over_cached": round(plain_fit / cached, 3),
+        "fine_tune_loss_finite": bool(np.isfinite(loss)),
+    }
+
+
+def main(allow_cpu: bool = False, **options) -> int:
+    """The command: one JSON line on stdout; no GPU (without ``allow_cpu``): a message, exit code 3."""
+    import sys
+
+    try:
+        result = run(allow_cpu=allow_cpu, **options)
+    except NoGPUError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(result), flush=True)
+    return 0
