@@ -90,11 +90,14 @@ def start_at_class_means(model, features, labels, scale=30.0):
 # Defined in notebooks/05_small_data_short_time.ipynb
 def imagenet_prior_layer(class_names, floor=1e-4):
     """A frozen Dense layer: ImageNet's 1000 probabilities -> the mass of the ImageNet classes related to each
-    of ours (``helpers.model.imagenet.RELATED_CLASSES``), + ``floor``. None when one of our classes has no related class."""
+    of ours (``helpers.model.imagenet.RELATED_CLASSES``), + ``floor``.
+
+    None when one of our classes has no related class."""
     import helpers
 
     names = helpers.model.imagenet.class_names()
-    related = [[names.index(n) for n in helpers.model.imagenet.RELATED_CLASSES.get(c, ()) if n in names] for c in class_names]
+    known = helpers.model.imagenet.RELATED_CLASSES
+    related = [[names.index(n) for n in known.get(c, ()) if n in names] for c in class_names]
     if not all(related):  # ImageNet knows nothing about one of our classes: no prior for any
         return None
     kernel = np.zeros((len(names), len(class_names)), "float32")
