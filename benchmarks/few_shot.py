@@ -23,6 +23,20 @@ same on each photo and its mirror image, what ``python -m helpers train`` does w
 photos per class); ``--engine numpy`` runs the same recipes in numpy (seconds instead of an
 hour on a busy CPU); ``--json`` keeps every seed's accuracies; ``--train`` measures the
 command itself; ``--cut-points`` adds two cut points' features side by side.
+
+What ImageNet already knows (issue 19): the ``*prior`` recipes multiply the head's probabilities by an
+ImageNet prior — MobileNet 0.25 WITH its top (``--prior-weights``, default ``$WORKBOOK_WEIGHTS_DIR/``
+``mobilenet_2_5_224_tf.h5``), its probability mass on the ImageNet classes related to each of ours
+(``helpers.model.lesson.imagenet_prior_layer``, ``TimesPrior``: what ``helpers train`` saves); ``prior`` is that
+prior alone. ``--two-backbones`` runs the recipes again on MobileNetV2 + MobileNet 0.25 pooled features side
+by side. Its table, with every recipe over 10 seeds (about 5 minutes on a busy 2-core CPU, the features
+stored once)::
+
+    python benchmarks/few_shot.py --data ../shared/data/lion-tiger-bear \\
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \\
+        --features-cache /tmp/fs-feats.npz --seeds 10 --n 1,2,5,10 --draw workbook --engine numpy \\
+        --methods old,mirror,tta,mirror+tta,12views,12views+tta,means,means+mirror,means+mirror+tta,prior,\\
+    means+mirror+prior,mirror+prior,mirror+tta+prior,12views+tta+prior --two-backbones
 """
 
 from __future__ import annotations
@@ -109,6 +123,33 @@ def compute_features(data: Path, weights: str, views: list[str] = VIEWS, batch: 
     return out
 
 
+PRIOR_FILE = "mobilenet_2_5_224_tf.h5"  # MobileNet 0.25 WITH its ImageNet top: the only full classifier here
+
+
+def compute_prior_features(data: Path, prior_weights: str, batch: int = 64) -> dict:
+    """MobileNet 0.25's ImageNet probabilities (1000) and pooled features (256), centre and mirror view.
+
+    The probabilities give the ImageNet prior (``helpers.model.lesson.imagenet_prior``: the mass of the ImageNet
+    classes related to each of ours); the pooled features are a second backbone's, to put beside MobileNetV2's.
+    """
+    import keras
+
+    classifier = keras.applications.MobileNet(alpha=0.25, include_top=True, weights=prior_weights)
+    pooled = next(layer for layer in classifier.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    model = keras.Model(classifier.input, [classifier.output, keras.layers.Flatten()(pooled.output)])
+    class_names = sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
+    out = {}
+    for split in ("train", "val"):
+        paths, _ = list_split(data, split, class_names)
+        imgs = views_of(paths)
+        probs, feats = zip(
+            *(model.predict(imgs[v].astype(np.float32) / 127.5 - 1.0, batch_size=batch, verbose=0) for v in VIEWS[:2])
+        )
+        out[f"{split}_imagenet"], out[f"{split}_mn025"] = np.stack(probs), np.stack(feats)
+        print(f"  prior features: {split} done", flush=True)
+    return out
+
+
 def load_or_compute(cache: Path | None, data: Path | None, weights: str | None) -> dict:
     """The stored features if ``cache`` holds them for these photos, else computed (and stored)."""
     if cache is not None and cache.is_file():
@@ -125,7 +166,8 @@ def load_or_compute(cache: Path | None, data: Path | None, weights: str | None) 
     feats = compute_features(data, weights)
     print(f"features computed in {time.perf_counter() - start:.0f} s", flush=True)
     if cache is not None:
-        np.savez(cache, **feats)
+        with open(cache, "wb") as f:  # the name as given (np.savez would add .npz)
+            np.savez(f, **feats)
     return feats
 
 
@@ -192,8 +234,20 @@ def _normalised_head(n_features: int):
     return keras.Model(inputs, keras.layers.Dense(N_CLASSES, activation="softmax", name="predictions")(x))
 
 
-def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False):
-    """Notebook 05's ``start_at_class_means`` then ``fit`` (epochs=0: the class means alone)."""
+def with_prior(p: np.ndarray, prior: np.ndarray | None, tta: bool) -> np.ndarray:
+    """The head's probabilities times the ImageNet prior (centre view, or centre and mirror averaged),
+    renormalised: ``helpers.model.lesson.TimesPrior``, the layer ``add_imagenet_prior`` puts on the saved model."""
+    if prior is None:
+        return p
+    from helpers.model.lesson import TimesPrior
+
+    q = (prior[0] + prior[1]) / 2 if tta else prior[0]
+    return np.asarray(TimesPrior()([p.astype("float32"), q.astype("float32")]))
+
+
+def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, prior=None):
+    """Notebook 05's ``start_at_class_means`` then ``fit`` (epochs=0: the class means alone); ``prior``: times
+    the ImageNet prior of each query (``helpers.model.lesson.combine_with_prior``)."""
     import keras
 
     from helpers.model.lesson import start_at_class_means
@@ -205,7 +259,7 @@ def recipe_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False):
     if epochs:
         _fit(head, x, yy, epochs, 1e-3, 32, seed)
     p = head.predict(val[0], verbose=0)
-    return (p + head.predict(val[1], verbose=0)) / 2 if tta else p
+    return with_prior((p + head.predict(val[1], verbose=0)) / 2 if tta else p, prior, tta)
 
 
 def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_size: int = 224) -> list[str]:
@@ -245,6 +299,7 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
 
 
 N_CLASSES = 3
+SPLITS = ("train", "val")
 RECIPES = {
     "default: Dropout+Dense, Adam 1e-3, 30 ep": lambda *a: recipe_default(*a),
     "default, 12 crop/flip views": lambda *a: recipe_default(*a, views=range(len(VIEWS))),
@@ -260,8 +315,30 @@ FEW_SHOT_OPTIONS = {
     "class means + fit, + mirror views, flip TTA": {"views": (0, 1), "tta": True},
     "class means + fit, flip TTA at val only": {"tta": True},
     "class means + fit, 12 crop/flip views": {"views": range(len(VIEWS))},
+    "class means + fit, 12 crop/flip views, flip TTA": {"views": range(len(VIEWS)), "tta": True},
+    "class means only, + mirror views, flip TTA": {"views": (0, 1), "epochs": 0, "tta": True},
+}
+# These multiply the head's probabilities by the ImageNet prior (MobileNet 0.25's top: PRIOR_FILE).
+PRIOR_OPTIONS = {
+    "ImageNet prior alone (MobileNet 0.25 top)": {"views": (0, 1), "epochs": 0, "prior_alone": True},
+    "class means only, + mirror views, x prior": {"views": (0, 1), "epochs": 0},
+    "RECOMMENDED + mirror views, x ImageNet prior": {"views": (0, 1)},
+    "class means + fit, + mirror, flip TTA, x prior": {"views": (0, 1), "tta": True},
+    "class means + fit, 12 views, flip TTA, x prior": {"views": range(len(VIEWS)), "tta": True},
 }
 RECIPES.update({name: functools.partial(recipe_few_shot, **kw) for name, kw in FEW_SHOT_OPTIONS.items()})
+
+
+def _prior_alone(train, y, val, n, seed, views=(0,), epochs=0, tta=False, prior=None):
+    """The ImageNet prior on its own: no photo of ours learnt from (the same for every N and seed)."""
+    return with_prior(np.full((val.shape[1], N_CLASSES), 1.0 / N_CLASSES), prior, tta)
+
+
+def _prior_recipe(recipe, prior_alone=False, **kw):
+    return functools.partial(_prior_alone if prior_alone else recipe, **kw)
+
+
+RECIPES.update({name: _prior_recipe(recipe_few_shot, **kw) for name, kw in PRIOR_OPTIONS.items()})
 # --methods picks these by a short name
 SHORT = {
     "random": "default: Dropout+Dense, Adam 1e-3, 30 ep",
@@ -272,6 +349,13 @@ SHORT = {
     "mirror+tta": "class means + fit, + mirror views, flip TTA",
     "tta": "class means + fit, flip TTA at val only",
     "12views": "class means + fit, 12 crop/flip views",
+    "12views+tta": "class means + fit, 12 crop/flip views, flip TTA",
+    "means+mirror+tta": "class means only, + mirror views, flip TTA",
+    "prior": "ImageNet prior alone (MobileNet 0.25 top)",
+    "means+mirror+prior": "class means only, + mirror views, x prior",
+    "mirror+prior": "RECOMMENDED + mirror views, x ImageNet prior",
+    "mirror+tta+prior": "class means + fit, + mirror, flip TTA, x prior",
+    "12views+tta+prior": "class means + fit, 12 views, flip TTA, x prior",
 }
 
 
@@ -292,7 +376,9 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def np_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, lr=1e-3, batch=32, dropout=0.2, scale=30.0):
+def np_few_shot(
+    train, y, val, n, seed, views=(0,), epochs=30, tta=False, prior=None, lr=1e-3, batch=32, dropout=0.2, scale=30.0
+):
     """``recipe_few_shot`` in numpy: class means start, then ``epochs`` of Adam on the normalised head."""
     rng = np.random.default_rng(seed)
     u = _unit(_stack(train, list(views)))
@@ -314,10 +400,11 @@ def np_few_shot(train, y, val, n, seed, views=(0,), epochs=30, tta=False, lr=1e-
                 v += (1 - 0.999) * (grad * grad - v)
                 param -= lr * np.sqrt(1 - 0.999**step) / (1 - 0.9**step) * m / (np.sqrt(v) + 1e-7)
     p = _softmax(_unit(val[0]) @ w + b)
-    return (p + _softmax(_unit(val[1]) @ w + b)) / 2 if tta else p
+    return with_prior((p + _softmax(_unit(val[1]) @ w + b)) / 2 if tta else p, prior, tta)
 
 
 NUMPY_RECIPES = {name: functools.partial(np_few_shot, **kw) for name, kw in FEW_SHOT_OPTIONS.items()}
+NUMPY_RECIPES.update({name: _prior_recipe(np_few_shot, **kw) for name, kw in PRIOR_OPTIONS.items()})
 
 
 def draw(labels: np.ndarray, n: int, seed: int, names: np.ndarray | None = None) -> np.ndarray:
@@ -365,10 +452,19 @@ def measure(
     N_CLASSES = len(feats["class_names"])
     ytr, yva = feats["train_labels"], feats["val_labels"]
     inputs = inputs or {"top": (feats["train_top"], feats["val_top"])}
+    priors = None
+    if any(name in PRIOR_OPTIONS for name in names):
+        from helpers.model.lesson import imagenet_prior_layer
+
+        layer = imagenet_prior_layer([str(c) for c in feats["class_names"]])  # ImageNet's probabilities -> ours
+        priors = {split: np.stack([np.asarray(layer(p)) for p in feats[f"{split}_imagenet"]]) for split in SPLITS}
     rows_out = []
     for feature_name, (train, val) in inputs.items():
         for name in names:
             label = name if feature_name == "top" else f"{name} [{feature_name}]"
+            options = {**FEW_SHOT_OPTIONS, **PRIOR_OPTIONS}.get(name, {})
+            if max(options.get("views", (0,))) >= train.shape[0]:
+                continue  # these features have fewer views than the recipe takes
             for n in ns:
                 row = {"recipe": label, "n": n, "engine": engine, "val": [], "held_out_train": [], "seconds": []}
                 for seed in range(seeds):
@@ -377,7 +473,11 @@ def measure(
                     queries = np.concatenate([val[:, :], train[:, rest]], axis=1)  # both held-out sets at once
                     start = time.perf_counter()
                     recipe = NUMPY_RECIPES[name] if engine == "numpy" else RECIPES[name]
-                    probs = recipe(train[:, rows], ytr[rows], queries, n, seed)
+                    if name in PRIOR_OPTIONS:
+                        prior = np.concatenate([priors["val"], priors["train"][:, rest]], axis=1)
+                        probs = recipe(train[:, rows], ytr[rows], queries, n, seed, prior=prior)
+                    else:
+                        probs = recipe(train[:, rows], ytr[rows], queries, n, seed)
                     row["seconds"].append(time.perf_counter() - start)
                     right = np.argmax(probs, -1) == np.concatenate([yva, ytr[rest]])
                     row["val"].append(float(np.mean(right[: len(yva)])))
@@ -430,6 +530,16 @@ def main() -> int:
         help="measure the real default `python -m helpers train` for each N and seed (needs --weights)",
     )
     p.add_argument(
+        "--prior-weights",
+        help=f"MobileNet 0.25 WITH its ImageNet top (default: {PRIOR_FILE} in $WORKBOOK_WEIGHTS_DIR); for the "
+        "prior recipes and --two-backbones, computed once into --features-cache",
+    )
+    p.add_argument(
+        "--two-backbones",
+        action="store_true",
+        help="also: the recipes on MobileNetV2 + MobileNet 0.25 pooled features side by side (centre and mirror)",
+    )
+    p.add_argument(
         "--cut-points",
         action="store_true",
         help="also: the recommended head on block_16_project_BN + out_relu features side by side",
@@ -446,7 +556,20 @@ def main() -> int:
     else:
         names = [r for r in RECIPES if not args.only or any(o in r for o in args.only.split(";"))]
     feats = load_or_compute(args.features_cache, Path(args.data) if args.data else None, args.weights)
+    if (args.two_backbones or any(name in PRIOR_OPTIONS for name in names)) and "train_imagenet" not in feats:
+        weights = args.prior_weights or os.path.join(os.environ.get("WORKBOOK_WEIGHTS_DIR", ""), PRIOR_FILE)
+        if args.data is None or not os.path.isfile(weights):
+            raise SystemExit(f"the prior recipes need --data and MobileNet 0.25 with its top ({weights} is missing)")
+        feats.update(compute_prior_features(Path(args.data), weights))
+        if args.features_cache is not None:
+            with open(args.features_cache, "wb") as f:
+                np.savez(f, **feats)
     inputs = {"top": (feats["train_top"], feats["val_top"])}
+    if args.two_backbones:
+        inputs["v2+mn025"] = tuple(
+            np.concatenate([_unit(feats[f"{split}_top"][:2]), _unit(feats[f"{split}_mn025"])], axis=-1)
+            for split in SPLITS
+        )
     if args.cut_points:
         keys = ["b16", "top"]
         inputs["b16+top"] = (concat_layers(feats, "train", keys), concat_layers(feats, "val", keys))

@@ -85,3 +85,48 @@ def start_at_class_means(model, features, labels, scale=30.0):
     means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     model.get_layer("predictions").set_weights([scale * means.T, np.zeros(len(means))])
     return model
+
+
+# Defined in notebooks/05_small_data_short_time.ipynb
+def imagenet_prior_layer(class_names, floor=1e-4):
+    """A frozen Dense layer: ImageNet's 1000 probabilities -> the mass of the ImageNet classes related to each
+    of ours (``helpers.model.imagenet.RELATED_CLASSES``), + ``floor``.
+
+    None when one of our classes has no related class."""
+    import helpers
+
+    names = helpers.model.imagenet.class_names()
+    known = helpers.model.imagenet.RELATED_CLASSES
+    related = [[names.index(n) for n in known.get(c, ()) if n in names] for c in class_names]
+    if not all(related):  # ImageNet knows nothing about one of our classes: no prior for any
+        return None
+    kernel = np.zeros((len(names), len(class_names)), "float32")
+    for c, rows in enumerate(related):
+        kernel[rows, c] = 1.0
+    layer = keras.layers.Dense(len(class_names), trainable=False, name="imagenet_prior")
+    layer.build((None, len(names)))
+    layer.set_weights([kernel, np.full(len(class_names), floor, "float32")])
+    return layer
+
+
+@keras.saving.register_keras_serializable(package="workbook")
+class TimesPrior(keras.layers.Layer):
+    """The head's probabilities times the prior, renormalised: two opinions combined by Bayes' rule."""
+
+    def call(self, inputs):
+        probabilities, prior = inputs
+        joint = probabilities * prior
+        return joint / keras.ops.sum(joint, axis=-1, keepdims=True)
+
+
+def add_imagenet_prior(model, classifier, class_names):
+    """One model, pixels in, our class probabilities out: ``model``'s, times what ImageNet's ``classifier``
+    says about the related classes. ``model`` itself where ImageNet has no related class for one of ours."""
+    prior = imagenet_prior_layer(class_names)
+    if prior is None:
+        return model
+    pixels = keras.Input(model.input_shape[1:], name="pixels")
+    size = classifier.input_shape[1:3]
+    seen = pixels if size == model.input_shape[1:3] else keras.layers.Resizing(*size, name="classifier_size")(pixels)
+    outputs = TimesPrior(name="times_imagenet_prior")([model(pixels), prior(classifier(seen))])
+    return keras.Model(pixels, outputs, name=f"{model.name}_imagenet_prior")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from helpers.data.photos import Photos
-from helpers.model.lesson import compile_model, fit_keep_best, split_at, start_at_class_means
+from helpers.model.lesson import TimesPrior, compile_model, fit_keep_best, split_at, start_at_class_means
 
 
 def scratch_cnn(image_size: int, n_classes: int, width: int = 32, dropout: float = 0.3) -> keras.Model:
@@ -167,27 +167,34 @@ def mirrored_copies(paths, folder) -> list:
     return out
 
 
-def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, folder=None):
+def compare_mirror(
+    photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, folder=None, prior=None
+):
     """The head on the photos alone vs on the photos and their mirror images, same draws: a table.
 
     Both start at the class means and are fitted (``compile_model`` + ``fit_keep_best``); the
     validation photos choose the epoch, the test photos score. ``folder`` keeps the mirror images
     (default: a temporary folder; the same photo's mirror is the same file, so the cache still serves it).
+    ``prior``: ImageNet's prior for each test photo (``imagenet_prior_layer``'s output): a third column,
+    the second head's probabilities times it (``TimesPrior``, what ``helpers train`` saves), and a last
+    line, the prior alone.
     """
     import tempfile
 
     if folder is None:
         with tempfile.TemporaryDirectory() as tmp:
-            return compare_mirror(photos, store, model, per_class_list, seeds, epochs, tmp)
+            return compare_mirror(photos, store, model, per_class_list, seeds, epochs, tmp, prior)
     bottom, top = split_at(model, "pool")
     feats = _features(photos, store, bottom)
     draws = {(n, seed): _draw(photos.y_train, n, seed) for n in per_class_list for seed in seeds}
     drawn = sorted(set(np.concatenate(list(draws.values())).tolist()))  # each drawn photo's mirror: one call
     copies = mirrored_copies([photos.train_paths[i] for i in drawn], folder)
     mirror_of = dict(zip(drawn, store.activations(bottom, copies).astype("float32")))
-    lines = [f"{'photos per class':>16s}  {'photos only':>16s}  {'+ mirror images':>16s}   test accuracy: mean (worst)"]
+    columns = ["photos only", "+ mirror images"] + (["x ImageNet prior"] if prior is not None else [])
+    header = f"{'photos per class':>16s}  " + "  ".join(f"{c:>16s}" for c in columns)
+    lines = [header + "   test accuracy: mean (worst)"]
     for n in per_class_list:
-        results: dict[str, list[float]] = {"old": [], "new": []}
+        results: dict[str, list[float]] = {"old": [], "new": []} | ({"prior": []} if prior is not None else {})
         for seed in seeds:
             rows_of = draws[n, seed]
             y = photos.y_train[rows_of]
@@ -201,6 +208,9 @@ def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, se
                 compile_model(top, 1e-3)
                 fit_keep_best(top, x, labels, (feats["val"], photos.y_val), epochs)
                 results[key].append(_accuracy(top, feats["test"], photos.y_test))
+            if prior is not None:  # the second head, times ImageNet's opinion of each test photo
+                joint = TimesPrior()([top.predict(feats["test"], verbose=0).astype("float32"), prior])
+                results["prior"].append(float(np.mean(np.asarray(joint).argmax(-1) == photos.y_test)))
         one_photo = 1 / len(photos.y_test)
         diffs = np.subtract(results["new"], results["old"])
         better, worse = int(np.sum(diffs >= one_photo / 2)), int(np.sum(diffs <= -one_photo / 2))
@@ -210,6 +220,9 @@ def compare_mirror(photos: Photos, store, model: keras.Model, per_class_list, se
             + "  ".join(f"{np.mean(v):8.1%} ({min(v):5.1%})" for v in results.values())
             + f"   {len(seeds)} draws: {said}"
         )
+    if prior is not None:
+        alone = np.mean(np.asarray(prior).argmax(-1) == photos.y_test)
+        lines.append(f"{'none':>16s}  {'':>16s}  {'':>16s}  {alone:8.1%}            the ImageNet prior alone")
     return "\n".join(lines)
 
 

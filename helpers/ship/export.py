@@ -108,6 +108,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
             f"{path} is not a .keras file; pass the model.keras written by "
             f"`python -m helpers train` or helpers.ship.export.save_keras"
         )
+    from helpers.model import lesson  # noqa: F401  registers the lesson's layers (TimesPrior: helpers train's ImageNet prior)
+
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 

@@ -187,6 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             **run,
             cache=not args.no_cache,
             cache_dir=cache_dir,
+            with_imagenet_prior=not args.no_imagenet_prior,
         )
     except KeyboardInterrupt:
         runs.finish(args.out, "interrupted")
@@ -205,6 +206,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"train_seconds {metrics['train_seconds']:.1f}  "
         f"({metrics['n_train']} training photos, {metrics['backbone']} at {metrics['image_size']}px)"
     )
+    if not metrics["imagenet_prior"].startswith("not used"):
+        print(
+            f"the saved model multiplies the head's probabilities by {metrics['imagenet_prior']}'s ImageNet opinion "
+            f"(the head alone: val_accuracy {metrics['head_only_val_accuracy'] or 0:.4f}; --no-imagenet-prior: "
+            "the head alone)"
+        )
     if not metrics["n_val"]:
         print("note: no validation photos: no epoch was chosen, the last one was kept", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'model.keras'} and {Path(args.out) / 'metrics.json'}")
@@ -438,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache",
         action="store_true",
         help="plain Keras recipe: run the frozen base in every step (slow; for comparison)",
+    )
+    p.add_argument(
+        "--no-imagenet-prior",
+        action="store_true",
+        help="save the head alone: by default, with ImageNet weights and classes ImageNet knows (lion, tiger, bear), "
+        "the model multiplies its probabilities by the ImageNet classifier's (notebook 05)",
     )
     p.add_argument(
         "--cache-dir",

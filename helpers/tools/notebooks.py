@@ -65,6 +65,7 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
     "04_fine_tune": {"BACKBONE": "mobilenet_v2", "HEAD_EPOCHS": 20, "FINE_TUNE_EPOCHS": 2},
     "05_small_data_short_time": {
         "BACKBONE": "mobilenet_v2",
+        "CLASSIFIER": "mobilenet_0.25",  # the ImageNet prior's classifier: its full-top file is in ../shared
         "PER_CLASS": 5,
         "EPOCHS": 10,
         "PER_CLASS_LIST": [1, 10],
