@@ -353,11 +353,16 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
             return check.skip(f"{kind} JPEG data, cannot be decoded reliably ({problem})")
     check.fingerprint = fingerprint(rgb)
     check.thumbnail = np.asarray(rgb.resize((8, 8), Image.Resampling.BOX), dtype=np.uint8)
+    return _note_fixes(check, mode, info, data, orientation, frames)
+
+
+def _note_fixes(check: FileCheck, mode: str, info: dict, data: bytes, orientation: int, frames: int) -> FileCheck:
+    """Say what :func:`to_rgb` changes on loading (the photo stays usable): rotation, frames, bits, alpha, colours."""
     if 2 <= orientation <= 8:
         check.fix(f"EXIF orientation {orientation}: turned upright on loading")
     if frames > 1:
-        check.fix(f"{image.format} with {frames} frames (animated or multi-picture): only the first frame is used")
-    if mode in SIXTEEN_BIT_MODES or (image.format == "PNG" and len(data) > 24 and data[24] == 16):
+        check.fix(f"{check.format} with {frames} frames (animated or multi-picture): only the first frame is used")
+    if mode in SIXTEEN_BIT_MODES or (check.format == "PNG" and len(data) > 24 and data[24] == 16):
         check.fix("16-bit image: scaled to 8 bits per channel")
     if mode in ("RGBA", "LA", "PA") or "transparency" in info:
         check.fix("transparency (alpha): flattened onto a white background")
