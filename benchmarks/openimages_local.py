@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers.data import openimages  # noqa: E402
+from helpers.data import openimages, openimages_index  # noqa: E402
 
 HEADERS = (
     ["ImageID", "Source", "LabelName", "Confidence"],
@@ -43,7 +43,7 @@ def build(root: Path) -> None:
     ids = sorted(hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(41620))
     wanted = rng.sample(ids, 820)
     label_of = dict(zip(wanted, ["/m/096mb"] * 260 + ["/m/07dm6"] * 260 + ["/m/01dws"] * 300))
-    labels_path, images_path = (root / p for p in openimages.SUBSETS["validation"])
+    labels_path, images_path = (root / p for p in openimages_index.SUBSETS["validation"])
     for path in (labels_path, images_path):
         path.parent.mkdir(parents=True, exist_ok=True)
     with open(labels_path, "w", newline="") as f:
@@ -59,7 +59,7 @@ def build(root: Path) -> None:
         for i in ids:
             writer.writerow(
                 [i, "validation", f"https://c1.staticflickr.com/1/{i}_o.jpg", f"https://www.flickr.com/photos/a/{i}"]
-                + [openimages.CC_BY_2, "https://www.flickr.com/people/a/", "An Author", "A title", "2000000"]
+                + [openimages_index.CC_BY_2, "https://www.flickr.com/people/a/", "An Author", "A title", "2000000"]
                 + ["AAAAAAAAAAAAAAAAAAAAAA==", f"https://c1.staticflickr.com/1/{i}_z.jpg", "0.0"]
             )
     pixels = np.random.default_rng(0).integers(0, 255, (683, 1024, 3), dtype=np.uint8)
@@ -86,7 +86,7 @@ def main() -> None:
             time.sleep(1.5)
             tracemalloc.start()
             start = time.perf_counter()
-            found, _, _ = openimages._find_candidates(url, 200, openimages.TIMEOUT)
+            found, _, _ = openimages_index.find_candidates(url, 200, openimages_index.TIMEOUT)
             peak = tracemalloc.get_traced_memory()[1] / 1e6
             tracemalloc.stop()
             print(f"metadata phase (under tracemalloc): {time.perf_counter() - start:.1f} s, {len(found)} candidates,")

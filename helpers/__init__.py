@@ -4,9 +4,11 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 ``helpers.show.plots.surgery(...)``, so extra code looks extra (as d2l's ``d2l.`` prefix does):
 
 - ``settings``, ``files`` (top level): where photos, weights and the cache live; atomic writes.
-- ``helpers.data``: ``checks`` (the data report), ``folders`` (photo folders, stable splits, "N photos
-  per class"), ``download``, ``openimages`` and ``datasets`` (the default photos: Open Images, else
-  CIFAR-100), ``photos`` (photos as arrays), ``pipeline`` (tf.data).
+- ``helpers.data``: ``checks`` (one file's checks), ``survey`` (a folder's files and classes), ``report``
+  (the data report), ``splits`` (stable splits, "N photos per class"), ``folders`` (load a photo folder),
+  ``download`` and ``archives`` (fetch by URL, unpack safely), ``openimages_index``, ``openimages`` and
+  ``datasets`` (the default photos: Open Images, else CIFAR-100), ``photos`` (photos as arrays),
+  ``pipeline`` (tf.data).
 - ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).

@@ -9,6 +9,7 @@ import pytest
 from conftest import COLOURS, make_photo
 
 from helpers.data.folders import Split, load_folder, load_image, load_images, sample_per_class
+from helpers.data.survey import SkipKind, skip_folder, survey_folder
 
 
 def flat_photos(root: Path, n: dict[str, int]) -> Path:
@@ -133,3 +134,15 @@ def test_one_folder_too_deep_gets_a_hint(tiny_photos: Path, tmp_path: Path):
     (tiny_photos / "train").rename(outer / "photos")
     with pytest.raises(ValueError, match="Did you mean the folder inside it"):
         load_folder(outer)
+
+
+def test_own_folders_beside_train_are_reported_by_kind_not_by_wording(tiny_photos: Path):
+    """A workbook folder beside train/ is said in the report whatever its wording (it once had to start 'the ')."""
+    (tiny_photos / "runs").mkdir()
+    (tiny_photos / "notes").mkdir()
+    report = survey_folder(tiny_photos, own_folders={tiny_photos / "runs": "my run's output, not photos"})
+    said = dict((p.name, why) for p, why in report.ignored)
+    assert said["runs"] == "my run's output, not photos"
+    assert said["notes"].startswith("folder beside train/ that is not a split")
+    assert skip_folder("runs", tiny_photos / "runs", {(tiny_photos / "runs").resolve(): "x"}).kind is SkipKind.WORKBOOK
+    assert skip_folder(".cache").kind is SkipKind.HIDDEN and ".cache" not in said

@@ -207,6 +207,6 @@ def test_get_photos_prefers_your_folder_then_the_environment(archive: Path, tmp_
 
 
 def test_default_location_is_the_git_ignored_data_folder():
-    assert datasets.DATA_ROOT == Path(datasets.__file__).resolve().parent.parent / "data"
+    assert datasets.DATA_ROOT == Path(datasets.__file__).resolve().parents[2] / "data"  # helpers/data/datasets.py
     gitignore = (datasets.DATA_ROOT.parent / ".gitignore").read_text().split()
     assert "/data/*/" in gitignore

@@ -8,6 +8,7 @@ time, or serve a truncated archive.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import os
 import tarfile
@@ -19,16 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers.data.archives import DamagedArchiveError, UnsafeArchiveError, extract, sha256_of
 from helpers.data.download import (
     ChecksumError,
-    DamagedArchiveError,
     DownloadError,
-    UnsafeArchiveError,
+    Limits,
     archive_name,
     download,
     download_and_extract,
-    extract,
-    sha256_of,
 )
 
 
@@ -145,7 +144,9 @@ def test_a_dropped_connection_is_resumed_with_a_range_request(server: Loopback, 
     data = payload()
     server.files["photos.bin"] = data
     server.drop["photos.bin"] = 1
-    path = download(server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), backoff=0, progress=False)
+    path = download(
+        server.url("photos.bin"), tmp_path / "photos.bin", sha256=sha(data), progress=False, limits=Limits(backoff=0)
+    )
     assert path.read_bytes() == data
     assert server.requests[0][1] is None
     assert server.requests[1][1] == f"bytes={len(data) // 2}-"  # asked only for the rest
@@ -156,7 +157,7 @@ def test_an_interrupted_download_resumes_on_the_next_run(server: Loopback, tmp_p
     server.files["photos.bin"] = data
     server.drop["photos.bin"] = 10
     with pytest.raises(DownloadError, match="run again to resume"):
-        download(server.url("photos.bin"), tmp_path / "photos.bin", retries=1, backoff=0, progress=False)
+        download(server.url("photos.bin"), tmp_path / "photos.bin", progress=False, limits=Limits(retries=1, backoff=0))
     part = tmp_path / "photos.bin.part"
     assert 0 < part.stat().st_size < len(data) and not (tmp_path / "photos.bin").exists()
     server.drop["photos.bin"] = 0
@@ -168,10 +169,12 @@ def test_server_errors_are_retried_and_client_errors_are_not(server: Loopback, t
     data = payload(1000)
     server.files["photos.bin"] = data
     server.fail["photos.bin"] = 2
-    download(server.url("photos.bin"), tmp_path / "photos.bin", retries=3, backoff=0, progress=False)
+    download(server.url("photos.bin"), tmp_path / "photos.bin", progress=False, limits=Limits(retries=3, backoff=0))
     assert len(server.requests) == 3
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download(server.url("missing.zip"), tmp_path / "missing.zip", retries=3, backoff=0, progress=False)
+        download(
+            server.url("missing.zip"), tmp_path / "missing.zip", progress=False, limits=Limits(retries=3, backoff=0)
+        )
     assert len(server.requests) == 4  # one try only
 
 
@@ -335,8 +338,8 @@ def test_a_trickling_server_is_a_stall_in_one_line(server: Loopback, tmp_path: P
     start = time.monotonic()
     with pytest.raises(DownloadError) as caught:
         download(
-            server.url("slow.bin"), tmp_path / "slow.bin", retries=4, backoff=0, timeout=5,
-            min_speed=100, stall_seconds=1, progress=False,
+            server.url("slow.bin"), tmp_path / "slow.bin", progress=False,
+            limits=Limits(retries=4, backoff=0, timeout=5, min_speed=100, stall_seconds=1),
         )  # fmt: skip
     assert time.monotonic() - start < 10
     message = str(caught.value)
@@ -350,8 +353,8 @@ def test_the_overall_deadline_ends_a_download_that_is_merely_slow(server: Loopba
     start = time.monotonic()
     with pytest.raises(DownloadError, match="deadline of 1.5 s") as caught:
         download(
-            server.url("slow.bin"), tmp_path / "slow.bin", retries=3, backoff=0, timeout=5,
-            min_speed=1, stall_seconds=1, deadline=1.5, progress=False,
+            server.url("slow.bin"), tmp_path / "slow.bin", progress=False,
+            limits=Limits(retries=3, backoff=0, timeout=5, min_speed=1, stall_seconds=1, deadline=1.5),
         )  # fmt: skip
     assert time.monotonic() - start < 5 and "\n" not in str(caught.value)
     assert (tmp_path / "slow.bin.part").stat().st_size > 0  # kept for a later resume
@@ -362,15 +365,16 @@ def test_a_silent_server_times_out_per_read(server: Loopback, tmp_path: Path):
     server.trickle["silent.bin"] = 30  # one byte, then nothing for 30 s
     start = time.monotonic()
     with pytest.raises(DownloadError, match="after 1 attempts"):
-        download(server.url("silent.bin"), tmp_path / "silent.bin", retries=0, timeout=0.5, progress=False)
+        download(
+            server.url("silent.bin"), tmp_path / "silent.bin", progress=False, limits=Limits(retries=0, timeout=0.5)
+        )
     assert time.monotonic() - start < 5
 
 
 def test_defaults_bound_a_stalled_download():
-    import inspect
-
-    defaults = {k: p.default for k, p in inspect.signature(download).parameters.items()}
-    assert 0 < defaults["timeout"] <= 60 and defaults["min_speed"] > 0 and 0 < defaults["stall_seconds"] <= 120
+    defaults = Limits()
+    assert 0 < defaults.timeout <= 60 and defaults.min_speed > 0 and 0 < defaults.stall_seconds <= 120
+    assert inspect.signature(download).parameters["limits"].default == defaults
 
 
 def test_a_truncated_tar_gz_is_named_deleted_and_downloaded_anew(server: Loopback, tmp_path: Path):

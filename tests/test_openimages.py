@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from test_datasets import TEST, TRAIN, closed_port, make_cifar_archive
 
-from helpers.data import datasets, openimages
+from helpers.data import datasets, openimages, openimages_index
 from helpers.data.download import sha256_of
 from helpers.data.folders import check_data, load_folder
 
@@ -121,7 +121,7 @@ def build_site(root: Path, photos: list[dict]) -> None:
     Each photo: ``id``, ``subset``, ``labels`` [(Source, LabelName, Confidence)], and optionally
     ``licence``, ``rotation``, ``body`` (the served bytes; None: not served), ``listed`` (in the image CSV).
     """
-    for subset, (labels_path, images_path) in openimages.SUBSETS.items():
+    for subset, (labels_path, images_path) in openimages_index.SUBSETS.items():
         mine = sorted((p for p in photos if p["subset"] == subset), key=lambda p: p["id"])
         for rel, header, rows in (
             (labels_path, LABEL_HEADER, [[p["id"], *label] for p in mine for label in p["labels"]]),
@@ -264,7 +264,7 @@ def test_the_choice_is_a_seeded_hash_and_the_test_subset_is_read_only_when_neede
     photos.append(dict(id=image_id(999), subset="test", labels=verified(LION)))
     photos.append(dict(id=image_id(998), subset="validation", labels=verified(TIGER), listed=False))  # never found
     build_site(tmp_path / "site", photos)
-    images_csv = tmp_path / "site" / openimages.SUBSETS["validation"][1]
+    images_csv = tmp_path / "site" / openimages_index.SUBSETS["validation"][1]
     with open(images_csv, "a") as f:  # more rows after the last candidate (IDs are sorted), then bytes no one can read
         f.writelines(f"ffff{n:012x},validation,,,{CC_BY},,,,,,,0.0\n" for n in range(4000))
     with open(images_csv, "ab") as f:
@@ -336,7 +336,7 @@ def test_an_interrupted_download_never_counts_and_a_rerun_resumes(site: Site, tm
 
 
 def test_a_file_that_is_not_the_published_csv_is_refused(tmp_path: Path):
-    labels = tmp_path / "site" / openimages.SUBSETS["validation"][0]
+    labels = tmp_path / "site" / openimages_index.SUBSETS["validation"][0]
     labels.parent.mkdir(parents=True)
     labels.write_text("ImageID,Source,LabelName\n0001,verification,/m/096mb\n")
     server = Site(tmp_path / "site")

@@ -1,9 +1,9 @@
-"""The data report: which photos are usable, which were fixed on loading, which are skipped, and why.
+"""The per-file checks: is one file a usable photo, one fixed on loading, or one to skip, and why.
 
-Notebook 03 runs it before training (``check_data`` in ``helpers.data.folders``), and so does
+Notebook 03 runs them before training (``check_data`` in ``helpers.data.folders``), and so does
 ``python -m helpers check-data DIR``. This module looks at ONE file at a time
-(:func:`check_image`) and turns a folder's worth of results into a :class:`DataReport`;
-``helpers.data.folders`` finds the files and decides the splits.
+(:func:`check_image`); ``helpers.data.survey`` finds the files and decides the splits, and
+``helpers.data.report`` turns a folder's worth of results into a :class:`~helpers.data.report.DataReport`.
 
 Nothing here ever modifies, moves or deletes a user's file: every check reads the bytes,
 decodes them in memory and throws the pixels away. Nothing is cached either, so the
@@ -24,7 +24,6 @@ import os
 import re
 import stat
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +38,6 @@ MIN_SIDE = 32
 
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 """Photos with more pixels than this are skipped (decompression-bomb guard; Pillow's own limit)."""
-
-NEAR_DUPLICATE_BITS = 6
-"""Two photos whose 64-bit difference hashes differ in at most this many bits look the same …"""
-
-NEAR_DUPLICATE_COLOUR = 12.0
-"""… if their 8×8 colour thumbnails also differ by at most this much on average (0–255)."""
 
 OS_JUNK = {
     ".ds_store": "macOS Finder metadata (.DS_Store)",
@@ -360,11 +353,16 @@ def _check_open_image(check: FileCheck, image: Image.Image, data: bytes, min_sid
             return check.skip(f"{kind} JPEG data, cannot be decoded reliably ({problem})")
     check.fingerprint = fingerprint(rgb)
     check.thumbnail = np.asarray(rgb.resize((8, 8), Image.Resampling.BOX), dtype=np.uint8)
+    return _note_fixes(check, mode, info, data, orientation, frames)
+
+
+def _note_fixes(check: FileCheck, mode: str, info: dict, data: bytes, orientation: int, frames: int) -> FileCheck:
+    """Say what :func:`to_rgb` changes on loading (the photo stays usable): rotation, frames, bits, alpha, colours."""
     if 2 <= orientation <= 8:
         check.fix(f"EXIF orientation {orientation}: turned upright on loading")
     if frames > 1:
-        check.fix(f"{image.format} with {frames} frames (animated or multi-picture): only the first frame is used")
-    if mode in SIXTEEN_BIT_MODES or (image.format == "PNG" and len(data) > 24 and data[24] == 16):
+        check.fix(f"{check.format} with {frames} frames (animated or multi-picture): only the first frame is used")
+    if mode in SIXTEEN_BIT_MODES or (check.format == "PNG" and len(data) > 24 and data[24] == 16):
         check.fix("16-bit image: scaled to 8 bits per channel")
     if mode in ("RGBA", "LA", "PA") or "transparency" in info:
         check.fix("transparency (alpha): flattened onto a white background")
@@ -386,218 +384,3 @@ def display_name(path: Path, root: Path | None = None) -> str:
     except ValueError:
         shown = str(path)
     return shown.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-@dataclass
-class Duplicate:
-    """Two files that are the same picture, in different splits (a leak) or classes (a label conflict)."""
-
-    first: FileCheck
-    second: FileCheck
-    bits_differ: int  # 0 with identical bytes is an exact copy
-
-    @property
-    def exact(self) -> bool:
-        return self.first.digest == self.second.digest
-
-    @property
-    def leak(self) -> bool:
-        """The two copies sit in different splits: validation has seen training photos."""
-        return self.first.split != self.second.split
-
-    @property
-    def conflicting_labels(self) -> bool:
-        """The same picture is filed under two classes."""
-        return self.first.class_name != self.second.class_name
-
-
-def find_duplicates(
-    checks: list[FileCheck],
-    max_bits: int = NEAR_DUPLICATE_BITS,
-    max_colour: float = NEAR_DUPLICATE_COLOUR,
-    block: int = 1024,
-) -> list[Duplicate]:
-    """Exact and near-duplicate pairs that matter: in DIFFERENT splits (leakage) or classes (conflicting labels).
-
-    Near duplicates have nearly the same difference hash (structure) AND nearly the same
-    8×8 colour thumbnail, so two different flat or simple pictures are not confused.
-    Compared ``block`` rows at a time, so memory stays small for large folders.
-    """
-    usable = [c for c in checks if c.usable and c.fingerprint is not None and c.thumbnail is not None]
-    if len(usable) < 2:
-        return []
-    prints = np.array([c.fingerprint for c in usable], dtype=np.uint64)
-    found: list[Duplicate] = []
-    for start in range(0, len(usable), block):
-        distance = np.bitwise_count(prints[start : start + block, None] ^ prints[None, :])
-        for ia, ib in zip(*np.nonzero(distance <= max_bits)):
-            i = start + int(ia)
-            j = int(ib)
-            if j <= i:
-                continue
-            a, b = usable[i], usable[j]
-            if a.split == b.split and a.class_name == b.class_name:
-                continue  # two copies in one class and split: harmless
-            exact = a.digest == b.digest
-            if exact or np.abs(a.thumbnail.astype(np.int16) - b.thumbnail).mean() <= max_colour:
-                found.append(Duplicate(a, b, int(distance[ia, ib])))
-    return found
-
-
-@dataclass
-class DataReport:
-    """Everything ``check-data`` prints: per-class counts and sizes, fixes, skips, warnings, errors."""
-
-    root: Path
-    layout: str
-    class_names: list[str]
-    files: list[FileCheck]
-    ignored: list[tuple[Path, str]] = field(default_factory=list)  # folders/files outside the layout
-    dropped: dict[str, str] = field(default_factory=dict)  # class folder → why it cannot be trained on
-    duplicates: list[Duplicate] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def valid(self) -> list[FileCheck]:
-        return [f for f in self.files if f.usable and f.class_name in self.class_names]
-
-    @property
-    def fixed(self) -> list[FileCheck]:
-        return [f for f in self.files if f.status == "fixed"]
-
-    @property
-    def skipped(self) -> list[FileCheck]:
-        return [f for f in self.files if f.status == "skipped"]
-
-    @property
-    def ok(self) -> bool:
-        """True when training can go ahead (no errors; skipped files are fine)."""
-        return not self.errors
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """``{class: {split: number of valid photos}}``."""
-        out: dict[str, dict[str, int]] = {c: {} for c in self.class_names}
-        for f in self.valid:
-            out[f.class_name][f.split] = out[f.class_name].get(f.split, 0) + 1
-        return out
-
-    def sizes(self, class_name: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """Smallest and largest (width, height) of a class's valid photos, by area."""
-        sizes = [f.size for f in self.valid if f.class_name == class_name and f.size]
-        if not sizes:
-            return None
-        by_area = sorted(sizes, key=lambda s: (s[0] * s[1], s))
-        return by_area[0], by_area[-1]
-
-    def reason_counts(self) -> Counter:
-        """How many files were skipped or fixed for each kind of reason (first words)."""
-        return Counter(r.split(":")[0].split("(")[0].strip() for f in self.files if f.status != "ok" for r in f.reasons)
-
-    def format(self, max_listed: int | None = None) -> str:
-        """The report as text (what ``python -m helpers check-data`` prints)."""
-        splits = [s for s in ("train", "val", "test") if any(f.split == s for f in self.files)]
-        lines = [
-            f"Data report for {display_name(self.root)}",
-            f"  layout {self.layout}; {len(self.files)} files checked in {self.seconds:.1f} s",
-            "",
-        ]
-        counts = self.counts()
-        header = f"  {'class':16s}" + "".join(f"{s:>7s}" for s in splits) + "   sizes (smallest – largest, w×h)"
-        lines.append(header)
-        for name in self.class_names:
-            row = f"  {name[:16]:16s}" + "".join(f"{counts[name].get(s, 0):7d}" for s in splits)
-            size = self.sizes(name)
-            if size:
-                (w0, h0), (w1, h1) = size
-                row += f"   {w0}×{h0} – {w1}×{h1}"
-            lines.append(row)
-        if "val" in splits and "test" not in splits:
-            lines.append(
-                "  test photos (no test/ folder: half of each class's val photos, rounded down): "
-                + ", ".join(f"{counts[name].get('val', 0) // 2} {name}" for name in self.class_names)
-            )
-        lines.append(
-            f"  valid photos: {len(self.valid)} in {len(self.class_names)} classes"
-            + (f" ({', '.join(self.class_names)})" if self.class_names else "")
-        )
-        for title, group in (("fixed on loading (used)", self.fixed), ("skipped (not used)", self.skipped)):
-            if group:
-                lines += ["", f"{title}: {len(group)} files"]
-                shown = group if max_listed is None else group[:max_listed]
-                for f in shown:
-                    lines.append(f"  {display_name(f.path, self.root)}: {'; '.join(f.reasons)}")
-                if len(shown) < len(group):
-                    lines.append(f"  … and {len(group) - len(shown)} more")
-        if self.ignored:
-            lines += ["", f"ignored outside the layout: {len(self.ignored)}"]
-            lines += [f"  {display_name(p, self.root)}: {why}" for p, why in self.ignored]
-        if self.duplicates:
-            lines += [
-                "",
-                f"duplicates across splits or classes: {len(self.duplicates)} pairs (== same bytes, ≈ same picture)",
-            ]
-            shown = self.duplicates if max_listed is None else self.duplicates[:max_listed]
-            lines += [
-                f"  {display_name(d.first.path, self.root)} {'==' if d.exact else '≈'} "
-                f"{display_name(d.second.path, self.root)}"
-                f"   ({', '.join(k for k, on in (('leak', d.leak), ('two labels', d.conflicting_labels)) if on)})"
-                for d in shown
-            ]
-            if len(shown) < len(self.duplicates):
-                lines.append(f"  … and {len(self.duplicates) - len(shown)} more")
-        if self.warnings:
-            lines += ["", "warnings:"] + [f"  ! {w}" for w in self.warnings]
-        if self.errors:
-            lines += ["", "errors (training cannot start):"] + [f"  x {e}" for e in self.errors]
-        elif self.warnings:
-            lines += [
-                "",
-                f"NOT OK: {len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above; "
-                f"training would use the {len(self.valid)} valid photos, but fix what the warnings say first.",
-            ]
-        else:
-            lines += ["", f"OK: training will use the {len(self.valid)} valid photos."]
-        return "\n".join(lines)
-
-    __str__ = format
-
-    def to_dict(self) -> dict:
-        """A JSON-ready summary (``check-data --json``)."""
-
-        def entry(f: FileCheck) -> dict:
-            return {
-                "path": display_name(f.path, self.root),
-                "split": f.split,
-                "class": f.class_name,
-                "status": f.status,
-                "reasons": f.reasons,
-                "size": f.size,
-            }
-
-        return {
-            "root": str(self.root),
-            "layout": self.layout,
-            "class_names": self.class_names,
-            "counts": self.counts(),
-            "n_valid": len(self.valid),
-            "fixed": [entry(f) for f in self.fixed],
-            "skipped": [entry(f) for f in self.skipped],
-            "ignored": [{"path": display_name(p, self.root), "reason": why} for p, why in self.ignored],
-            "dropped": self.dropped,
-            "duplicates": [
-                {
-                    "first": display_name(d.first.path, self.root),
-                    "second": display_name(d.second.path, self.root),
-                    "exact": d.exact,
-                    "bits_differ": d.bits_differ,
-                    "leak": d.leak,
-                    "conflicting_labels": d.conflicting_labels,
-                }
-                for d in self.duplicates
-            ],
-            "warnings": self.warnings,
-            "errors": self.errors,
-            "seconds": self.seconds,
-        }

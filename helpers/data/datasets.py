@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import files, settings
+from helpers.data import openimages
 from helpers.data.download import ChecksumError, download, sha256_of
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -158,7 +159,7 @@ def load_cifar100(
     if archive is not None:
         return read_cifar100_archive(archive)
     try:
-        import keras
+        import keras  # noqa: PLC0415 (keras starts its backend, TensorFlow: only this fallback needs it)
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar100.load_data(label_mode="fine")
     except Exception as exc:  # Keras raises a bare Exception("URL fetch failure …") when offline
@@ -204,40 +205,8 @@ def build_cifar_photos(
     )
     _check_label_names(names)
     with files.staging_dir(dest, "building") as staging:
-        counts = {}
-        for split, source, x, y in (("train", "train", x_train, y_train), ("val", "test", x_test, y_test)):
-            for name, label in CIFAR100_CLASSES.items():
-                folder = staging / split / name
-                folder.mkdir(parents=True)
-                index = np.flatnonzero(np.asarray(y).reshape(-1) == label)
-                for i in index:
-                    image = Image.fromarray(np.asarray(x[i], np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
-                    image.save(folder / f"cifar100_{source}_{i:05d}.jpg", quality=95)
-                counts.setdefault(name, {})[split] = int(len(index))
-        (staging / "README.txt").write_text(
-            f"LOW RESOLUTION: CIFAR-100 images are 32x32 pixels; these were upscaled to {size}x{size}\n"
-            "(bicubic), which adds no detail. Expect lower accuracy than with real photos.\n\n"
-            "Classes: bear (fine label 3), lion (43), tiger (88). train/ = CIFAR-100 train set,\n"
-            "val/ = CIFAR-100 test set. File names keep each image's index in the original arrays.\n\n"
-            "Source: Alex Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009.\n"
-            f"{CIFAR100_URL}\n"
-            "Built by helpers.data.datasets.build_cifar_photos (Transfer Learning Workbook). Do not commit.\n"
-        )
-        (staging / "dataset.json").write_text(
-            json.dumps(
-                {
-                    "source": "CIFAR-100 (fine labels)",
-                    "url": CIFAR100_URL,
-                    "original_size": 32,
-                    "upscaled_to": size,
-                    "low_resolution": True,
-                    "classes": CIFAR100_CLASSES,
-                    "counts": counts,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        counts = _write_cifar_photos(staging, size, ((x_train, y_train), (x_test, y_test)))
+        _write_cifar_notes(staging, size, counts)
         try:
             if dest.exists():
                 dest.rmdir()  # an empty folder (checked above)
@@ -247,6 +216,50 @@ def build_cifar_photos(
                 raise
 
     return dest
+
+
+def _write_cifar_photos(staging: Path, size: int, train_and_test: tuple) -> dict[str, dict[str, int]]:
+    """CIFAR's train set as ``train/<class>/``, its test set as ``val/<class>/``, upscaled; ``{class: {split: n}}``."""
+    counts: dict[str, dict[str, int]] = {}
+    (x_train, y_train), (x_test, y_test) = train_and_test
+    for split, source, x, y in (("train", "train", x_train, y_train), ("val", "test", x_test, y_test)):
+        for name, label in CIFAR100_CLASSES.items():
+            folder = staging / split / name
+            folder.mkdir(parents=True)
+            index = np.flatnonzero(np.asarray(y).reshape(-1) == label)
+            for i in index:
+                image = Image.fromarray(np.asarray(x[i], np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+                image.save(folder / f"cifar100_{source}_{i:05d}.jpg", quality=95)
+            counts.setdefault(name, {})[split] = int(len(index))
+    return counts
+
+
+def _write_cifar_notes(staging: Path, size: int, counts: dict[str, dict[str, int]]) -> None:
+    """``README.txt`` (what the photos really are: 32 px, upscaled) and ``dataset.json`` (the finished marker)."""
+    (staging / "README.txt").write_text(
+        f"LOW RESOLUTION: CIFAR-100 images are 32x32 pixels; these were upscaled to {size}x{size}\n"
+        "(bicubic), which adds no detail. Expect lower accuracy than with real photos.\n\n"
+        "Classes: bear (fine label 3), lion (43), tiger (88). train/ = CIFAR-100 train set,\n"
+        "val/ = CIFAR-100 test set. File names keep each image's index in the original arrays.\n\n"
+        "Source: Alex Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009.\n"
+        f"{CIFAR100_URL}\n"
+        "Built by helpers.data.datasets.build_cifar_photos (Transfer Learning Workbook). Do not commit.\n"
+    )
+    (staging / "dataset.json").write_text(
+        json.dumps(
+            {
+                "source": "CIFAR-100 (fine labels)",
+                "url": CIFAR100_URL,
+                "original_size": 32,
+                "upscaled_to": size,
+                "low_resolution": True,
+                "classes": CIFAR100_CLASSES,
+                "counts": counts,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 MIN_OPEN_IMAGES = 10
@@ -271,8 +284,6 @@ def get_photos(
                     "(expected DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)"
                 )
             return folder
-    from helpers.data import openimages
-
     kwargs = {"dest": DATA_ROOT / openimages.FOLDER_NAME, **(openimages_kwargs or {})}
     try:
         report = openimages.fetch_open_images(**kwargs)

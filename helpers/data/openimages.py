@@ -45,6 +45,9 @@ fetches only what is missing; a broken or missing image is skipped, counted, and
 next candidate. The base URL (``base_url=`` or ``$WORKBOOK_OPENIMAGES_URL``) replaces both hosts
 and nothing else: the tests serve the same paths from 127.0.0.1. The real hosts could not be
 reached where this was written; only that local copy of the layout was exercised.
+
+Reading the CSVs (steps 1-3) is :mod:`helpers.data.openimages_index`; this module fetches, checks and
+records the photos (step 4).
 """
 
 from __future__ import annotations
@@ -70,38 +73,23 @@ from tqdm.auto import tqdm
 from helpers import files
 from helpers.data import checks
 from helpers.data.download import sha256_of
+from helpers.data.openimages_index import (
+    CC_BY_2,
+    CLASSES,
+    METADATA_BASE,
+    TIMEOUT,
+    OpenImagesUnavailable,
+    find_candidates,
+    request,
+)
 
-METADATA_BASE = "https://storage.googleapis.com"
 IMAGES_BASE = "https://open-images-dataset.s3.amazonaws.com"
 URL_ENV = "WORKBOOK_OPENIMAGES_URL"
-SUBSETS = {
-    "validation": (
-        "openimages/v7/oidv7-val-annotations-human-imagelabels.csv",
-        "openimages/2018_04/validation/validation-images-with-rotation.csv",
-    ),
-    "test": (
-        "openimages/v7/oidv7-test-annotations-human-imagelabels.csv",
-        "openimages/2018_04/test/test-images-with-rotation.csv",
-    ),
-}
-CLASSES = {"lion": {"/m/096mb"}, "tiger": {"/m/07dm6"}, "bear": {"/m/01dws", "/m/01dxs", "/m/03bj1", "/m/0633h"}}
-TEDDY_BEAR = "/m/0kmg4"
-HUMAN_SOURCES = {"verification", "crowdsource-verification", "human"}  # "human": the V2-V3 files' name
-CC_BY_2 = "https://creativecommons.org/licenses/by/2.0/"
-LABEL_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
-IMAGE_COLUMNS = tuple("ImageID Subset OriginalLandingURL License AuthorProfileURL Author Title Rotation".split())
 MANIFEST_COLUMNS = ("file", "sha256", "source_sha256", "image_id", "class", "subset")
 FOLDER_NAME = "lion-tiger-bear-openimages"
 MAX_SIDE = 400
 MAX_IMAGE_BYTES = 50 * 1024**2
-TIMEOUT = 20.0
 GIVE_UP_AFTER = 3  # consecutive unreachable photos: the host is gone, stop and report
-
-_MID_CLASS = {mid: name for name, mids in CLASSES.items() for mid in mids}
-
-
-class OpenImagesUnavailable(RuntimeError):
-    """Open Images could not be read (no network, host unreachable, or not the published files)."""
 
 
 class _Gone(Exception):
@@ -133,88 +121,6 @@ class FetchReport:
         return text + ("" if self.complete else "; incomplete: run again to fetch the rest")
 
 
-def _request(url: str) -> urllib.request.Request:
-    return urllib.request.Request(url, headers={"User-Agent": "transfer-workbook"})
-
-
-def _open(url: str, timeout: float):
-    try:
-        return urllib.request.urlopen(_request(url), timeout=timeout)
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        raise OpenImagesUnavailable(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from exc
-
-
-def stream_csv(url: str, columns: tuple[str, ...], timeout: float = TIMEOUT):
-    """Yield the rows of a CSV served at ``url`` as dicts, line by line; the caller may stop early."""
-    response = _open(url, timeout)
-    try:
-        reader = csv.reader(io.TextIOWrapper(response, encoding="utf-8", newline=""))
-        header = next(reader, [])
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise OpenImagesUnavailable(f"{url} is not the published file: no column {', '.join(missing)}")
-        index = [header.index(c) for c in columns]
-        for row in reader:
-            if len(row) == len(header):
-                yield {c: row[i] for c, i in zip(columns, index)}
-    except (http.client.HTTPException, OSError, UnicodeDecodeError) as exc:
-        raise OpenImagesUnavailable(f"reading {url} failed: {exc}") from exc
-    finally:
-        response.close()
-
-
-def _find_candidates(meta_base: str, per_class: int, timeout: float) -> tuple[list[dict], Counter, bool]:
-    """Stream the subsets' label and image CSVs until each class has enough licensed candidates."""
-    found: list[dict] = []
-    skipped: Counter = Counter()
-    want = per_class + max(5, per_class // 10)  # a margin for broken or missing photos
-    for n_read, (subset, (labels_path, images_path)) in enumerate(SUBSETS.items(), start=1):
-        positive: dict[str, set[str]] = {}
-        unverified: set[str] = set()
-        for row in stream_csv(f"{meta_base}/{labels_path}", LABEL_COLUMNS, timeout):
-            mid = row["LabelName"]
-            if mid not in _MID_CLASS and mid != TEDDY_BEAR:
-                continue
-            try:
-                confidence = float(row["Confidence"])
-            except ValueError:
-                confidence = 0.0
-            if row["Source"] not in HUMAN_SOURCES:
-                if confidence > 0:  # a machine-generated label: not good enough
-                    unverified.add(row["ImageID"])
-            elif confidence == 1.0:
-                positive.setdefault(row["ImageID"], set()).add(_MID_CLASS.get(mid, "teddy bear"))
-        wanted = {}
-        for image_id, classes in positive.items():
-            if "teddy bear" in classes:
-                skipped["teddy bear"] += 1
-            elif len(classes) > 1:
-                skipped["two or three of lion/tiger/bear"] += 1
-            else:
-                wanted[image_id] = classes.pop()
-        skipped["label not human-verified"] += len(unverified - positive.keys())
-        last, in_order = max(wanted, default=""), True
-        previous = ""
-        for row in stream_csv(f"{meta_base}/{images_path}", IMAGE_COLUMNS, timeout):
-            image_id = row["ImageID"]
-            in_order, previous = in_order and image_id >= previous, image_id
-            if in_order and image_id > last:
-                break  # sorted by ID: no candidate can follow
-            name = wanted.pop(image_id, None)
-            if name is None:
-                continue
-            if row["License"].strip() != CC_BY_2:
-                skipped["licence not CC BY 2.0"] += 1
-            else:
-                found.append(dict(row, Subset=row["Subset"] or subset, **{"class": name}))
-            if not wanted:
-                break
-        skipped["no image metadata"] += len(wanted)
-        if all(sum(c["class"] == name for c in found) >= want for name in CLASSES):
-            return found, +skipped, n_read == len(SUBSETS)  # + drops the zero counts
-    return found, +skipped, True
-
-
 def _rank(seed: int, image_id: str) -> str:
     return hashlib.sha256(f"{seed}/{image_id}".encode()).hexdigest()
 
@@ -224,7 +130,7 @@ def _get(url: str, timeout: float, attempts: int = 3) -> bytes:
     problem: Exception | None = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(_request(url), timeout=timeout) as response:
+            with urllib.request.urlopen(request(url), timeout=timeout) as response:
                 expected = response.headers.get("Content-Length")
                 data = response.read(MAX_IMAGE_BYTES + 1)
             if len(data) > MAX_IMAGE_BYTES:
@@ -317,18 +223,53 @@ def fetch_open_images(
     base = (base_url or os.environ.get(URL_ENV) or "").rstrip("/")
     meta_base, images_base = (base, base) if base else (METADATA_BASE, IMAGES_BASE)
     state = dest / ".openimages"
-    manifest: dict[str, dict] = {}
-    if (dest / "manifest.csv").is_file():
-        with open(dest / "manifest.csv", newline="") as f:
-            reader = csv.DictReader(f)
-            if set(MANIFEST_COLUMNS) - set(reader.fieldnames or ()):
-                raise ValueError(
-                    f"{dest / 'manifest.csv'} is not a manifest this workbook wrote (columns "
-                    f"{', '.join(MANIFEST_COLUMNS)}): move {dest} away and run again"
-                )
-            manifest = {row["image_id"]: row for row in reader}
+    manifest = _read_manifest(dest)
     report = FetchReport(dest, {name: 0 for name in CLASSES})
-    for image_id, entry in list(manifest.items()):  # verify every recorded file
+    _set_aside_changed(dest, manifest, report)
+    info = _read_json(dest / "dataset.json")
+    if info.get("complete") and info.get("per_class") == per_class and info.get("seed") == seed and not report.changed:
+        report.counts = {name: sum(e["class"] == name for e in manifest.values()) for name in CLASSES}
+        return report  # checked, nothing to fetch: no network needed
+    candidates = _candidates(state, meta_base, per_class, timeout, report)
+    run = _Fetch(dest, images_base, timeout, manifest, _read_json(state / "gone.json"), report)
+    with tqdm(
+        total=per_class * len(CLASSES), desc="Open Images photos", unit="photo", disable=not progress, leave=False
+    ) as run.bar:
+        for name in CLASSES:
+            mine = sorted((c for c in candidates if c["class"] == name), key=lambda c: _rank(seed, c["ImageID"]))
+            run.fetch_class(name, mine, per_class)
+    for stale in [i for i, e in manifest.items() if i in run.gone and not (dest / e["file"]).is_file()]:
+        del manifest[stale]  # changed, and not the same photo on the server any more
+    _write_manifest(dest, manifest)
+    _write_attribution(dest, manifest, {c["ImageID"]: c for c in candidates})
+    dataset = {"source": "Open Images V7", "licence": "CC BY 2.0", "max_side": MAX_SIDE, "per_class": per_class}
+    dataset.update(seed=seed, counts=report.counts, skipped=dict(+report.skipped), complete=report.complete)
+    _write_json(dest / "dataset.json", dataset)
+    return report
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _read_manifest(dest: Path) -> dict[str, dict]:
+    """``{image ID: manifest row}`` from ``dest/manifest.csv`` (empty before the first download)."""
+    if not (dest / "manifest.csv").is_file():
+        return {}
+    with open(dest / "manifest.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        if set(MANIFEST_COLUMNS) - set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{dest / 'manifest.csv'} is not a manifest this workbook wrote (columns "
+                f"{', '.join(MANIFEST_COLUMNS)}): move {dest} away and run again"
+            )
+        return {row["image_id"]: row for row in reader}
+
+
+def _set_aside_changed(dest: Path, manifest: dict[str, dict], report: FetchReport) -> None:
+    """Verify every recorded file: a changed one is named and moved to ``.openimages/changed/``."""
+    state = dest / ".openimages"
+    for image_id, entry in list(manifest.items()):
         path = dest / entry["file"]
         if path.is_file() and sha256_of(path) == entry["sha256"]:
             continue
@@ -336,82 +277,89 @@ def fetch_open_images(
         if path.is_file():
             (state / "changed").mkdir(parents=True, exist_ok=True)
             shutil.move(path, state / "changed" / f"{image_id}.{time.time_ns()}.jpg")
-    info = json.loads((dest / "dataset.json").read_text()) if (dest / "dataset.json").is_file() else {}
-    if info.get("complete") and info.get("per_class") == per_class and info.get("seed") == seed and not report.changed:
-        report.counts = {name: sum(e["class"] == name for e in manifest.values()) for name in CLASSES}
-        return report  # checked, nothing to fetch: no network needed
 
-    saved = json.loads((state / "candidates.json").read_text()) if (state / "candidates.json").is_file() else {}
+
+def _candidates(state: Path, meta_base: str, per_class: int, timeout: float, report: FetchReport) -> list[dict]:
+    """The candidates saved by an earlier run when they suffice, else found anew (and saved)."""
+    saved = _read_json(state / "candidates.json")
     if saved and (saved["per_class"] >= per_class or saved["exhausted"]):
         candidates, skipped_before = saved["candidates"], Counter(saved["skipped"])
     else:
-        candidates, skipped_before, exhausted = _find_candidates(meta_base, per_class, timeout)
+        candidates, skipped_before, exhausted = find_candidates(meta_base, per_class, timeout)
         state.mkdir(parents=True, exist_ok=True)
         saved = {"per_class": per_class, "exhausted": exhausted, "candidates": candidates, "skipped": skipped_before}
         _write_json(state / "candidates.json", saved)
     report.skipped.update(skipped_before)
-    gone = json.loads((state / "gone.json").read_text()) if (state / "gone.json").is_file() else {}
-    by_id = {c["ImageID"]: c for c in candidates}
-    unreachable = 0
-    bar = tqdm(
-        total=per_class * len(CLASSES), desc="Open Images photos", unit="photo", disable=not progress, leave=False
-    )
-    for name in CLASSES:
-        (dest / name).mkdir(parents=True, exist_ok=True)
-        for leftover in (dest / name).glob(".*.jpg"):  # a temporary file from an interrupted run
+    return candidates
+
+
+@dataclass
+class _Fetch:
+    """One run of :func:`fetch_open_images` over the photos: where they go, what is known, what was done."""
+
+    dest: Path
+    images_base: str
+    timeout: float
+    manifest: dict[str, dict]
+    gone: dict[str, str]  # image ID → why it is skipped for good
+    report: FetchReport
+    unreachable: int = 0  # consecutive photos the host did not answer for
+    bar: tqdm | None = None
+
+    def fetch_class(self, name: str, candidates: list[dict], per_class: int) -> None:
+        """Up to ``per_class`` photos of ``name``, in the seeded order of ``candidates``."""
+        (self.dest / name).mkdir(parents=True, exist_ok=True)
+        for leftover in (self.dest / name).glob(".*.jpg"):  # a temporary file from an interrupted run
             leftover.unlink()
-        for cand in sorted((c for c in candidates if c["class"] == name), key=lambda c: _rank(seed, c["ImageID"])):
-            if report.counts[name] >= per_class:
+        for cand in candidates:
+            if self.report.counts[name] >= per_class:
                 break
             image_id = cand["ImageID"]
-            entry = manifest.get(image_id)
-            if entry and f"{name}/{image_id}.jpg" not in report.changed:
-                report.counts[name] += 1
-                bar.update(1)
+            entry = self.manifest.get(image_id)
+            if entry and f"{name}/{image_id}.jpg" not in self.report.changed:
+                self.report.counts[name] += 1
+                self.bar.update(1)
                 continue
-            if image_id in gone:
-                report.skipped[gone[image_id]] += 1
+            if image_id in self.gone:
+                self.report.skipped[self.gone[image_id]] += 1
                 continue
-            if unreachable >= GIVE_UP_AFTER:
-                report.complete = False  # the host is gone: the rest waits for the next run
+            if self.unreachable >= GIVE_UP_AFTER:
+                self.report.complete = False  # the host is gone: the rest waits for the next run
                 break
-            target = dest / name / f"{image_id}.jpg"
-            try:
-                data = _get(f"{images_base}/{cand['Subset']}/{image_id}.jpg", timeout)
-                unreachable = 0
-                source_sha = hashlib.sha256(data).hexdigest()
-                if entry and entry["source_sha256"] != source_sha:
-                    raise _Gone("changed on the server since the first download")
-                _save_photo(data, cand.get("Rotation", ""), target)
-            except OpenImagesUnavailable:
-                unreachable += 1
-                report.skipped["unreachable"] += 1
-                report.complete = False
-                continue
-            except _Gone as exc:
-                gone[image_id] = exc.reason
-                report.skipped[exc.reason] += 1
-                state.mkdir(parents=True, exist_ok=True)
-                _write_json(state / "gone.json", gone)
-                continue
-            manifest[image_id] = {
-                "file": f"{name}/{image_id}.jpg",
-                "sha256": sha256_of(target),
-                "source_sha256": source_sha,
-                "image_id": image_id,
-                "class": name,
-                "subset": cand["Subset"],
-            }
-            _write_manifest(dest, manifest)
-            report.counts[name] += 1
-            report.downloaded += 1
-            bar.update(1)
-    bar.close()
-    for stale in [i for i, e in manifest.items() if i in gone and not (dest / e["file"]).is_file()]:
-        del manifest[stale]  # changed, and not the same photo on the server any more
-    _write_manifest(dest, manifest)
-    _write_attribution(dest, manifest, by_id)
-    dataset = {"source": "Open Images V7", "licence": "CC BY 2.0", "max_side": MAX_SIDE, "per_class": per_class}
-    dataset.update(seed=seed, counts=report.counts, skipped=dict(+report.skipped), complete=report.complete)
-    _write_json(dest / "dataset.json", dataset)
-    return report
+            if self._fetch_one(name, cand, entry):
+                self.report.counts[name] += 1
+                self.report.downloaded += 1
+                self.bar.update(1)
+
+    def _fetch_one(self, name: str, cand: dict, entry: dict | None) -> bool:
+        """Download, check and save one photo and record it in the manifest; False when it is skipped."""
+        image_id = cand["ImageID"]
+        target = self.dest / name / f"{image_id}.jpg"
+        try:
+            data = _get(f"{self.images_base}/{cand['Subset']}/{image_id}.jpg", self.timeout)
+            self.unreachable = 0
+            source_sha = hashlib.sha256(data).hexdigest()
+            if entry and entry["source_sha256"] != source_sha:
+                raise _Gone("changed on the server since the first download")
+            _save_photo(data, cand.get("Rotation", ""), target)
+        except OpenImagesUnavailable:
+            self.unreachable += 1
+            self.report.skipped["unreachable"] += 1
+            self.report.complete = False
+            return False
+        except _Gone as exc:
+            self.gone[image_id] = exc.reason
+            self.report.skipped[exc.reason] += 1
+            (self.dest / ".openimages").mkdir(parents=True, exist_ok=True)
+            _write_json(self.dest / ".openimages" / "gone.json", self.gone)
+            return False
+        self.manifest[image_id] = {
+            "file": f"{name}/{image_id}.jpg",
+            "sha256": sha256_of(target),
+            "source_sha256": source_sha,
+            "image_id": image_id,
+            "class": name,
+            "subset": cand["Subset"],
+        }
+        _write_manifest(self.dest, self.manifest)
+        return True

@@ -26,6 +26,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -40,7 +41,8 @@ def has_tensorflow() -> bool:
 
 
 def _tf():
-    import tensorflow as tf
+    """TensorFlow, imported only here: it is optional (the JAX and PyTorch setups run without it)."""
+    import tensorflow as tf  # noqa: PLC0415 (an optional backend, see has_tensorflow)
 
     return tf
 
@@ -86,7 +88,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
 
 class PhotoBatches(ArrayBatches):
-    """Photo files decoded by :func:`helpers.data.folders.load_image` in batches, on ``parallel`` threads.
+    """Photo files decoded by :func:`helpers.data.folders.load_image` in batches, on ``workers`` threads.
 
     What :func:`photo_dataset` returns without TensorFlow: PIL releases the GIL while it
     decodes, so Keras' worker threads really run in parallel, and the next batches are
@@ -101,11 +103,10 @@ class PhotoBatches(ArrayBatches):
         batch_size: int = 32,
         shuffle: bool = False,
         seed: int = 0,
-        parallel: int | None = None,
     ):
         super().__init__(np.asarray(paths, dtype=object), labels, batch_size, shuffle, seed)
         self.size = size
-        self.workers = parallel or min(8, os.cpu_count() or 1)
+        self.workers = min(8, os.cpu_count() or 1)  # photo_dataset sets Decoding.parallel here
         self.max_queue_size = 4
 
     def __getitem__(self, index: int):
@@ -140,6 +141,18 @@ def from_arrays(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How :func:`photo_dataset` decodes photos.
+
+    ``decoder="pil"`` gives the same pixels as :func:`helpers.data.folders.load_image`; ``"tf"`` is pure
+    TensorFlow. ``parallel`` threads decode (None: tf.data's AUTOTUNE; without TensorFlow, up to 8).
+    """
+
+    decoder: str = "pil"
+    parallel: int | None = None
+
+
 def _tf_decode(path, size: int):
     """Decode + centre-crop + bilinear resize in TensorFlow ops (like ``ImageOps.fit``)."""
     tf = _tf()
@@ -162,16 +175,18 @@ def photo_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-    decoder: str = "pil",
-    parallel: int | None = None,
+    decoder: str | Decoding = "pil",
 ):
     """Photos as a ``tf.data`` dataset of ``(batch, size, size, 3)`` uint8 (with labels if given).
 
-    Decoding and resizing run on ``parallel`` threads (default: tf.data's AUTOTUNE) and the
-    next batches are prefetched while the model works. ``decoder="pil"`` gives the same
-    pixels as :func:`helpers.data.folders.load_image`; ``decoder="tf"`` is pure TensorFlow.
+    Decoding and resizing run on parallel threads (:class:`Decoding`; default: tf.data's AUTOTUNE)
+    and the next batches are prefetched while the model works. ``decoder="pil"`` gives the same
+    pixels as :func:`helpers.data.folders.load_image`; ``decoder="tf"`` is pure TensorFlow;
+    ``decoder=Decoding("pil", parallel=4)`` also sets the threads.
     Without TensorFlow: a :class:`PhotoBatches` (``decoder="pil"`` only).
     """
+    decoding = decoder if isinstance(decoder, Decoding) else Decoding(decoder)
+    decoder, parallel = decoding.decoder, decoding.parallel
     if decoder not in ("pil", "tf"):
         raise ValueError(f"decoder must be 'pil' or 'tf', got {decoder!r}")
     names = [str(Path(p)) for p in paths]
@@ -184,7 +199,9 @@ def photo_dataset(
                 f"decoder='tf' needs TensorFlow, which is not installed (Keras backend "
                 f"{keras.backend.backend()!r}); use decoder='pil' (the same pixels as load_image)"
             )
-        return PhotoBatches(names, size, labels, batch_size, shuffle, seed, parallel)
+        batches = PhotoBatches(names, size, labels, batch_size, shuffle, seed)
+        batches.workers = parallel or batches.workers
+        return batches
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices(names)
     if labels is not None:
@@ -208,15 +225,3 @@ def photo_dataset(
     else:
         ds = ds.map(decode, num_parallel_calls=parallel or tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def images_per_second(model, dataset_or_array, batch_size: int = 32) -> tuple[float, int]:
-    """Run ``model.predict`` over a dataset or array; return (images/s, images)."""
-    import time
-
-    start = time.perf_counter()
-    out = model.predict(
-        dataset_or_array, batch_size=None if not isinstance(dataset_or_array, np.ndarray) else batch_size, verbose=0
-    )
-    seconds = time.perf_counter() - start
-    return len(out) / seconds, len(out)
