@@ -19,9 +19,10 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
   ``bench``, ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
-Importing the package starts Keras the workbook's way (:func:`start`: the backend chosen, TensorFlow's
-start-up lines dropped); ``python -m helpers`` calls :func:`start` itself instead, from ``__main__``,
-where a Ctrl-C during the seconds Keras takes to import is one line and exit code 130.
+Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend
+chosen, TensorFlow's start-up lines dropped): every notebook's first cell calls it before ``import keras``,
+``python -m helpers`` from ``__main__`` (where a Ctrl-C during the seconds Keras takes to import is one
+line and exit code 130), the notebook runner's kernels from :mod:`helpers.tools.kernel`.
 """
 
 import contextlib
@@ -208,41 +209,13 @@ _started = False
 def start() -> None:
     """Start Keras the workbook's way, once: choose the backend, then import Keras quietly.
 
-    With ``$WORKBOOK_PASS_LOG`` set (the notebook runner's kernels), Keras' ``fit``/``evaluate``/
-    ``predict`` calls are counted too (:mod:`helpers.store.passes`).
+    Call it before ``import keras`` (every notebook's first cell does; ``python -m helpers`` calls
+    it from ``__main__``). ``import helpers`` alone changes nothing: not Keras, not the environment,
+    not standard error. The notebook runner's kernels call it from :mod:`helpers.tools.kernel`.
     """
     global _started
     if _started:
         return
     choose_backend()
     _start_keras_quietly()
-    if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.store.passes)
-        from helpers.store import passes
-
-        passes.count_keras_calls()
-    if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device (the book)
-        from helpers.tools import book
-
-        book.record_setup()
     _started = True
-
-
-def _as_command() -> bool:
-    """True while ``python -m helpers`` imports this package (to run ``helpers/__main__.py`` next).
-
-    Python sets ``sys.argv[0]`` to ``-m`` while it imports the package of a ``-m`` module;
-    ``sys.orig_argv`` says which module (``python -m helpers.other`` still starts Keras here).
-    """
-    if getattr(sys, "argv", None) is None or sys.argv[:1] != ["-m"]:
-        return False
-    args = list(getattr(sys, "orig_argv", []))
-    for i, arg in enumerate(args[1:], 1):
-        if arg == "-m":
-            return args[i + 1 : i + 2] == [__name__]
-        if arg.startswith("-m"):
-            return arg[2:] == __name__
-    return False
-
-
-if not _as_command():  # python -m helpers starts Keras in __main__, where Ctrl-C is caught
-    start()

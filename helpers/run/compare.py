@@ -238,7 +238,7 @@ def compare_backbones(
             print(describe(result), flush=True)
     if out is not None:
         files.write_json(Path(out) / RESULTS_FILE, [asdict(r) for r in results])
-    from helpers.tools.book import record
+    from helpers.store.numbers import record
 
     record(**{f"accuracy of {r.backbone}": r.test_accuracy for r in results if r.ok})  # notebook 07's, for the book
     return results

@@ -144,7 +144,7 @@ def evaluate(
     if probs.shape != (len(labels), n_out):
         raise ValueError(f"probabilities of shape {probs.shape}, expected {(len(labels), n_out)}")
     result = Evaluation(list(class_names), labels, probs, list(paths or []))
-    from helpers.tools.book import record
+    from helpers.store.numbers import record
 
     record(accuracy=result.accuracy, photos=len(labels))  # the key number of notebook 06, for the book
     return result

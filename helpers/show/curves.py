@@ -75,7 +75,7 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
 
     A change smaller than one photo of ``n_photos`` is reported as no change.
     """
-    from helpers.tools.book import record
+    from helpers.store.numbers import record
 
     record(accuracy_before=float(before), accuracy_after=float(after), photos=n_photos)  # for the book (notebook 04)
     change = after - before

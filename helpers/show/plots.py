@@ -315,7 +315,7 @@ def show_predictions(
     truth = [class_names[int(labels[i])] for i in picks] if labels is not None else None
     ok = [row[0][0] == t for row, t in zip(ranked, truth)] if truth is not None else None
     if labels is not None:  # the key number of notebook 03, for the book's index (helpers.tools.book)
-        from helpers.tools.book import record
+        from helpers.store.numbers import record
 
         record(accuracy=float(np.mean(probabilities.argmax(-1) == np.asarray(labels))), photos=len(labels))
     return show_photos(np.asarray(images)[picks], prediction_captions(ranked, truth), ok, ncols=ncols)

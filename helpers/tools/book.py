@@ -12,9 +12,9 @@ with its error, and whatever of it ran.
 Key numbers come from ``notebooks.json`` (seconds, ok, error, forward passes) and from the
 kernels: the helpers a notebook already calls for its result (``plots.show_predictions``,
 ``curves.verdict``, ``evaluate.evaluate``, ``small_data.accuracy_vs_photos``,
-``compare.compare_backbones``, and ``import helpers`` for backend and device) call
-:func:`record`, which appends them to ``$WORKBOOK_NUMBERS`` — ``DIR/numbers.jsonl``, set by the
-notebook runner for its kernels — and does nothing anywhere else (in JupyterLab, in a script).
+``compare.compare_backbones``, and the runner's kernel hook :mod:`helpers.tools.kernel` for backend
+and device) call :func:`helpers.store.numbers.record`, which appends them to ``$WORKBOOK_NUMBERS`` —
+``DIR/numbers.jsonl``, set by the notebook runner for its kernels — and does nothing anywhere else.
 """
 
 from __future__ import annotations
@@ -27,63 +27,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-NUMBERS_ENV = "WORKBOOK_NUMBERS"
-NUMBERS = "numbers.jsonl"
+from helpers.store.numbers import NUMBERS, NUMBERS_ENV, record  # record: re-exported, where the book began
+
 SUMMARY = "notebooks.json"  # helpers.tools.notebooks.SUMMARY (not imported: this module stays light for the kernels)
 MARKER = ".workbook-book"  # in every book folder: the only kind of folder a rebuild replaces
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-# --- the kernels' side: recording key numbers ----------------------------------------
-
-
-def record(**numbers: object) -> None:
-    """Note key numbers of the running notebook for the book's index (``accuracy=0.93, photos=60``).
-
-    Appends one JSON line ``{"notebook": ..., "numbers": {...}}`` to the file named by
-    ``$WORKBOOK_NUMBERS``; without that variable (JupyterLab, scripts, tests) it does nothing.
-    Names read as words with ``_`` as spaces (a name with spaces in it is shown as it is); a
-    name with ``accuracy`` in it is shown as a percentage, one ending in ``seconds`` in
-    seconds. Never raises: the book must not cost a lesson.
-    """
-    target = os.environ.get(NUMBERS_ENV)
-    if not target:
-        return
-    from helpers.store.passes import SOURCE_ENV
-
-    try:
-        entry = {"notebook": os.environ.get(SOURCE_ENV, ""), "numbers": {k: _plain(v) for k, v in numbers.items()}}
-        line = (json.dumps(entry) + "\n").encode()  # in the order given: the index shows them so
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write of one line: several kernels may append at once
-        finally:
-            os.close(fd)
-    except (OSError, TypeError, ValueError):
-        pass
-
-
-def record_setup() -> None:
-    """Record the Keras backend and the device the kernel computes on (``import helpers`` calls it)."""
-    if not os.environ.get(NUMBERS_ENV):
-        return
-    try:
-        from helpers.run import device
-
-        found = device.gpus()
-        record(backend=device.backend(), device=("GPU: " + ", ".join(found)) if found else "CPU")
-    except Exception:  # noqa: BLE001 - a device probe must never stop a notebook
-        pass
-
-
-def _plain(value: object) -> object:
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    return str(value)
+# --- the key numbers the kernels noted (helpers.store.numbers.record) ----------------
 
 
 def read_numbers(path: str | os.PathLike) -> dict[str, dict]:
@@ -488,4 +439,4 @@ def book_pages(book: str | os.PathLike) -> list[Path]:
     return [book / "index.html"] + sorted(p for p in book.glob("*.html") if p.name != "index.html")
 
 
-__all__: Iterable[str] = ["record", "record_setup", "read_numbers", "build_book", "BookError", "book_pages"]
+__all__: Iterable[str] = ["NUMBERS", "NUMBERS_ENV", "record", "read_numbers", "build_book", "BookError", "book_pages"]

@@ -38,6 +38,7 @@ import nbformat
 
 from helpers.files import atomic_path
 from helpers.settings import PROJECT_ROOT
+from helpers.tools import kernel
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -46,7 +47,9 @@ KERNEL_NAME = "python3"
 #: "is running over TCP without encryption" (true of every local kernel on 127.0.0.1, so it says nothing),
 #: and a kernel stopped by Ctrl-C can log "KeyboardInterrupt caught in kernel" (an ERROR line) before the
 #: runner's own one-line summary. A cell's errors still reach the notebook and the runner's summary.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+#: Before the notebook's first cell, each kernel runs :data:`helpers.tools.kernel.EXEC_LINE`: Keras started
+#: quietly, its forward passes counted, backend and device noted for the book (``import helpers`` does none of it).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", f"--IPKernelApp.exec_lines={kernel.EXEC_LINE}"]
 
 #: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
 #: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
