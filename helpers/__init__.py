@@ -10,13 +10,15 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
-- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted).
+- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted), ``numbers``
+  (key numbers noted for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
   folder), ``evaluate``, ``small_data``, ``compare``.
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
-- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``.
+- ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``curves``,
+  ``widgets``, ``upload``.
 - ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
-  ``bench``, ``gpu_check``, ``lesson_export``.
+  ``bench``, ``gpu_check``, ``lesson_export``, ``kernel`` (what the runner's kernels run first).
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend

@@ -296,41 +296,6 @@ def results_table(results: list[BackboneResult]) -> str:
     return "\n".join([header, rule, *body])
 
 
-def plot_comparison(results: list[BackboneResult]):
-    """Bars for accuracy, training time, inference time, parameters and file size (measured rows)."""
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    ok = [r for r in results if r.ok]
-    skipped = [r.backbone for r in results if not r.ok]
-    panels = [
-        ("test_accuracy", "test accuracy", 1.0),
-        *([("few_accuracy", f"{ok[0].few_per_class} photos/class (mean)", 1.0)] if ok and ok[0].few_accuracy else []),
-        ("train_seconds", "head training (s)", 1.0),
-        ("inference_ms", "inference (ms / image)", 1.0),
-        ("parameters", "parameters (M)", 1e-6),
-        ("file_mb", ".keras file (MB)", 1.0),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    names = [r.backbone for r in ok]
-    for ax, (key, title, scale) in zip(axes, panels):
-        values = [np.mean(getattr(r, key)) * scale for r in ok]
-        ax.bar(range(len(ok)), values, color="tab:blue")
-        if key == "few_accuracy":  # worst to best draw
-            low = [values[i] - min(r.few_accuracy) for i, r in enumerate(ok)]
-            high = [max(r.few_accuracy) - values[i] for i, r in enumerate(ok)]
-            ax.errorbar(range(len(ok)), values, yerr=[low, high], fmt="none", ecolor="black", capsize=3)
-        ax.set_xticks(range(len(ok)), names, rotation=40, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        if key in ("test_accuracy", "few_accuracy"):
-            ax.set_ylim(0, 1.05)
-    if skipped:
-        fig.text(0.5, -0.02, "skipped (no weights): " + ", ".join(skipped), ha="center", fontsize=8)
-    fig.tight_layout()
-    return plots.show(fig)
-
-
 # -- two settings over several seeds, worded from the numbers (notebooks 04, 05a, 07) --------------
 
 

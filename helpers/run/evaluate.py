@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from helpers import files
 from helpers.data import folders as data_mod
@@ -324,52 +324,3 @@ def describe_mistakes(result: Evaluation) -> str:
     pairs.sort(key=lambda c: -c[0])
     listed = "; ".join(f"{k} {true} called {pred}" for k, true, pred in pairs)
     return f"{wrong} of {n} test photos wrong ({result.accuracy:.1%} right): {listed}."
-
-
-# -- figures (notebook 06) --------------------------------------------------------------------
-
-
-def plot_confusion_matrix(result: Evaluation, ax=None, normalize: str | None = None):
-    """The confusion matrix as a figure (scikit-learn's ``ConfusionMatrixDisplay``)."""
-    from helpers.show import plots
-
-    display = ConfusionMatrixDisplay(
-        result.confusion()
-        if normalize is None
-        else confusion_matrix(
-            result.labels, result.predictions, labels=list(range(len(result.class_names))), normalize=normalize
-        ),
-        display_labels=result.class_names,
-    )
-    display.plot(ax=ax, cmap="Blues", colorbar=False)
-    display.ax_.set_title(f"accuracy {result.accuracy:.1%} on {len(result.labels)} photos")
-    return display.figure_ if ax is not None else plots.show(display.figure_)  # a caller's axes: theirs to show
-
-
-def plot_gallery(
-    result: Evaluation, indices: list[int], images: np.ndarray | None = None, columns: int = 4, title: str = ""
-):
-    """Photos with their true class, the predicted class and its probability."""
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    if not indices:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}: none", ha="center", va="center")
-        return plots.show(fig)
-    rows = (len(indices) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, indices):
-        image = images[i] if images is not None else data_mod.load_image(result.paths[i], 160)
-        ax.imshow(image)
-        true, pred = result.class_names[result.labels[i]], result.class_names[result.predictions[i]]
-        colour = "green" if true == pred else "red"
-        ax.set_title(f"true {true}\npredicted {pred} {result.confidence[i]:.0%}", color=colour, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return plots.show(fig)
