@@ -273,7 +273,7 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
     src = tmp_path / "src"
     src.mkdir()
     body = (
-        "from helpers import passes\n"
+        "from helpers.store import passes\n"
         "key = {'backbone': 'mobilenet_v2', 'image_size': 96, 'weights': 'imagenet'}\n"
         "passes.record(key, IDS, COMPUTED)"
     )
@@ -812,7 +812,7 @@ def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(t
     src = tmp_path / "src"
     src.mkdir()
     cells = [
-        "from helpers import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});",
+        "from helpers.show import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});",
         "from matplotlib.figure import Figure\nimport numpy as np\nfig = Figure()\nfig.subplots().imshow(np.eye(2));",
         "fig",
         "from pathlib import Path\nPath('/tmp/x/pool-96px-0123456789abcdef01234567')",
