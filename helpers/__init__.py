@@ -13,7 +13,8 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted), ``numbers``
   (key numbers noted for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
-  folder), ``evaluate``, ``small_data``, ``compare``.
+  folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two settings over
+  several draws, worded from the numbers).
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
 - ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``curves``,
   ``widgets``, ``upload``.
