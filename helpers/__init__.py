@@ -15,7 +15,7 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
   folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two settings over
   several draws, worded from the numbers).
-- ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
+- ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX), ``checks`` (each reloaded and compared).
 - ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``curves``,
   ``widgets``, ``upload``.
 - ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
