@@ -30,9 +30,12 @@ line and exit code 130), the notebook runner's kernels from :mod:`helpers.tools.
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -86,10 +89,10 @@ def _start_keras_quietly() -> None:
     # OMP_WAIT_POLICY yourself wins, and TensorFlow's and JAX's own thread pools ignore it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with quiet_native_stderr():
-        import keras
+        import keras  # noqa: PLC0415 - Keras starts here, on request (helpers.start), never on import helpers
 
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415 - optional backend
 
             tf.get_logger().setLevel("ERROR")
         elif keras.backend.backend() == "jax":
@@ -111,9 +114,7 @@ def _keep_jax_compilations() -> None:
     """
     if JAX_CACHE_ENV in os.environ:
         return
-    from pathlib import Path
-
-    import jax
+    import jax  # noqa: PLC0415 - an optional backend, and only once Keras runs on it
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     jax.config.update("jax_compilation_cache_dir", str(base / "transfer-workbook" / "jax"))
@@ -131,8 +132,6 @@ class BackendUnavailable(ImportError):
 
 
 def _installed(module: str) -> bool:
-    from importlib.util import find_spec
-
     try:
         return find_spec(module) is not None
     except (ImportError, ValueError):
@@ -141,8 +140,6 @@ def _installed(module: str) -> bool:
 
 def _keras_json_backend(environ=os.environ) -> tuple[str | None, str]:
     """The backend named in Keras' own config file (``$KERAS_HOME/keras.json`` or ``~/.keras/keras.json``)."""
-    import json
-
     home = environ.get("KERAS_HOME")
     if not home:
         base = os.path.expanduser("~")

@@ -21,6 +21,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from helpers import files
 from helpers.data import folders as data_mod
 from helpers.ship.export import class_names_for, load_model
+from helpers.store.numbers import record
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -144,8 +145,6 @@ def evaluate(
     if probs.shape != (len(labels), n_out):
         raise ValueError(f"probabilities of shape {probs.shape}, expected {(len(labels), n_out)}")
     result = Evaluation(list(class_names), labels, probs, list(paths or []))
-    from helpers.store.numbers import record
-
     record(accuracy=result.accuracy, photos=len(labels))  # the key number of notebook 06, for the book
     return result
 
@@ -198,6 +197,31 @@ def _match_class_names(
     return model_names, []
 
 
+def _folder_warnings(folder: data_mod.ImageFolder, data_dir: Path) -> list[str]:
+    """What the data check found in the folder, and how many of its files are left out."""
+    warnings = list(folder.report.warnings) if folder.report else []
+    if folder.report and folder.report.skipped:
+        warnings.append(
+            f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
+            "too large, not photos): python -m helpers check-data lists them"
+        )
+    return warnings
+
+
+def _chosen_split(folder: data_mod.ImageFolder, split: str | None, data_dir: Path) -> tuple[str, data_mod.Split]:
+    """The split to score (None: every photo of a folder without splits, else ``val``) and its photos."""
+    flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
+    if split is None:
+        split = "all" if flat else "val"
+    if split == "all":
+        chosen = data_mod.Split(folder.train.paths + folder.val.paths, folder.train.labels + folder.val.labels)
+    else:
+        chosen = getattr(folder, split, None)
+    if chosen is None or not len(chosen):
+        raise ValueError(f"{data_dir} has no photos in its {split!r} split")
+    return split, chosen
+
+
 def evaluate_model(
     model_path_or_model: str | os.PathLike | keras.Model,
     data_dir: str | os.PathLike,
@@ -229,21 +253,8 @@ def evaluate_model(
         known = class_names or class_names_for(model_path)
     data_dir = Path(data_dir)
     folder = data_mod.load_folder(data_dir)
-    warnings = list(folder.report.warnings) if folder.report else []
-    if folder.report and folder.report.skipped:
-        warnings.append(
-            f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
-            "too large, not photos): python -m helpers check-data lists them"
-        )
-    flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
-    if split is None:
-        split = "all" if flat else "val"
-    if split == "all":
-        chosen = data_mod.Split(folder.train.paths + folder.val.paths, folder.train.labels + folder.val.labels)
-    else:
-        chosen = getattr(folder, split, None)
-    if chosen is None or not len(chosen):
-        raise ValueError(f"{data_dir} has no photos in its {split!r} split")
+    warnings = _folder_warnings(folder, data_dir)
+    split, chosen = _chosen_split(folder, split, data_dir)
     n_out = int(model.output_shape[-1])
     where = f"{model_path.parent}" if model_path else f"model {model.name}"
     names, name_warnings = _match_class_names(known, folder.class_names, n_out, where)

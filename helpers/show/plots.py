@@ -27,6 +27,7 @@ import numpy as np
 from matplotlib.patches import FancyBboxPatch
 
 from helpers.model import cuts
+from helpers.store.numbers import record
 
 COLOURS = {
     "pretrained": "#cfd8e3",  # a layer as it came from ImageNet
@@ -315,7 +316,5 @@ def show_predictions(
     truth = [class_names[int(labels[i])] for i in picks] if labels is not None else None
     ok = [row[0][0] == t for row, t in zip(ranked, truth)] if truth is not None else None
     if labels is not None:  # the key number of notebook 03, for the book's index (helpers.tools.book)
-        from helpers.store.numbers import record
-
         record(accuracy=float(np.mean(probabilities.argmax(-1) == np.asarray(labels))), photos=len(labels))
     return show_photos(np.asarray(images)[picks], prediction_captions(ranked, truth), ok, ncols=ncols)

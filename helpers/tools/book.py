@@ -27,6 +27,12 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+import jinja2
+import nbformat
+from nbconvert import HTMLExporter
+
+from helpers.files import current_umask, staging_dir
+from helpers.settings import PROJECT_ROOT
 from helpers.store.numbers import NUMBERS, NUMBERS_ENV, record  # record: re-exported, where the book began
 
 SUMMARY = "notebooks.json"  # helpers.tools.notebooks.SUMMARY (not imported: this module stays light for the kernels)
@@ -125,8 +131,6 @@ def build_book(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     new one is complete). ``out`` must be a folder this function wrote before, an empty
     folder, or not exist; anything else is refused rather than replaced. Returns ``out``.
     """
-    from helpers.files import current_umask, staging_dir
-
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "book"
     summary = _read_summary(run_dir)
@@ -215,8 +219,6 @@ def _page_name(name: str) -> str:
 
 def _title(source: Path, name: str) -> str:
     """The notebook's first Markdown heading (the executed copy's, else the stored one's), else its name."""
-    from helpers.settings import PROJECT_ROOT
-
     stored = PROJECT_ROOT / "notebooks" / source.name
     try:
         nb = json.loads((source if source.is_file() else stored).read_text(encoding="utf-8"))
@@ -280,10 +282,6 @@ def _notebook_page(entry: dict, previous: dict | None, following: dict | None, n
 
 
 def _render(source: Path, top: str, bottom: str) -> str:
-    import jinja2
-    import nbformat
-    from nbconvert import HTMLExporter
-
     nb = nbformat.read(str(source), as_version=4)
     _replace_widgets(nb)
     nb.metadata.pop("widgets", None)
