@@ -243,7 +243,7 @@ def test_a_rebuild_replaces_the_book_whole_or_not_at_all(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(book, "_index_page", broken)
+    monkeypatch.setattr(book, "index_page", broken)
     with pytest.raises(OSError):
         book.build_book(run, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "the earlier book is left as it was"

@@ -184,7 +184,7 @@ def _title(source: Path, name: str) -> str:
 def _link(entry: dict | None, arrow: str) -> str:
     if entry is None:
         return f'<span class="none">{arrow}</span>'
-    label = html.escape(book_index.label(entry))
+    label = html.escape(book_index.entry_label(entry))
     if arrow == "←":
         return f'<a href="{entry["page"]}" rel="prev">← {label}</a>'
     return f'<a href="{entry["page"]}" rel="next">{label} →</a>'

@@ -65,7 +65,7 @@ def format_number(name: str, value: object) -> str:
     return f"{label} {shown}".strip()
 
 
-def label(entry: dict) -> str:
+def entry_label(entry: dict) -> str:
     """``03 · Train the head``: the title, with the notebook's number in front unless it starts with it."""
     number = entry["name"].split("_", 1)[0]
     title = entry["title"]
@@ -122,7 +122,7 @@ def _entry_line(entry: dict, numbers: dict) -> str:
     label = {"ok": "ok", "failed": "TIMED OUT" if entry.get("timed_out") else "FAILED", "pending": "not run"}[state]
     return (
         f'<li class="{state}"><span class="status {state}">{label}</span> '
-        f'<a href="{entry["page"]}">{html.escape(label(entry))}</a> '
+        f'<a href="{entry["page"]}">{html.escape(entry_label(entry))}</a> '
         f'<span class="numbers">— {shown}</span>{error}</li>'
     )
 
