@@ -18,8 +18,9 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX), ``checks`` (each reloaded and compared).
 - ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``curves``,
   ``widgets``, ``upload``.
-- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
-  ``bench``, ``gpu_check``, ``lesson_export``, ``kernel`` (what the runner's kernels run first).
+- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``kernel`` (what the
+  runner's kernels run first), ``parameters`` (what each notebook is given), ``clean`` (stored notebooks),
+  ``nbval`` (a run's outputs checked), ``book`` and ``book_index``, ``bench``, ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend
