@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 from matplotlib.patches import FancyBboxPatch
 
 from helpers.model import cuts
@@ -61,8 +62,6 @@ def show(fig):
     The end of every plot helper (see the module's doc). Outside a notebook it does nothing.
     """
     if in_notebook():
-        from IPython.display import Image, display
-
         display(Image(data=figure_png(fig, dpi=100, tight=True), format="png"))
         plt.close(fig)  # pyplot's inline backend would show it again at the end of the cell
     return fig

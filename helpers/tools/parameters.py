@@ -143,18 +143,23 @@ def _convert(value: object, kinds: set[type], items: list[object] = ()) -> objec
     if float in typed and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
         return float(parsed)
     if list in typed and isinstance(parsed, (list, tuple)):
-        if not items:
-            return list(parsed)
-        kinds_of_items = {type(item) for item in items}
-        try:
-            return [_convert(item, kinds_of_items) for item in parsed]
-        except ValueError:
-            raise ValueError(f"must be a list of {_type_name(kinds_of_items)}, got {value!r}") from None
+        return _convert_list(value, parsed, items)
     if dict in typed and isinstance(parsed, dict):
         return parsed
     if str in typed and isinstance(value, str):
         return parsed if isinstance(parsed, str) else value  # text as typed: "3" stays "3" for a name
     raise ValueError(f"must be {_type_name(kinds)}, got {value!r}")
+
+
+def _convert_list(value: object, parsed: list | tuple, items: list[object]) -> list:
+    """A list value, each element of one of the types of ``items`` (the default lists' elements), if any."""
+    if not items:
+        return list(parsed)
+    kinds_of_items = {type(item) for item in items}
+    try:
+        return [_convert(item, kinds_of_items) for item in parsed]
+    except ValueError:
+        raise ValueError(f"must be a list of {_type_name(kinds_of_items)}, got {value!r}") from None
 
 
 def _default_value(text: str) -> object:
