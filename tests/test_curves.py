@@ -44,7 +44,7 @@ def test_in_a_notebook_kernel_the_figure_updates_in_place(tmp_path):
     code = (
         f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "from test_curves import tiny_fit\n"
-        "from helpers.curves import LivePlot\n"
+        "from helpers.show.curves import LivePlot\n"
         "plot = LivePlot()\n"
         "_ = tiny_fit(plot)\n"
         "print(plot.live, len(plot.history['loss']))"
