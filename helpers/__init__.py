@@ -12,25 +12,33 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
-- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted).
+- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted), ``numbers``
+  (key numbers noted for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
-  folder), ``evaluate``, ``small_data``, ``compare``.
-- ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
-- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``.
-- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
-  ``bench``, ``gpu_check``, ``lesson_export``.
+  folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two settings over
+  several draws, worded from the numbers).
+- ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX), ``checks`` (each reloaded and compared).
+- ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``curves``,
+  ``widgets``, ``upload``.
+- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``kernel`` (what the
+  runner's kernels run first), ``parameters`` (what each notebook is given), ``clean`` (stored notebooks),
+  ``nbval`` (a run's outputs checked), ``book`` and ``book_index``, ``bench``, ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
-Importing the package starts Keras the workbook's way (:func:`start`: the backend chosen, TensorFlow's
-start-up lines dropped); ``python -m helpers`` calls :func:`start` itself instead, from ``__main__``,
-where a Ctrl-C during the seconds Keras takes to import is one line and exit code 130.
+Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend
+chosen, TensorFlow's start-up lines dropped): every notebook's first cell calls it before ``import keras``,
+``python -m helpers`` from ``__main__`` (where a Ctrl-C during the seconds Keras takes to import is one
+line and exit code 130), the notebook runner's kernels from :mod:`helpers.tools.kernel`.
 """
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -84,10 +92,10 @@ def _start_keras_quietly() -> None:
     # OMP_WAIT_POLICY yourself wins, and TensorFlow's and JAX's own thread pools ignore it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with quiet_native_stderr():
-        import keras
+        import keras  # noqa: PLC0415 - Keras starts here, on request (helpers.start), never on import helpers
 
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415 - optional backend
 
             tf.get_logger().setLevel("ERROR")
         elif keras.backend.backend() == "jax":
@@ -109,9 +117,7 @@ def _keep_jax_compilations() -> None:
     """
     if JAX_CACHE_ENV in os.environ:
         return
-    from pathlib import Path
-
-    import jax
+    import jax  # noqa: PLC0415 - an optional backend, and only once Keras runs on it
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     jax.config.update("jax_compilation_cache_dir", str(base / "transfer-workbook" / "jax"))
@@ -129,8 +135,6 @@ class BackendUnavailable(ImportError):
 
 
 def _installed(module: str) -> bool:
-    from importlib.util import find_spec
-
     try:
         return find_spec(module) is not None
     except (ImportError, ValueError):
@@ -139,8 +143,6 @@ def _installed(module: str) -> bool:
 
 def _keras_json_backend(environ=os.environ) -> tuple[str | None, str]:
     """The backend named in Keras' own config file (``$KERAS_HOME/keras.json`` or ``~/.keras/keras.json``)."""
-    import json
-
     home = environ.get("KERAS_HOME")
     if not home:
         base = os.path.expanduser("~")
@@ -210,41 +212,13 @@ _started = False
 def start() -> None:
     """Start Keras the workbook's way, once: choose the backend, then import Keras quietly.
 
-    With ``$WORKBOOK_PASS_LOG`` set (the notebook runner's kernels), Keras' ``fit``/``evaluate``/
-    ``predict`` calls are counted too (:mod:`helpers.store.passes`).
+    Call it before ``import keras`` (every notebook's first cell does; ``python -m helpers`` calls
+    it from ``__main__``). ``import helpers`` alone changes nothing: not Keras, not the environment,
+    not standard error. The notebook runner's kernels call it from :mod:`helpers.tools.kernel`.
     """
     global _started
     if _started:
         return
     choose_backend()
     _start_keras_quietly()
-    if os.environ.get("WORKBOOK_PASS_LOG"):  # the notebook runner counts forward passes (helpers.store.passes)
-        from helpers.store import passes
-
-        passes.count_keras_calls()
-    if os.environ.get("WORKBOOK_NUMBERS"):  # the runner's kernels note backend and device (the book)
-        from helpers.tools import book
-
-        book.record_setup()
     _started = True
-
-
-def _as_command() -> bool:
-    """True while ``python -m helpers`` imports this package (to run ``helpers/__main__.py`` next).
-
-    Python sets ``sys.argv[0]`` to ``-m`` while it imports the package of a ``-m`` module;
-    ``sys.orig_argv`` says which module (``python -m helpers.other`` still starts Keras here).
-    """
-    if getattr(sys, "argv", None) is None or sys.argv[:1] != ["-m"]:
-        return False
-    args = list(getattr(sys, "orig_argv", []))
-    for i, arg in enumerate(args[1:], 1):
-        if arg == "-m":
-            return args[i + 1 : i + 2] == [__name__]
-        if arg.startswith("-m"):
-            return arg[2:] == __name__
-    return False
-
-
-if not _as_command():  # python -m helpers starts Keras in __main__, where Ctrl-C is caught
-    start()

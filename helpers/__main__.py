@@ -9,14 +9,14 @@ import sys
 
 def _run() -> int:
     try:
-        import helpers
+        import helpers  # noqa: PLC0415 - inside the try: a Ctrl-C while Keras imports is one line, exit 130
 
         try:
             helpers.start()
         except helpers.BackendUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        from helpers.tools.cli import main
+        from helpers.tools.cli import main  # noqa: PLC0415 - after helpers.start(), which chose the backend
 
         return main()
     except KeyboardInterrupt:

@@ -82,11 +82,13 @@ def write_tiny_notebooks(folder: Path) -> Path:
             md("# 00 · A tiny notebook\n\nIt records a key number and draws. Next: [the failing one](01_fails.ipynb)."),
             code("SIZE = 3", metadata={"tags": ["parameters"]}),
             md("## A number for the book"),
-            code("from helpers.tools import book\n\nbook.record(accuracy=0.875, photos=8)\nprint('recorded')"),
+            code("from helpers.store.numbers import record\n\nrecord(accuracy=0.875, photos=8)\nprint('recorded')"),
             md("## A figure"),
             code("import matplotlib.pyplot as plt\n\nplt.plot(range(SIZE), [1, 3, 2])\nplt.title('a line');"),
             md("Curves drawn by a plot helper, which shows its figure itself (notebooks 03 and 04; `;` as there)."),
-            code("from helpers.show import curves\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});"),
+            code(
+                "from helpers.show import curves\n\ncurves.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]});"
+            ),
         ],
     )
     _notebook(
@@ -135,7 +137,7 @@ def test_the_notebooks_command_ends_with_the_book_even_when_a_notebook_failed(ti
     assert "1 of 2 notebooks ran" in index and "FAILED: 01_fails" in index
     import keras
 
-    assert f"backend {keras.backend.backend()} · device CPU" in index  # recorded by `import helpers` in 00
+    assert f"backend {keras.backend.backend()} · device CPU" in index  # by the runner's kernel hook
 
     tiny = (out / "00_tiny.html").read_text()
     figures = re.findall(r'<img[^>]+src="data:image/png;base64,', tiny)
@@ -241,7 +243,7 @@ def test_a_rebuild_replaces_the_book_whole_or_not_at_all(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(book, "_index_page", broken)
+    monkeypatch.setattr(book, "index_page", broken)
     with pytest.raises(OSError):
         book.build_book(run, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "the earlier book is left as it was"

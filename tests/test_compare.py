@@ -28,23 +28,16 @@ def test_every_backbone_is_measured_or_skipped_with_its_reason(
     tiny_photos, random_backbone_weights, offline, monkeypatch, tmp_path
 ):
     monkeypatch.delenv("WORKBOOK_WEIGHTS_DIR", raising=False)
-    measured = compare.compare_backbones(
-        ["mobilenet_v2_0.35"],
-        tiny_photos,
-        weights=str(random_backbone_weights),
-        image_size=48,
-        epochs=3,
-        progress=False,
-        cache_dir=tmp_path / "cache",
+    setting = compare.Setting(
+        weights=str(random_backbone_weights), image_size=48, epochs=3, cache_dir=tmp_path / "cache"
     )
+    measured = compare.compare_backbones(["mobilenet_v2_0.35"], tiny_photos, setting, progress=False)
     skipped = compare.compare_backbones(
         ["resnet50", "mobilenet_0.25", "no_such_net"],
         tiny_photos,
-        weights="imagenet",
-        image_size=48,
+        compare.Setting(weights="imagenet", image_size=48, cache_dir=tmp_path / "cache"),
         out=tmp_path,
         progress=False,
-        cache_dir=tmp_path / "cache",
     )
     row = measured[0]
     assert row.ok and 0.0 <= row.test_accuracy <= 1.0
@@ -61,15 +54,19 @@ def test_every_backbone_is_measured_or_skipped_with_its_reason(
     assert table.count("| skipped |") == 3
 
 
-def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos, random_backbone_weights, tmp_path):
+def test_the_head_trained_on_features_is_the_head_of_the_whole_model(
+    tiny_photos, random_backbone_weights, tmp_path, monkeypatch
+):
     """Accuracy measured on stored features equals the whole model's accuracy on the photos."""
     import numpy as np
 
     from helpers.data import folders as data
     from helpers.data import photos
     from helpers.run import train
-    from helpers.store import cache
+    from helpers.store import cache, passes
 
+    log = tmp_path / "passes.jsonl"  # what each call computed, as the notebook runner counts it
+    monkeypatch.setenv(passes.LOG_ENV, str(log))
     folder = data.load_folder(tiny_photos)
     parts = photos.splits(folder)
     model = train.build_classifier(folder.class_names, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
@@ -80,22 +77,19 @@ def test_the_head_trained_on_features_is_the_head_of_the_whole_model(tiny_photos
     whole = model.predict(data.load_images(parts["test"].paths, 48).astype("float32"), verbose=0)
     assert accuracy == pytest.approx(float(np.mean(whole.argmax(1) == np.asarray(parts["test"].labels))))
     assert feature_seconds > 0 and train_seconds > 0
-    _, again, _ = compare.train_head_cached(model, parts, recipe)  # the features come from the cache now
-    assert recipe.cache.fetch(train.cuts.split_at(model, "pool").bottom, parts["train"].paths)[1].computed == 0
+    first = log.read_text().splitlines()
+    assert sum(json.loads(line)["computed"] for line in first) > 0
+    again = compare.train_head_cached(model, parts, recipe)  # the features come from the cache now
+    second = log.read_text().splitlines()[len(first) :]
+    assert second and all(json.loads(line)["computed"] == 0 for line in second), second
+    assert 0.0 <= again[0] <= 1.0
 
 
 def test_real_backbones_with_the_shared_weights(shared_weights_dir, shared_photos, offline, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    setting = compare.Setting(image_size=96, epochs=10, cache_dir=tmp_path / "cache", few=1, seeds=(0, 1, 2))
     results = compare.compare_backbones(
-        ["mobilenet_v2", "mobilenet_0.25", "resnet50"],
-        shared_photos,
-        image_size=96,
-        per_class=5,
-        epochs=10,
-        progress=False,
-        cache_dir=tmp_path / "cache",
-        few=1,
-        seeds=[0, 1, 2],
+        ["mobilenet_v2", "mobilenet_0.25", "resnet50"], shared_photos, setting, per_class=5, progress=False
     )
     by_name = {r.backbone: r for r in results}
     assert by_name["mobilenet_v2"].ok and by_name["mobilenet_0.25"].ok
@@ -114,9 +108,8 @@ def test_with_downloads_off_a_missing_file_is_skipped_without_touching_the_netwo
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(resnet_module, "BASE_WEIGHTS_PATH", "http://must-not-be-used.invalid/")
-    [row] = compare.compare_backbones(
-        ["resnet50"], tiny_photos, image_size=48, allow_download=False, progress=False, cache_dir=tmp_path / "cache"
-    )
+    setting = compare.Setting(image_size=48, allow_download=False, cache_dir=tmp_path / "cache")
+    [row] = compare.compare_backbones(["resnet50"], tiny_photos, setting, progress=False)
     assert row.status == "skipped" and "downloads are off" in row.reason
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in row.reason
 
@@ -172,7 +165,9 @@ def test_head_vs_fine_tune_repeats_both_phases_per_seed_and_puts_the_model_back(
     lesson.compile_model(model, 1e-2)
     model.fit(data.x_train, data.y_train, epochs=1, verbose=0)  # as in notebook 04: the blocks moved since `start`
     moved = model.get_weights()
-    runs = compare.head_vs_fine_tune(model, cut, store, data, 2, [0, 1, 2], start, 3, 2, {"tuned": 1e-3})
+    runs = compare.head_vs_fine_tune(
+        model, cut, store, data, start, compare.FineTuneRecipe(2, (0, 1, 2), 3, 2, {"tuned": 1e-3})
+    )
     # every pooled feature came from the pretrained blocks: one store folder at "pool", no photo computed twice
     assert [f.meta["cut"] for f in store.folders()].count("pool") == 1, [f.path.name for f in store.folders()]
     assert list(runs.accuracy) == ["head only", "tuned"] and all(len(v) == 3 for v in runs.accuracy.values())

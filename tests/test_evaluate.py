@@ -10,6 +10,7 @@ import pytest
 from helpers.data import folders as data
 from helpers.run import evaluate
 from helpers.ship import export
+from helpers.show import results
 
 NAMES = ["bear", "lion", "tiger"]
 
@@ -92,10 +93,10 @@ def test_figures_draw_without_a_display():
 
     matplotlib.use("Agg")
     result = small_evaluation()
-    fig = evaluate.plot_confusion_matrix(result)
+    fig = results.confusion_matrix(result)
     assert "accuracy 66.7%" in fig.axes[0].get_title()
     images = np.zeros((6, 32, 32, 3), np.uint8)
-    gallery = evaluate.plot_gallery(result, result.misclassified(), images, title="misclassified")
+    gallery = results.gallery(result, result.misclassified(), images, title="misclassified")
     titles = [ax.get_title() for ax in gallery.axes if ax.get_title()]
     assert titles == ["true lion\npredicted tiger 90%", "true tiger\npredicted bear 40%"]
 

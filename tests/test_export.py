@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers.data import folders as data
-from helpers.ship import export
+from helpers.ship import checks, export
 
 NAMES = ["bear", "lion", "tiger"]
 SAVED_MODEL_TOLERANCE = 1e-3  # the issue's bound for the SavedModel
@@ -39,7 +39,7 @@ def test_every_reloaded_format_agrees_with_the_keras_model(exported, tiny_traine
     images = val_photos(tiny_trained_run)
     probs = model.predict(images.astype("float32"), verbose=0)
     assert probs.max(axis=1).min() > 0.34, "the model must be decisive for the comparison to mean something"
-    report = export.check_exports(files, images, model)
+    report = checks.check_exports(files, images, model)
     assert report["keras_reloaded"]["max_abs_diff"] == 0.0
     assert report["saved_model"]["max_abs_diff"] <= SAVED_MODEL_TOLERANCE
     assert report["tflite"]["max_abs_diff"] <= TFLITE_TOLERANCE
@@ -49,7 +49,7 @@ def test_every_reloaded_format_agrees_with_the_keras_model(exported, tiny_traine
 def test_agreement_notices_a_difference():
     a = np.array([[0.9, 0.1], [0.2, 0.8]])
     b = np.array([[0.9, 0.1], [0.6, 0.4]])
-    assert export.agreement(a, b) == {"max_abs_diff": pytest.approx(0.4), "top1_agreement": 0.5}
+    assert checks.agreement(a, b) == {"max_abs_diff": pytest.approx(0.4), "top1_agreement": 0.5}
 
 
 def test_safe_mode_refuses_a_model_that_carries_python_code(tmp_path):
@@ -84,11 +84,21 @@ def test_a_format_that_cannot_be_written_says_why(exported, monkeypatch):
         export.export_onnx(model, "never.onnx")
 
 
+def test_onnx_under_jax_needs_keras_3_12_or_later(monkeypatch):
+    """Known by Keras' version (public), not by probing its private export module."""
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(keras, "__version__", "3.11.3")
+    assert "Keras 3.11.3 exports ONNX under JAX through jax2tf and tf2onnx" in export.onnx_missing()
+    monkeypatch.setattr(keras, "__version__", "3.12.0")
+    monkeypatch.setitem(export.ONNX_CONVERTERS, "jax", "no_such_converter_pkg")
+    assert "no_such_converter_pkg is not installed" in export.onnx_missing()
+
+
 def test_without_another_backend_the_cross_check_is_skipped_with_the_reason(exported, tmp_path, monkeypatch):
     from helpers import settings
 
     _, files = exported
     monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)  # no .venv, .venv-jax or .venv-torch there
-    monkeypatch.setattr(export, "BACKEND_PACKAGES", {name: "no_such_backend_pkg" for name in export.BACKEND_PACKAGES})
-    report = export.check_other_backend(files.keras_file, np.zeros((1, 48, 48, 3), "float32"), np.ones((1, 3)) / 3)
+    monkeypatch.setattr(checks, "BACKEND_PACKAGES", {name: "no_such_backend_pkg" for name in checks.BACKEND_PACKAGES})
+    report = checks.check_other_backend(files.keras_file, np.zeros((1, 48, 48, 3), "float32"), np.ones((1, 3)) / 3)
     assert "no other Keras backend installed" in report["skipped"]

@@ -110,9 +110,13 @@ def test_totals_add_every_cut_and_plain_call_per_network_but_not_augmented_or_co
 COUNTING = r"""
 import json, os, sys
 import numpy as np
-import helpers  # with $WORKBOOK_PASS_LOG set, this wraps Model.fit/evaluate/predict
+import helpers
 import keras
 from helpers.store import passes
+
+plain_fit = keras.Model.fit  # import helpers alone counts nothing (tests/test_layout.py)
+exec(helpers.tools.kernel.EXEC_LINE)  # what the runner's kernels run first: with $WORKBOOK_PASS_LOG, Keras counted
+assert keras.Model.fit is not plain_fit
 from helpers.store.cache import BottleneckCache
 from helpers.model.cuts import split_at
 from helpers.model.lesson import add_head

@@ -178,3 +178,22 @@ def test_show_predictions_picks_spread_photos_and_names_the_guess():
     plt.close(fig)
     with pytest.raises(ValueError, match="probabilities"):
         plots.show_predictions(images, probabilities[:3], CLASSES)
+
+
+def test_the_comparison_figure_draws_the_measured_rows_and_names_the_skipped():
+    """Notebook 07's bars (helpers.show.results.comparison): a panel per measure, the few-photo one with its spread."""
+    from helpers.run.compare import BackboneResult
+    from helpers.show import results
+
+    def row(name, accuracy, few):
+        return BackboneResult(name, "ok", "", 96, "imagenet", accuracy, 0.5, 1.0, 3.0, 2_000_000, 8.0, 1, few, 30)
+
+    rows = [row("mobilenet_v2", 0.9, [0.6, 0.8]), row("resnet50", 0.8, [0.5, 0.7]), BackboneResult("vgg16", "skipped")]
+    fig = results.comparison(rows)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["test accuracy", "1 photos/class (mean)", "head training (s)", "inference (ms / image)",
+                      "parameters (M)", ".keras file (MB)"]  # fmt: skip
+    assert [bar.get_height() for bar in fig.axes[0].patches] == pytest.approx([0.9, 0.8])
+    assert [bar.get_height() for bar in fig.axes[4].patches] == pytest.approx([2.0, 2.0])
+    assert "skipped (no weights): vgg16" in [t.get_text() for t in fig.texts]
+    plt.close(fig)

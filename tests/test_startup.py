@@ -2,7 +2,7 @@
 
 Issue 17 (11, 12). Real subprocesses: ``python -m helpers`` interrupted with SIGINT during its
 first second (while Keras and TensorFlow import), and the JAX venv (``.venv-jax``, no TensorFlow)
-started without ``KERAS_BACKEND``: the command line, a plain ``import helpers`` (what a notebook's
+started without ``KERAS_BACKEND``: the command line, ``helpers.start()`` (what a notebook's
 first cell does) and the notebook runner's kernels. The JAX tests skip, saying how to make the venv.
 """
 
@@ -116,7 +116,7 @@ def test_the_jax_venv_without_keras_backend_runs_the_cli_on_jax_and_says_so(jax_
     assert result.returncode == 0, result.stderr[-3000:]
     assert lines(result.stderr) == [BACKEND_LINE + ", the one Keras backend installed (set KERAS_BACKEND to choose)"]
     assert "valid photos: 36" in result.stdout
-    code = "import helpers, keras; print(keras.backend.backend())"  # a notebook's first cell
+    code = "import helpers; helpers.start(); import keras; print(keras.backend.backend())"  # a notebook's first cell
     result = run_without_backend(jax_python, "-c", code, tmp_path=tmp_path)
     assert result.returncode == 0 and result.stdout.split() == ["jax"], result.stderr[-3000:]
     assert BACKEND_LINE in result.stderr and "Traceback" not in result.stderr
@@ -139,7 +139,9 @@ def test_the_notebook_runner_in_the_jax_venv_starts_its_kernels_on_jax(jax_pytho
     nb = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell("VALUE = 1", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("import helpers\nimport keras\nprint('backend', keras.backend.backend())"),
+            nbformat.v4.new_code_cell(
+                "import helpers\nhelpers.start()\nimport keras\nprint('backend', keras.backend.backend())"
+            ),
         ]
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

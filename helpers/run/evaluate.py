@@ -16,11 +16,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from helpers import files
 from helpers.data import folders as data_mod
 from helpers.ship.export import class_names_for, load_model
+from helpers.store.numbers import record
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -144,8 +145,6 @@ def evaluate(
     if probs.shape != (len(labels), n_out):
         raise ValueError(f"probabilities of shape {probs.shape}, expected {(len(labels), n_out)}")
     result = Evaluation(list(class_names), labels, probs, list(paths or []))
-    from helpers.tools.book import record
-
     record(accuracy=result.accuracy, photos=len(labels))  # the key number of notebook 06, for the book
     return result
 
@@ -198,6 +197,31 @@ def _match_class_names(
     return model_names, []
 
 
+def _folder_warnings(folder: data_mod.ImageFolder, data_dir: Path) -> list[str]:
+    """What the data check found in the folder, and how many of its files are left out."""
+    warnings = list(folder.report.warnings) if folder.report else []
+    if folder.report and folder.report.skipped:
+        warnings.append(
+            f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
+            "too large, not photos): python -m helpers check-data lists them"
+        )
+    return warnings
+
+
+def _chosen_split(folder: data_mod.ImageFolder, split: str | None, data_dir: Path) -> tuple[str, data_mod.Split]:
+    """The split to score (None: every photo of a folder without splits, else ``val``) and its photos."""
+    flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
+    if split is None:
+        split = "all" if flat else "val"
+    if split == "all":
+        chosen = data_mod.Split(folder.train.paths + folder.val.paths, folder.train.labels + folder.val.labels)
+    else:
+        chosen = getattr(folder, split, None)
+    if chosen is None or not len(chosen):
+        raise ValueError(f"{data_dir} has no photos in its {split!r} split")
+    return split, chosen
+
+
 def evaluate_model(
     model_path_or_model: str | os.PathLike | keras.Model,
     data_dir: str | os.PathLike,
@@ -229,21 +253,8 @@ def evaluate_model(
         known = class_names or class_names_for(model_path)
     data_dir = Path(data_dir)
     folder = data_mod.load_folder(data_dir)
-    warnings = list(folder.report.warnings) if folder.report else []
-    if folder.report and folder.report.skipped:
-        warnings.append(
-            f"{len(folder.report.skipped)} files in {data_dir} are skipped (unreadable, too small, "
-            "too large, not photos): python -m helpers check-data lists them"
-        )
-    flat = folder.report is not None and folder.report.layout == "DIR/<class>/"
-    if split is None:
-        split = "all" if flat else "val"
-    if split == "all":
-        chosen = data_mod.Split(folder.train.paths + folder.val.paths, folder.train.labels + folder.val.labels)
-    else:
-        chosen = getattr(folder, split, None)
-    if chosen is None or not len(chosen):
-        raise ValueError(f"{data_dir} has no photos in its {split!r} split")
+    warnings = _folder_warnings(folder, data_dir)
+    split, chosen = _chosen_split(folder, split, data_dir)
     n_out = int(model.output_shape[-1])
     where = f"{model_path.parent}" if model_path else f"model {model.name}"
     names, name_warnings = _match_class_names(known, folder.class_names, n_out, where)
@@ -324,52 +335,3 @@ def describe_mistakes(result: Evaluation) -> str:
     pairs.sort(key=lambda c: -c[0])
     listed = "; ".join(f"{k} {true} called {pred}" for k, true, pred in pairs)
     return f"{wrong} of {n} test photos wrong ({result.accuracy:.1%} right): {listed}."
-
-
-# -- figures (notebook 06) --------------------------------------------------------------------
-
-
-def plot_confusion_matrix(result: Evaluation, ax=None, normalize: str | None = None):
-    """The confusion matrix as a figure (scikit-learn's ``ConfusionMatrixDisplay``)."""
-    from helpers.show import plots
-
-    display = ConfusionMatrixDisplay(
-        result.confusion()
-        if normalize is None
-        else confusion_matrix(
-            result.labels, result.predictions, labels=list(range(len(result.class_names))), normalize=normalize
-        ),
-        display_labels=result.class_names,
-    )
-    display.plot(ax=ax, cmap="Blues", colorbar=False)
-    display.ax_.set_title(f"accuracy {result.accuracy:.1%} on {len(result.labels)} photos")
-    return display.figure_ if ax is not None else plots.show(display.figure_)  # a caller's axes: theirs to show
-
-
-def plot_gallery(
-    result: Evaluation, indices: list[int], images: np.ndarray | None = None, columns: int = 4, title: str = ""
-):
-    """Photos with their true class, the predicted class and its probability."""
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    if not indices:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}: none", ha="center", va="center")
-        return plots.show(fig)
-    rows = (len(indices) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, indices):
-        image = images[i] if images is not None else data_mod.load_image(result.paths[i], 160)
-        ax.imshow(image)
-        true, pred = result.class_names[result.labels[i]], result.class_names[result.predictions[i]]
-        colour = "green" if true == pred else "red"
-        ax.set_title(f"true {true}\npredicted {pred} {result.confidence[i]:.0%}", color=colour, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return plots.show(fig)

@@ -14,9 +14,13 @@ import os
 from pathlib import Path
 
 import keras
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from helpers import files
 from helpers.show.plots import figure_png, in_notebook, show
+from helpers.store.numbers import record
 
 __all__ = ["LivePlot", "best_epoch", "draw_history", "figure_png", "in_notebook", "plot_history", "verdict"]
 
@@ -36,9 +40,6 @@ def draw_history(history: dict[str, list[float]], title: str = "", figure=None):
     Draws on ``figure`` if given (cleared first), else on a new ``matplotlib.figure.Figure``
     (no pyplot state, so it works headless and in threads).
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     fig = figure if figure is not None else Figure(figsize=(9, 3.4))
     fig.clear()
     axes = fig.subplots(1, 2)
@@ -75,8 +76,6 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
 
     A change smaller than one photo of ``n_photos`` is reported as no change.
     """
-    from helpers.tools.book import record
-
     record(accuracy_before=float(before), accuracy_after=float(after), photos=n_photos)  # for the book (notebook 04)
     change = after - before
     cost = f"{extra_seconds:.1f} s more ({(before_seconds + extra_seconds) / max(before_seconds, 1e-9):.1f}× the time)"
@@ -124,8 +123,6 @@ class LivePlot(keras.callbacks.Callback):
             self._show()
 
     def _show(self) -> None:
-        from IPython.display import Image, display
-
         self.figure = draw_history(self.history, self.title, self.figure)
         image = Image(data=figure_png(self.figure), format="png")
         if self._handle is None:

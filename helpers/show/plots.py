@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 from matplotlib.patches import FancyBboxPatch
 
 from helpers.model import cuts
+from helpers.store.numbers import record
 
 COLOURS = {
     "pretrained": "#cfd8e3",  # a layer as it came from ImageNet
@@ -60,8 +62,6 @@ def show(fig):
     The end of every plot helper (see the module's doc). Outside a notebook it does nothing.
     """
     if in_notebook():
-        from IPython.display import Image, display
-
         display(Image(data=figure_png(fig, dpi=100, tight=True), format="png"))
         plt.close(fig)  # pyplot's inline backend would show it again at the end of the cell
     return fig
@@ -315,7 +315,5 @@ def show_predictions(
     truth = [class_names[int(labels[i])] for i in picks] if labels is not None else None
     ok = [row[0][0] == t for row, t in zip(ranked, truth)] if truth is not None else None
     if labels is not None:  # the key number of notebook 03, for the book's index (helpers.tools.book)
-        from helpers.tools.book import record
-
         record(accuracy=float(np.mean(probabilities.argmax(-1) == np.asarray(labels))), photos=len(labels))
     return show_photos(np.asarray(images)[picks], prediction_captions(ranked, truth), ok, ncols=ncols)

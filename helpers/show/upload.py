@@ -13,6 +13,8 @@ import io
 import ipywidgets as W
 import keras
 import numpy as np
+from IPython.display import Image
+from PIL import Image as PILImage
 
 from helpers.data.folders import PhotoError, load_image
 from helpers.run.evaluate import model_image_size, top_classes
@@ -44,9 +46,6 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
 
 def photo_classifier(model: keras.Model, class_names: list[str], top: int = 3) -> W.VBox:
     """An upload button; every photo uploaded is shown with the model's top classes."""
-    from IPython.display import Image
-    from PIL import Image as PILImage
-
     upload = W.FileUpload(accept="image/*", multiple=True, description="Upload a photo")
     output = W.Output()
 

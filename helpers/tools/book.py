@@ -12,9 +12,9 @@ with its error, and whatever of it ran.
 Key numbers come from ``notebooks.json`` (seconds, ok, error, forward passes) and from the
 kernels: the helpers a notebook already calls for its result (``plots.show_predictions``,
 ``curves.verdict``, ``evaluate.evaluate``, ``small_data.accuracy_vs_photos``,
-``compare.compare_backbones``, and ``import helpers`` for backend and device) call
-:func:`record`, which appends them to ``$WORKBOOK_NUMBERS`` — ``DIR/numbers.jsonl``, set by the
-notebook runner for its kernels — and does nothing anywhere else (in JupyterLab, in a script).
+``compare.compare_backbones``, and the runner's kernel hook :mod:`helpers.tools.kernel` for backend
+and device) call :func:`helpers.store.numbers.record`, which appends them to ``$WORKBOOK_NUMBERS`` —
+``DIR/numbers.jsonl``, set by the notebook runner for its kernels — and does nothing anywhere else.
 """
 
 from __future__ import annotations
@@ -27,93 +27,18 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-NUMBERS_ENV = "WORKBOOK_NUMBERS"
-NUMBERS = "numbers.jsonl"
-SUMMARY = "notebooks.json"  # helpers.tools.notebooks.SUMMARY (not imported: this module stays light for the kernels)
+import jinja2
+import nbformat
+from nbconvert import HTMLExporter
+
+from helpers.files import current_umask, staging_dir
+from helpers.settings import PROJECT_ROOT
+from helpers.store.numbers import NUMBERS, NUMBERS_ENV, record  # record: re-exported, where the book began
+from helpers.tools import book_index
+from helpers.tools.book_index import SUMMARY, format_number, index_page, plain_page, read_numbers
+
 MARKER = ".workbook-book"  # in every book folder: the only kind of folder a rebuild replaces
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-# --- the kernels' side: recording key numbers ----------------------------------------
-
-
-def record(**numbers: object) -> None:
-    """Note key numbers of the running notebook for the book's index (``accuracy=0.93, photos=60``).
-
-    Appends one JSON line ``{"notebook": ..., "numbers": {...}}`` to the file named by
-    ``$WORKBOOK_NUMBERS``; without that variable (JupyterLab, scripts, tests) it does nothing.
-    Names read as words with ``_`` as spaces (a name with spaces in it is shown as it is); a
-    name with ``accuracy`` in it is shown as a percentage, one ending in ``seconds`` in
-    seconds. Never raises: the book must not cost a lesson.
-    """
-    target = os.environ.get(NUMBERS_ENV)
-    if not target:
-        return
-    from helpers.store.passes import SOURCE_ENV
-
-    try:
-        entry = {"notebook": os.environ.get(SOURCE_ENV, ""), "numbers": {k: _plain(v) for k, v in numbers.items()}}
-        line = (json.dumps(entry) + "\n").encode()  # in the order given: the index shows them so
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write of one line: several kernels may append at once
-        finally:
-            os.close(fd)
-    except (OSError, TypeError, ValueError):
-        pass
-
-
-def record_setup() -> None:
-    """Record the Keras backend and the device the kernel computes on (``import helpers`` calls it)."""
-    if not os.environ.get(NUMBERS_ENV):
-        return
-    try:
-        from helpers.run import device
-
-        found = device.gpus()
-        record(backend=device.backend(), device=("GPU: " + ", ".join(found)) if found else "CPU")
-    except Exception:  # noqa: BLE001 - a device probe must never stop a notebook
-        pass
-
-
-def _plain(value: object) -> object:
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    return str(value)
-
-
-def read_numbers(path: str | os.PathLike) -> dict[str, dict]:
-    """``numbers.jsonl`` as ``{notebook: {name: value}}`` (later records win); torn lines are skipped."""
-    found: dict[str, dict] = {}
-    path = Path(path)
-    if not path.is_file():
-        return found
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-            found.setdefault(str(entry["notebook"]), {}).update(dict(entry["numbers"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return found
-
-
-def format_number(name: str, value: object) -> str:
-    """``("test_accuracy", 0.9333)`` → ``"test accuracy 93.3%"``; ``("fit_seconds", 3.21)`` → ``"fit 3.2 s"``."""
-    label = name if " " in name else name.replace("_", " ")  # a name with spaces is shown as it is
-    if isinstance(value, float) and "accuracy" in name and 0 <= value <= 1:
-        shown = f"{value:.1%}"
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and name.endswith("seconds"):
-        shown = f"{value:.1f} s"
-        label = "" if label == "seconds" else label.removesuffix(" seconds")
-    elif isinstance(value, float):
-        shown = f"{value:.3g}"
-    else:
-        shown = str(value)
-    return f"{label} {shown}".strip()
 
 
 # --- building the book ------------------------------------------------------------------
@@ -129,26 +54,6 @@ CSS = """
   border: 2px solid #c62828; border-radius: 6px; background: #ffebee; color: #b71c1c; }
 .book-failed pre { white-space: pre-wrap; margin: 0.4em 0 0 0; }
 .book-widget { font-style: italic; color: #555; }
-"""
-
-INDEX_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222;
-  line-height: 1.45; }
-h1 { margin-bottom: 0.2em; }
-.run { color: #444; margin-top: 0; }
-ol.notebooks { padding-left: 0; list-style: none; }
-ol.notebooks li { padding: 0.55em 0.8em; border-bottom: 1px solid #eee; }
-ol.notebooks li.failed { background: #ffebee; }
-ol.notebooks a { font-weight: 600; color: #1565c0; text-decoration: none; }
-.status { display: inline-block; min-width: 4.5em; font-size: 0.85em; font-weight: 700; }
-.status.ok { color: #2e7d32; } .status.failed { color: #c62828; } .status.pending { color: #777; }
-.numbers { color: #333; }
-.error { color: #b71c1c; font-family: ui-monospace, monospace; font-size: 0.9em; white-space: pre-wrap; }
-table { border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.92em; }
-td, th { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-pre.json { background: #f7f7f7; border: 1px solid #e3e3e3; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
 TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -174,8 +79,6 @@ def build_book(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     new one is complete). ``out`` must be a folder this function wrote before, an empty
     folder, or not exist; anything else is refused rather than replaced. Returns ``out``.
     """
-    from helpers.files import current_umask, staging_dir
-
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "book"
     summary = _read_summary(run_dir)
@@ -189,7 +92,7 @@ def build_book(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
             following = entries[position + 1] if position + 1 < len(entries) else None
             page = _link_pages(_notebook_page(entry, previous, following, numbers.get(entry["name"], {})), pages)
             (staging / entry["page"]).write_text(page, encoding="utf-8")
-        (staging / "index.html").write_text(_index_page(summary, entries, numbers, run_dir), encoding="utf-8")
+        (staging / "index.html").write_text(index_page(summary, entries, numbers, run_dir), encoding="utf-8")
         (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (staging / MARKER).write_text("written by python -m helpers book; rebuilding replaces this folder\n")
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it 0700; a static host serves it to others
@@ -264,8 +167,6 @@ def _page_name(name: str) -> str:
 
 def _title(source: Path, name: str) -> str:
     """The notebook's first Markdown heading (the executed copy's, else the stored one's), else its name."""
-    from helpers.settings import PROJECT_ROOT
-
     stored = PROJECT_ROOT / "notebooks" / source.name
     try:
         nb = json.loads((source if source.is_file() else stored).read_text(encoding="utf-8"))
@@ -280,17 +181,10 @@ def _title(source: Path, name: str) -> str:
     return name
 
 
-def _label(entry: dict) -> str:
-    """``03 · Train the head``: the title, with the notebook's number in front unless it starts with it."""
-    number = entry["name"].split("_", 1)[0]
-    title = entry["title"]
-    return title if title.startswith(number) or title == entry["name"] else f"{number} · {title}"
-
-
 def _link(entry: dict | None, arrow: str) -> str:
     if entry is None:
         return f'<span class="none">{arrow}</span>'
-    label = html.escape(_label(entry))
+    label = html.escape(book_index.entry_label(entry))
     if arrow == "←":
         return f'<a href="{entry["page"]}" rel="prev">← {label}</a>'
     return f'<a href="{entry["page"]}" rel="next">{label} →</a>'
@@ -316,23 +210,19 @@ def _notebook_page(entry: dict, previous: dict | None, following: dict | None, n
     top = _nav(previous, following) + _failure_banner(entry)
     bottom = _nav(previous, following)
     if entry["state"] == "pending":  # a copy there is from an earlier run, or being written: not this run's
-        return _plain_page(entry["title"], CSS, top + bottom)
+        return plain_page(entry["title"], CSS, top + bottom)
     if not entry["source"].is_file():
         body = f"<p>No executed copy of {html.escape(entry['name'])}.ipynb was written.</p>"
-        return _plain_page(entry["title"], CSS, top + body + bottom)
+        return plain_page(entry["title"], CSS, top + body + bottom)
     try:
         return _render(entry["source"], top, bottom)
     except Exception as exc:  # noqa: BLE001 - an unreadable notebook is one page's problem, not the book's
         entry["render_error"] = f"{type(exc).__name__}: {exc}"
         body = f"<p>Could not render {html.escape(entry['source'].name)}: {html.escape(entry['render_error'])}</p>"
-        return _plain_page(entry["title"], CSS, top + body + bottom)
+        return plain_page(entry["title"], CSS, top + body + bottom)
 
 
 def _render(source: Path, top: str, bottom: str) -> str:
-    import jinja2
-    import nbformat
-    from nbconvert import HTMLExporter
-
     nb = nbformat.read(str(source), as_version=4)
     _replace_widgets(nb)
     nb.metadata.pop("widgets", None)
@@ -380,112 +270,13 @@ def _replace_widgets(nb) -> None:
             cell["outputs"] = kept
 
 
-def _plain_page(title: str, css: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1.0">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{css}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
-
-
-def _setup_line(numbers: dict[str, dict]) -> str:
-    """``backend tensorflow · device CPU`` (each distinct value the kernels recorded)."""
-    parts = []
-    for name in ("backend", "device"):
-        values = list(dict.fromkeys(str(n[name]) for n in numbers.values() if name in n))
-        if values:
-            parts.append(f"{name} {' / '.join(values)}")
-    return " · ".join(parts)
-
-
-def _passes_lines(summary: dict) -> list[str]:
-    lines = []
-    for net in summary.get("forward_passes_per_network") or []:
-        key = net.get("key", {})
-        ratio = net.get("ratio")
-        lines.append(
-            f"{key.get('backbone', '?')} at {key.get('image_size', '?')} px: "
-            + (f"{ratio:.2f} forward passes per photo " if ratio is not None else "")
-            + f"({net.get('computed', 0)} through the frozen part for {net.get('distinct', 0)} distinct photos)"
-        )
-    if summary.get("forward_passes_error"):
-        lines.append(f"forward passes not counted: {summary['forward_passes_error']}")
-    return lines
-
-
-def _entry_line(entry: dict, numbers: dict) -> str:
-    state = entry["state"]
-    parts = []
-    if state != "pending":
-        parts.append(f"{float(entry.get('seconds') or 0):.1f} s")
-    parts += [format_number(k, v) for k, v in numbers.items() if k not in ("backend", "device", "photos")]
-    if "photos" in numbers and len(parts) > 1:
-        parts[-1] += f" on {numbers['photos']} photos"
-    shown = html.escape(" · ".join(parts))
-    error = ""
-    if state == "failed":
-        error = f'<div class="error">{html.escape(str(entry.get("error") or ""))}</div>'
-    if entry.get("render_error"):
-        error += f'<div class="error">page not rendered: {html.escape(entry["render_error"])}</div>'
-    label = {"ok": "ok", "failed": "TIMED OUT" if entry.get("timed_out") else "FAILED", "pending": "not run"}[state]
-    return (
-        f'<li class="{state}"><span class="status {state}">{label}</span> '
-        f'<a href="{entry["page"]}">{html.escape(_label(entry))}</a> '
-        f'<span class="numbers">— {shown}</span>{error}</li>'
-    )
-
-
-def _summary_table(summary: dict) -> str:
-    rows = []
-    for item in summary["notebooks"]:
-        parameters = ", ".join(f"{k}={v!r}" for k, v in (item.get("parameters") or {}).items()) or "defaults"
-        rows.append(
-            "<tr>"
-            f"<td>{html.escape(str(item.get('name')))}</td>"
-            f"<td>{'ok' if item.get('ok') else 'FAILED'}</td>"
-            f'<td class="num">{float(item.get("seconds") or 0):.1f}</td>'
-            f"<td>{html.escape(str(item.get('error') or ''))}</td>"
-            f"<td>{html.escape(parameters)}</td>"
-            "</tr>"
-        )
-    for name in summary.get("pending") or []:
-        rows.append(f"<tr><td>{html.escape(str(name))}</td><td>pending</td><td></td><td></td><td></td></tr>")
-    return (
-        "<table><tr><th>notebook</th><th>result</th><th>seconds</th><th>error</th><th>parameters</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
-
-
-def _index_page(summary: dict, entries: list[dict], numbers: dict[str, dict], run_dir: Path) -> str:
-    ran = [e for e in entries if e["state"] != "pending"]
-    failed = [e for e in entries if e["state"] == "failed"]
-    total = sum(float(e.get("seconds") or 0) for e in ran)
-    headline = f"{len(ran) - len(failed)} of {len(entries)} notebooks ran in {total:.1f} s"
-    if failed:
-        headline += f"; FAILED: {', '.join(e['name'] for e in failed)}"
-    if not summary.get("complete", True):
-        headline += "; the run did not finish"
-    facts = [headline] + [x for x in [_setup_line(numbers)] if x] + _passes_lines(summary)
-    items = "\n".join(_entry_line(e, numbers.get(e["name"], {})) for e in entries)
-    body = (
-        "<h1>Transfer Learning Workbook</h1>\n"
-        '<p class="run">The notebooks as they ran: read them here, run them in JupyterLab.</p>\n'
-        "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>\n"
-        f'<h2>Notebooks</h2>\n<ol class="notebooks">\n{items}\n</ol>\n'
-        f'<h2>The run: <a href="{SUMMARY}">{SUMMARY}</a></h2>\n'
-        + _summary_table(summary)
-        + f'\n<details><summary>{SUMMARY} in full</summary><pre class="json">'
-        + html.escape(json.dumps(summary, indent=2, sort_keys=True))
-        + "</pre></details>\n"
-    )
-    return _plain_page("Transfer Learning Workbook — the executed notebooks", INDEX_CSS, body)
-
-
 def book_pages(book: str | os.PathLike) -> list[Path]:
     """The HTML pages of a built book, index first."""
     book = Path(book)
     return [book / "index.html"] + sorted(p for p in book.glob("*.html") if p.name != "index.html")
 
 
-__all__: Iterable[str] = ["record", "record_setup", "read_numbers", "build_book", "BookError", "book_pages"]
+__all__: Iterable[str] = [
+    "NUMBERS", "NUMBERS_ENV", "record", "read_numbers", "format_number", "SUMMARY", "build_book", "BookError",
+    "book_pages",
+]  # fmt: skip
