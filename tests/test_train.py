@@ -251,3 +251,30 @@ def test_mirror_features_are_the_features_of_the_mirrored_photos(tiny_photos, tm
     assert seen.computed == len(paths)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, bottom.predict(load_images(paths, 48), verbose=0), atol=1e-4)
+
+
+def test_a_default_size_run_says_the_backbones_size_in_run_json_and_metrics_json(tiny_photos, tmp_path, monkeypatch):
+    """One configuration, resolved once: run.json and metrics.json both say InceptionV3's own 299 px."""
+    from helpers.run.config import RunConfig
+
+    config = RunConfig(tiny_photos, backbone="inception_v3", cache_dir=tmp_path / "cache")
+    assert config.image_size is None
+    assert config.record()["image_size"] == config.summary()["image_size"] == 299
+    assert config.summary()["cache_dir"] == str(tmp_path / "cache")
+    # no --cache-dir: the activation store's own default, read in one place ($WORKBOOK_CACHE here)
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path / "env"))
+    assert RunConfig(tiny_photos).resolved().cache_dir == tmp_path / "env"
+    assert RunConfig(tiny_photos, cache=False).summary()["cache_dir"] is None
+    with pytest.raises(ValueError, match="at least 75 px"):
+        RunConfig(tiny_photos, backbone="inception_v3", image_size=40).resolved()
+
+
+@pytest.mark.parametrize("command", ["train", "cache"])
+def test_the_cache_folders_help_says_where_it_is(command, capsys):
+    """The activation cache is on disk: both commands' help name the same default folder, none says 'in memory'."""
+    from helpers.tools import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$WORKBOOK_CACHE, else ~/.cache/transfer-workbook/bottlenecks" in text and "in memory" not in text
