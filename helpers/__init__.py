@@ -11,11 +11,13 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
 - ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted).
-- ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
-  folder), ``evaluate``, ``small_data``, ``compare``.
+- ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``config`` (a run's one
+  configuration), ``train`` (the one training loop), ``runs`` (the run folder), ``evaluate``,
+  ``small_data``, ``compare``.
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
-- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``.
-- ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
+- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``, ``small_data`` (notebook 05's picture).
+- ``helpers.tools``: ``cli`` (``python -m helpers``: the parser table; the commands in ``cli_train``,
+  ``cli_model``, ``cli_notebooks``, ``cli_common``), ``notebooks`` (the headless runner), ``book``,
   ``bench``, ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
