@@ -40,16 +40,7 @@ from helpers.model import cuts
 from helpers.model.backbones import build_base, preprocess_layer
 from helpers.model.lesson import add_head, compile_model, fit_keep_best, start_at_class_means, unfreeze_above
 from helpers.run import device
-from helpers.run.config import (
-    BATCH_SIZE,
-    FINE_TUNE_EPOCHS,
-    FINE_TUNE_LEARNING_RATE,
-    HEAD_EPOCHS,
-    HEAD_LEARNING_RATE,
-    PATIENCE,
-    Recipe,
-    RunConfig,
-)
+from helpers.run.config import BATCH_SIZE, Recipe, RunConfig  # Recipe, RunConfig: also helpers.run.train's
 from helpers.store.cache import BottleneckCache
 
 MIRROR_UP_TO = 10  # photos per class: up to this many, the head also trains on each photo's mirror image
@@ -349,13 +340,7 @@ def train_classifier(config: RunConfig, out: str | os.PathLike, strategy=None, c
 
 
 __all__ = [
-    "BATCH_SIZE",
-    "FINE_TUNE_EPOCHS",
-    "FINE_TUNE_LEARNING_RATE",
-    "HEAD_EPOCHS",
-    "HEAD_LEARNING_RATE",
     "MIRROR_UP_TO",
-    "PATIENCE",
     "NonFiniteModelError",
     "PhaseResult",
     "Recipe",

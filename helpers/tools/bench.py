@@ -40,7 +40,7 @@ from helpers.model import cuts
 from helpers.model.backbones import get_spec
 from helpers.model.lesson import split_at
 from helpers.run import device, train
-from helpers.run.config import Recipe
+from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
 from helpers.store import cache
 
 TARGETS = {  # issue "Speed": what this machine should show
@@ -225,7 +225,7 @@ class _Bench:
         for e in sorted(set(epochs) | {config.max_cached_epochs}):
             self.reset()
             with measured() as m:
-                _fit(self.top, feats, self.y, config.recipe(train.HEAD_LEARNING_RATE, e))
+                _fit(self.top, feats, self.y, config.recipe(HEAD_LEARNING_RATE, e))
             acc, total, peak = self.val_accuracy(), self.F + m.seconds, max(m.peak_mb, self.peaks["F"])
             self.out["cached_head"][e] = {
                 "seconds": total,
@@ -239,7 +239,7 @@ class _Bench:
         self.reset()
         clock = EpochClock(score_at=epochs, score=self.val_accuracy)
         with measured() as g:
-            _fit(self.model, self.x, self.y, config.recipe(train.HEAD_LEARNING_RATE, max(epochs)), [clock])
+            _fit(self.model, self.x, self.y, config.recipe(HEAD_LEARNING_RATE, max(epochs)), [clock])
         self.peaks["guide head"] = g.peak_mb
         self.out["guide_head"] = {}
         for e in epochs:
@@ -256,7 +256,7 @@ class _Bench:
         self.p(
             f"\n3. fine-tuning the top {k} block(s) (from {fine_tune_from}; cut at {ft_cut}), one epoch after tracing:"
         )
-        recipe = self.config.recipe(train.FINE_TUNE_LEARNING_RATE, 2)
+        recipe = self.config.recipe(FINE_TUNE_LEARNING_RATE, 2)
         self.reset(fine_tune_from)
         plain_clock = EpochClock()
         with measured() as fp:

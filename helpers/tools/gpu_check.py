@@ -31,7 +31,7 @@ import numpy as np
 from helpers.model import cuts
 from helpers.model.lesson import add_head, split_at, unfreeze_above
 from helpers.run import device, train
-from helpers.run.config import Recipe
+from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
 
 #: What ``--allow-cpu`` measures when no size is given: small enough for a test.
 CPU_DEFAULTS = {"image_size": 75, "images": 16, "batch_size": 8, "epochs": 2}
@@ -111,7 +111,7 @@ def _measure(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, b
     base = cuts.base_of(model)
     t["cut"] = cuts.resolve_block(base, blocks)
     unfreeze_above(base, t["cut"])
-    tune = dataclasses.replace(recipe, learning_rate=train.FINE_TUNE_LEARNING_RATE, epochs=1)
+    tune = dataclasses.replace(recipe, learning_rate=FINE_TUNE_LEARNING_RATE, epochs=1)
     t["tune_first"], t["tune"] = _first_then_steady(model, x, y, tune)
     t["loss"] = float(model.evaluate(x[:bs], y[:bs], batch_size=bs, verbose=0)[0])
     t["compile_seconds"] = {
@@ -147,7 +147,7 @@ def run(allow_cpu: bool = False, precision: str | None = None, blocks: int = 2, 
         build_start = time.perf_counter()
         model = _inception(size)
         build_seconds = time.perf_counter() - build_start
-        t = _measure(model, x, y, Recipe(learning_rate=train.HEAD_LEARNING_RATE, epochs=epochs, batch_size=bs), blocks)
+        t = _measure(model, x, y, Recipe(learning_rate=HEAD_LEARNING_RATE, epochs=epochs, batch_size=bs), blocks)
     finally:
         keras.mixed_precision.set_global_policy(before)
     cached = t["forward"] + t["top_fit"]
