@@ -52,7 +52,7 @@ def print_data_warnings(report, limit: int = 10) -> None:
         )
 
 
-def run_config(args: argparse.Namespace) -> RunConfig:
+def config_from(args: argparse.Namespace) -> RunConfig:
     """The run the options describe (defaults: :class:`RunConfig`'s own), checked before any photo is read."""
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be 0 or more, got {args.epochs}")
@@ -101,7 +101,7 @@ def _print_result(out: Path, metrics: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = run_config(args)
+    config = config_from(args)
     # every place we will write is checked before the expensive work starts
     files.check_output_dir(args.out, runs.estimate_bytes(config.backbone, config.weights), "--out folder")
     if config.cache:
