@@ -185,11 +185,13 @@ def _default_head(n_features: int, n_classes: int):
 
 
 def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int):
+    """The package's one training loop (``helpers.run.train.fit``): these epochs, no validation."""
     import keras
 
+    from helpers.run import train
+
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
+    train.fit(model, x, y, train.Recipe(learning_rate=lr, epochs=epochs, batch_size=batch))
     return model
 
 
@@ -277,9 +279,8 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
         for n in ns:
             accs = []
             for seed in range(seeds):
-                m = train.train_classifier(
+                config = train.RunConfig(
                     data,
-                    Path(tmp) / f"n{n}s{seed}",
                     backbone="mobilenet_v2",
                     weights=weights,
                     per_class=n,
@@ -287,6 +288,7 @@ def default_train(data: Path, weights: str, ns: list[int], seeds: int, image_siz
                     seed=seed,
                     cache_dir=Path(tmp) / "cache",
                 )
+                m = train.train_classifier(config, Path(tmp) / f"n{n}s{seed}")
                 accs.append(
                     (m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"])
                 )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 DATA_ENV = "WORKBOOK_DATA"
 WEIGHTS_ENV = "WORKBOOK_WEIGHTS_DIR"
+CACHE_ENV = "WORKBOOK_CACHE"  # the activation store's root; read in one place: helpers.store.cache.default_root
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 

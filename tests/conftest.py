@@ -100,7 +100,7 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     Returns the run folder: ``model.keras``, ``metrics.json`` and ``photos/`` (the data it
     was trained on). Used by the evaluate, export and predict tests (notebooks 06 and 08).
     """
-    from helpers.run.train import train_classifier
+    from helpers.run.train import RunConfig, train_classifier
 
     run = tmp_path_factory.mktemp("tiny_run")
     for split, n in (("train", 8), ("val", 4)):
@@ -112,13 +112,15 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
                     seed=1000 * (split == "val") + 100 * c + i,
                 )
     train_classifier(
-        run / "photos",
+        RunConfig(
+            run / "photos",
+            backbone="mobilenet_v2_0.35",
+            weights=str(random_backbone_weights),
+            image_size=48,
+            epochs=30,
+            seed=0,
+        ),
         run,
-        backbone="mobilenet_v2_0.35",
-        weights=str(random_backbone_weights),
-        image_size=48,
-        epochs=30,
-        seed=0,
     )
     return run
 

@@ -222,8 +222,8 @@ def test_train_classifier_uses_the_disk_cache_on_the_second_run(tiny_photos, tmp
         fine_tune_epochs=1,
         cache_dir=tmp_path / "cache",
     )
-    first = train.train_classifier(tiny_photos, tmp_path / "run1", **kw)
-    second = train.train_classifier(tiny_photos, tmp_path / "run2", **kw)
+    first = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "run1")
+    second = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "run2")
     assert first["phases"]["fine_tune"]["cut"] == "block_15_add"
     assert first["val_accuracy"] == second["val_accuracy"]
     n = first["n_train"] + first["n_val"]

@@ -363,7 +363,7 @@ def test_shared_photos_are_900_valid_in_3_classes(shared_photos: Path):
 @pytest.mark.slow
 def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path: Path):
     """Every case at once, then the real ``train`` recipe (tiny random-weight backbone): it trains on the rest."""
-    from helpers.run.train import train_classifier
+    from helpers.run.train import RunConfig, train_classifier
 
     lion = tiny_photos / "train" / "lion"
     fixed = [build(lion) for build, status, _ in CASES.values() if status == "fixed"]
@@ -373,13 +373,15 @@ def test_training_runs_on_a_folder_full_of_bad_files(tiny_photos: Path, tmp_path
     write(lion / ".DS_Store", b"junk")
     (tiny_photos / "train" / "zebra").mkdir()
     metrics = train_classifier(
-        tiny_photos,
+        RunConfig(
+            tiny_photos,
+            backbone="mobilenet_v2_0.35",
+            weights=None,
+            image_size=32,
+            epochs=1,
+            cache_dir=tmp_path / "cache",
+        ),
         tmp_path / "run",
-        backbone="mobilenet_v2_0.35",
-        weights=None,
-        image_size=32,
-        epochs=1,
-        cache_dir=tmp_path / "cache",
     )
     assert metrics["class_names"] == ["bear", "lion", "tiger"]
     # the validation photos are split in two: half choose the epoch, half are the test photos

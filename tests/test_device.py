@@ -82,10 +82,10 @@ MIRRORED = textwrap.dedent("""
     for cache in (True, False):
         # random MobileNetV2-0.35 weights with calibrated BatchNorm (conftest's random_backbone_weights)
         # keep the activations O(1), so the head really learns -- at a fraction of ResNet50's cost
-        m = train.train_classifier(sys.argv[1], sys.argv[2] + f"/run{cache}", backbone="mobilenet_v2_0.35",
-                                   weights=sys.argv[3], image_size=48, epochs=4, cache=cache,
-                                   fine_tune_from="block_16_project_BN" if cache else None, fine_tune_epochs=1,
-                                   strategy=strategy, cache_dir=sys.argv[2] + "/cache")
+        config = train.RunConfig(sys.argv[1], backbone="mobilenet_v2_0.35", weights=sys.argv[3], image_size=48,
+                                 epochs=4, cache=cache, fine_tune_from="block_16_project_BN" if cache else None,
+                                 fine_tune_epochs=1, cache_dir=sys.argv[2] + "/cache")
+        m = train.train_classifier(config, sys.argv[2] + f"/run{cache}", strategy=strategy)
         results[f"cache={cache}"] = {"val_accuracy": m["val_accuracy"], "loss": m["phases"]["head"]["history"]["loss"]}
     print("RESULT " + json.dumps(results))
 """)

@@ -70,9 +70,8 @@ def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_ph
 
     accs = []
     for seed in SEEDS:
-        m = train.train_classifier(
+        config = train.RunConfig(
             shared_photos,
-            tmp_path / f"s{seed}",
             backbone="mobilenet_v2",
             weights=str(shared_weights_dir / MOBILENET_V2_FILE),
             per_class=PER_CLASS,
@@ -80,6 +79,7 @@ def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_ph
             image_size=224,
             cache_dir=tmp_path / "cache",
         )
+        m = train.train_classifier(config, tmp_path / f"s{seed}")
         assert m["phases"]["head"]["start"] == "class means"
         accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / (m["n_val"] + m["n_test"]))
     assert np.mean(accs) >= 0.99, accs
@@ -147,14 +147,14 @@ def test_mirror_views_lose_nothing_against_the_old_head_on_the_same_draws(shared
 
 def test_mirrored_copies_are_the_photos_mirror_images_written_once(tiny_photos, tmp_path):
     from helpers.data.folders import load_images
-    from helpers.run import small_data
+    from helpers.run import train
 
     paths = sorted((tiny_photos / "train" / "tiger").glob("*.jpg"))[:3]
-    copies = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    copies = train.mirrored_copies(paths, tmp_path / "mirrored")
     assert [p.name for p in copies] == [f"{p.stem}-mirror.png" for p in paths]
     np.testing.assert_array_equal(load_images(copies, 48), load_images(paths, 48)[:, :, ::-1])
     written = [p.stat().st_mtime_ns for p in copies]
-    again = small_data.mirrored_copies(paths, tmp_path / "mirrored")
+    again = train.mirrored_copies(paths, tmp_path / "mirrored")
     assert again == copies and [p.stat().st_mtime_ns for p in again] == written  # not written twice
 
 
@@ -213,9 +213,8 @@ def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(share
 
     accs, heads = [], []
     for seed in PRIOR_SEEDS:
-        m = train.train_classifier(
+        config = train.RunConfig(
             shared_photos,
-            tmp_path / f"s{seed}",
             backbone="mobilenet_v2",
             weights=str(shared_weights_dir / MOBILENET_V2_FILE),
             per_class=1,
@@ -223,6 +222,7 @@ def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(share
             image_size=224,
             cache_dir=tmp_path / "cache",
         )
+        m = train.train_classifier(config, tmp_path / f"s{seed}")
         assert m["imagenet_prior"] == "mobilenet_0.25", m["imagenet_prior"]
         n = m["n_val"] + m["n_test"]
         accs.append((m["val_accuracy"] * m["n_val"] + m["test_accuracy"] * m["n_test"]) / n)

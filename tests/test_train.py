@@ -24,7 +24,7 @@ TINY = dict(backbone="mobilenet_v2_0.35", weights=None, image_size=48, epochs=3,
 
 def test_train_classifier_writes_model_and_metrics(tiny_photos, tmp_path):
     kw = dict(TINY, fine_tune_from="block_16_project_BN", cache_dir=tmp_path / "cache")
-    metrics = train.train_classifier(tiny_photos, tmp_path / "run", **kw)
+    metrics = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val_accuracy"] == pytest.approx(metrics["val_accuracy"])
     assert saved["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
@@ -50,7 +50,9 @@ def test_train_classifier_writes_model_and_metrics(tiny_photos, tmp_path):
 def test_the_same_seed_gives_the_same_model(tiny_photos, tmp_path, random_backbone_weights):
     kw = dict(TINY, weights=str(random_backbone_weights), fine_tune_epochs=0)
     runs = [
-        train.train_classifier(tiny_photos, tmp_path / f"run{i}", seed=seed, cache_dir=tmp_path / f"cache{i}", **kw)
+        train.train_classifier(
+            train.RunConfig(tiny_photos, seed=seed, cache_dir=tmp_path / f"cache{i}", **kw), tmp_path / f"run{i}"
+        )
         for i, seed in enumerate((7, 7, 8))
     ]
     a, b, c = (keras.models.load_model(tmp_path / f"run{i}" / "model.keras") for i in range(3))
@@ -219,14 +221,18 @@ def test_few_photos_per_class_also_train_the_head_on_their_mirror_images(
 ):
     """8 photos per class (<= MIRROR_UP_TO): the head's training rows are the photos and their mirrors."""
     kw = dict(TINY, weights=str(random_backbone_weights), fine_tune_epochs=0, cache_dir=tmp_path / "cache")
-    with_mirrors = train.train_classifier(tiny_photos, tmp_path / "mirror", **kw)
+    with_mirrors = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "mirror")
     head = with_mirrors["phases"]["head"]
     assert head["mirror_views"] == with_mirrors["n_train"] == 24 and head["start"] == "class means"
-    # the mirrors are computed, not cached: the cache still holds one entry per photo
     assert head["cache_computed"] == with_mirrors["n_train"] + with_mirrors["n_val"]
+    # the mirror images go through the activation cache too: computed once, read back by the next run
+    assert head["mirror_computed"] == 24
+    again = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "again")["phases"]["head"]
+    assert again["mirror_views"] == 24 and again["mirror_computed"] == 0 and again["cache_computed"] == 0
     # more photos per class than MIRROR_UP_TO: no mirrors
     monkeypatch.setattr(train, "MIRROR_UP_TO", 7)
-    assert "mirror_views" not in train.train_classifier(tiny_photos, tmp_path / "many", **kw)["phases"]["head"]
+    many = train.train_classifier(train.RunConfig(tiny_photos, **kw), tmp_path / "many")
+    assert "mirror_views" not in many["phases"]["head"]
 
 
 def test_mirror_features_are_the_features_of_the_mirrored_photos(tiny_photos, tmp_path, random_backbone_weights):
@@ -241,6 +247,34 @@ def test_mirror_features_are_the_features_of_the_mirrored_photos(tiny_photos, tm
         Image.fromarray(load_images([path], 48)[0][:, ::-1]).save(target)
         mirrored_files.append(target)
     expected = bottom.predict(load_images(mirrored_files, 48), verbose=0)
-    got = train.mirror_features(bottom, paths)
+    got, seen = train.mirror_features(cache.BottleneckCache(tmp_path / "cache", dtype="float32"), bottom, paths)
+    assert seen.computed == len(paths)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, bottom.predict(load_images(paths, 48), verbose=0), atol=1e-4)
+
+
+def test_a_default_size_run_says_the_backbones_size_in_run_json_and_metrics_json(tiny_photos, tmp_path, monkeypatch):
+    """One configuration, resolved once: run.json and metrics.json both say InceptionV3's own 299 px."""
+    from helpers.run.config import RunConfig
+
+    config = RunConfig(tiny_photos, backbone="inception_v3", cache_dir=tmp_path / "cache")
+    assert config.image_size is None
+    assert config.record()["image_size"] == config.summary()["image_size"] == 299
+    assert config.summary()["cache_dir"] == str(tmp_path / "cache")
+    # no --cache-dir: the activation store's own default, read in one place ($WORKBOOK_CACHE here)
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path / "env"))
+    assert RunConfig(tiny_photos).resolved().cache_dir == tmp_path / "env"
+    assert RunConfig(tiny_photos, cache=False).summary()["cache_dir"] is None
+    with pytest.raises(ValueError, match="at least 75 px"):
+        RunConfig(tiny_photos, backbone="inception_v3", image_size=40).resolved()
+
+
+@pytest.mark.parametrize("command", ["train", "cache"])
+def test_the_cache_folders_help_says_where_it_is(command, capsys):
+    """The activation cache is on disk: both commands' help name the same default folder, none says 'in memory'."""
+    from helpers.tools import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$WORKBOOK_CACHE, else ~/.cache/transfer-workbook/bottlenecks" in text and "in memory" not in text

@@ -1,6 +1,6 @@
 """A run: devices, training, the run folder, evaluation, small-data runs and comparisons.
 
-Modules: ``compare``, ``device``, ``evaluate``, ``runs``, ``small_data``, ``train``;
+Modules: ``compare``, ``config``, ``device``, ``evaluate``, ``runs``, ``small_data``, ``train``;
 each imported on first use.
 """
 

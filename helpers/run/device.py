@@ -24,9 +24,11 @@ helpers ask it for a strategy scope and for the XLA setting.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import platform
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,9 +36,21 @@ import keras
 
 
 def _tf():
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - an optional backend, imported only when Keras runs on it
 
     return tf
+
+
+def _jax():
+    import jax  # noqa: PLC0415 - an optional backend, imported only when Keras runs on it
+
+    return jax
+
+
+def _torch():
+    import torch  # noqa: PLC0415 - an optional backend, imported only when Keras runs on it
+
+    return torch
 
 
 def backend() -> str:
@@ -46,8 +60,6 @@ def backend() -> str:
 
 def has_tensorflow() -> bool:
     """Whether TensorFlow is installed (``tf.distribute`` and ``tf.config`` exist only then)."""
-    import importlib.util
-
     return importlib.util.find_spec("tensorflow") is not None
 
 
@@ -57,10 +69,8 @@ def _uses_tensorflow() -> bool:
 
 
 def _jax_devices(kind: str) -> list:
-    import jax
-
     try:
-        return list(jax.devices(kind.lower()))
+        return list(_jax().devices(kind.lower()))
     except RuntimeError:  # "Unknown backend gpu": no GPU plugin or no GPU
         return []
 
@@ -77,8 +87,7 @@ def gpus() -> list[str]:
     if name == "jax":
         return [f"{d.platform}:{d.id} {getattr(d, 'device_kind', '')}".strip() for d in _jax_devices("gpu")]
     if name == "torch":
-        import torch
-
+        torch = _torch()
         if torch.cuda.is_available():
             return [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
         mps = getattr(torch.backends, "mps", None)
@@ -240,9 +249,7 @@ def _all_devices() -> list[str]:
     if _uses_tensorflow():
         return [d.name for d in _tf().config.list_logical_devices()]
     if backend() == "jax":
-        import jax
-
-        return [str(d) for d in jax.devices()]
+        return [str(d) for d in _jax().devices()]
     return ["cpu:0"] + gpus()
 
 
@@ -280,8 +287,6 @@ def gpu_advice(system: str | None = None, machine: str | None = None, nvidia: bo
     ``system``/``machine`` default to this computer (``platform``); ``nvidia`` to whether an
     ``nvidia-smi`` is on the PATH. Says what this workbook has and has not tried.
     """
-    import shutil
-
     system = system or platform.system()
     machine = (machine or platform.machine()).lower()
     nvidia = shutil.which("nvidia-smi") is not None if nvidia is None else nvidia

@@ -1,7 +1,8 @@
 """One output folder, one run: ``run.json`` records what a ``train`` run is, so state is never mixed.
 
 ``python -m helpers train --out DIR`` calls :func:`prepare` before any work starts. DIR
-then holds either nothing of the workbook's, or the record of one run — its data (the
+then holds either nothing of the workbook's, or the record of one run
+(:meth:`helpers.run.config.RunConfig.record`) — its data (the
 folder and a digest of its file listing), backbone, weights, image size, epochs, cut
 (fine-tune block), seed, batch size — and its status (``running``, ``complete``,
 ``interrupted``, ``failed``). A new run into DIR:
@@ -39,6 +40,7 @@ except ImportError:  # Windows: no advisory locks here, runs into one folder are
     fcntl = None
 
 from helpers import files
+from helpers.data.checks import workbook_folder_reason
 
 RUN_FILE = "run.json"
 FORMAT = 1
@@ -211,8 +213,6 @@ def data_digest(folder: str | os.PathLike) -> str:
     :func:`helpers.data.checks.workbook_folder_reason`) are left out: they are not photos, and a
     run writing into ``--out DIR/runs`` must not change the digest of ``DIR``.
     """
-    from helpers.data.checks import workbook_folder_reason
-
     root = Path(folder).expanduser()
     h = hashlib.blake2b(digest_size=12)
     for here, dirs, names in os.walk(root):
@@ -236,37 +236,6 @@ def describe_weights(weights: str | None) -> str | None:
         stat = path.stat()
         return f"{path.resolve()} ({stat.st_size} bytes, mtime {stat.st_mtime_ns})"
     return str(weights)
-
-
-def run_config(
-    data: str | os.PathLike,
-    *,
-    backbone: str,
-    weights: str | None,
-    image_size: int | None,
-    per_class: int | None,
-    epochs: int,
-    fine_tune_from: str | None,
-    fine_tune_epochs: int,
-    seed: int,
-    batch_size: int,
-    patience: int,
-) -> dict:
-    """Everything that decides what a run produces: compared by :func:`prepare`."""
-    return {
-        "data": str(Path(data).expanduser().resolve()),
-        "data_digest": data_digest(data),
-        "backbone": backbone,
-        "weights": describe_weights(weights),
-        "image_size": image_size,
-        "per_class": per_class,
-        "epochs": epochs,
-        "fine_tune_from": fine_tune_from,
-        "fine_tune_epochs": fine_tune_epochs if fine_tune_from else None,
-        "seed": seed,
-        "batch_size": batch_size,
-        "patience": patience,
-    }
 
 
 def estimate_bytes(backbone: str, weights: str | None) -> int:
@@ -414,5 +383,4 @@ __all__ = [
     "own_outputs",
     "prepare",
     "read_record",
-    "run_config",
 ]

@@ -15,7 +15,10 @@ import keras
 import numpy as np
 
 from helpers.data.photos import Photos
-from helpers.model.lesson import TimesPrior, compile_model, fit_keep_best, split_at, start_at_class_means
+from helpers.model.lesson import split_at, start_at_class_means
+from helpers.run import train
+from helpers.run.config import Recipe
+from helpers.run.prior import times
 
 
 def scratch_cnn(image_size: int, n_classes: int, width: int = 32, dropout: float = 0.3) -> keras.Model:
@@ -101,34 +104,44 @@ def _features(photos: Photos, store, bottom: keras.Model) -> dict[str, np.ndarra
     }
 
 
-def _fit_head(
-    top: keras.Model,
-    model: keras.Model,
-    feats: dict,
-    photos: Photos,
-    rows_of: np.ndarray,
-    seed: int,
-    epochs: int,
-    start: str = "class means",
-) -> float:
-    """Notebook 05's head recipe on one draw: a start, ``compile_model`` + ``fit_keep_best``; test accuracy."""
-    keras.utils.set_random_seed(seed)
-    y = photos.y_train[rows_of]
-    if start == "class means":
-        start_at_class_means(model, feats["train"][rows_of], y)
-    else:
-        dense = model.get_layer("predictions")
-        kernel = keras.initializers.GlorotUniform(seed)(dense.kernel.shape)
-        dense.set_weights([keras.ops.convert_to_numpy(kernel), np.zeros(dense.units, "float32")])
-    compile_model(top, 1e-3)
-    fit_keep_best(top, feats["train"][rows_of], y, (feats["val"], photos.y_val), epochs)
-    return _accuracy(top, feats["test"], photos.y_test)
+@dataclass
+class _Heads:
+    """``model`` cut at the pooled features, and every photo's features: what each draw's head trains on."""
+
+    model: keras.Model
+    bottom: keras.Model
+    top: keras.Model
+    feats: dict
+    photos: Photos
+
+    @classmethod
+    def of(cls, photos: Photos, store, model: keras.Model) -> _Heads:
+        bottom, top = split_at(model, "pool")
+        return cls(model, bottom, top, _features(photos, store, bottom), photos)
+
+    def test_accuracy(self) -> float:
+        return _accuracy(self.top, self.feats["test"], self.photos.y_test)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, seed: int, epochs: int, start: str = "class means") -> float:
+        """Notebook 05's head recipe: a start, then the package's loop (val chooses the epoch); test accuracy."""
+        keras.utils.set_random_seed(seed)
+        if start == "class means":
+            start_at_class_means(self.model, x, y)
+        else:
+            dense = self.model.get_layer("predictions")
+            kernel = keras.initializers.GlorotUniform(seed)(dense.kernel.shape)
+            dense.set_weights([keras.ops.convert_to_numpy(kernel), np.zeros(dense.units, "float32")])
+        train.fit(self.top, x, y, Recipe(epochs=epochs), validation=(self.feats["val"], self.photos.y_val))
+        return self.test_accuracy()
+
+    def fit_draw(self, rows_of: np.ndarray, seed: int, epochs: int, start: str = "class means") -> float:
+        """:meth:`fit` on the drawn training photos ``rows_of``."""
+        return self.fit(self.feats["train"][rows_of], self.photos.y_train[rows_of], seed, epochs, start)
 
 
 def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, seeds, epochs: int = 20) -> str:
     """Random start vs class-means start of ``model``'s head (it must be normalised), same draws: a table."""
-    bottom, top = split_at(model, "pool")
-    feats = _features(photos, store, bottom)
+    heads = _Heads.of(photos, store, model)
     results: dict[str, list[float]] = {
         "random start, then fit": [],
         "class means, before fit": [],
@@ -136,166 +149,121 @@ def compare_starts(photos: Photos, store, model: keras.Model, per_class: int, se
     }
     for seed in seeds:
         rows_of = _draw(photos.y_train, per_class, seed)
-        results["random start, then fit"].append(_fit_head(top, model, feats, photos, rows_of, seed, epochs, "random"))
-        start_at_class_means(model, feats["train"][rows_of], photos.y_train[rows_of])
-        results["class means, before fit"].append(_accuracy(top, feats["test"], photos.y_test))
-        results["class means, then fit"].append(_fit_head(top, model, feats, photos, rows_of, seed, epochs))
+        results["random start, then fit"].append(heads.fit_draw(rows_of, seed, epochs, "random"))
+        start_at_class_means(model, heads.feats["train"][rows_of], photos.y_train[rows_of])
+        results["class means, before fit"].append(heads.test_accuracy())
+        results["class means, then fit"].append(heads.fit_draw(rows_of, seed, epochs))
     lines = [f"{per_class} photo(s) per class, {len(seeds)} draws, test accuracy: mean (worst)"]
     lines += [f"  {name:26s} {np.mean(v):6.1%} ({min(v):.1%})" for name, v in results.items()]
     return "\n".join(lines)
 
 
-def mirrored_copies(paths, folder) -> list:
-    """Each photo's mirror image (left-right), written once as a lossless PNG into ``folder``.
-
-    As files, the mirror images go through the activation cache like any photo: computed once,
-    read back on the next run.
-    """
-    from pathlib import Path
-
-    from PIL import Image, ImageOps
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for path in paths:
-        target = folder / f"{Path(path).stem}-mirror.png"
-        if not target.is_file():
-            with Image.open(path) as photo:
-                ImageOps.exif_transpose(photo).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target)
-        out.append(target)
-    return out
-
-
 def compare_mirror(
-    photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, folder=None, prior=None
-):
+    photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, prior=None
+) -> str:
     """The head on the photos alone vs on the photos and their mirror images, same draws: a table.
 
-    Both start at the class means and are fitted (``compile_model`` + ``fit_keep_best``); the
-    validation photos choose the epoch, the test photos score. ``folder`` keeps the mirror images
-    (default: a temporary folder; the same photo's mirror is the same file, so the cache still serves it).
+    Both start at the class means and are fitted (the package's loop, :func:`helpers.run.train.fit`);
+    the validation photos choose the epoch, the test photos score. The mirror images' features
+    come from :func:`helpers.run.train.mirror_features` (through the cache, as a training run's).
     ``prior``: ImageNet's prior for each test photo (``imagenet_prior_layer``'s output): a third column,
-    the second head's probabilities times it (``TimesPrior``, what ``helpers train`` saves), and a last
-    line, the prior alone.
+    the second head's probabilities times it (what ``helpers train`` saves), and a last line, the prior alone.
     """
-    import tempfile
-
-    if folder is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            return compare_mirror(photos, store, model, per_class_list, seeds, epochs, tmp, prior)
-    bottom, top = split_at(model, "pool")
-    feats = _features(photos, store, bottom)
+    heads = _Heads.of(photos, store, model)
     draws = {(n, seed): _draw(photos.y_train, n, seed) for n in per_class_list for seed in seeds}
     drawn = sorted(set(np.concatenate(list(draws.values())).tolist()))  # each drawn photo's mirror: one call
-    copies = mirrored_copies([photos.train_paths[i] for i in drawn], folder)
-    mirror_of = dict(zip(drawn, store.activations(bottom, copies).astype("float32")))
+    mirrored, _ = train.mirror_features(store, heads.bottom, [photos.train_paths[i] for i in drawn])
+    mirror_of = dict(zip(drawn, mirrored.astype("float32")))
     columns = ["photos only", "+ mirror images"] + (["x ImageNet prior"] if prior is not None else [])
-    header = f"{'photos per class':>16s}  " + "  ".join(f"{c:>16s}" for c in columns)
-    lines = [header + "   test accuracy: mean (worst)"]
+    lines = [
+        f"{'photos per class':>16s}  " + "  ".join(f"{c:>16s}" for c in columns) + "   test accuracy: mean (worst)"
+    ]
     for n in per_class_list:
         results: dict[str, list[float]] = {"old": [], "new": []} | ({"prior": []} if prior is not None else {})
         for seed in seeds:
             rows_of = draws[n, seed]
-            y = photos.y_train[rows_of]
-            mirrored = np.stack([mirror_of[i] for i in rows_of])
-            for key, x, labels in (
-                ("old", feats["train"][rows_of], y),
-                ("new", np.concatenate([feats["train"][rows_of], mirrored]), np.concatenate([y, y])),
-            ):
-                keras.utils.set_random_seed(seed)
-                start_at_class_means(model, x, labels)
-                compile_model(top, 1e-3)
-                fit_keep_best(top, x, labels, (feats["val"], photos.y_val), epochs)
-                results[key].append(_accuracy(top, feats["test"], photos.y_test))
+            x, y = heads.feats["train"][rows_of], photos.y_train[rows_of]
+            results["old"].append(heads.fit(x, y, seed, epochs))
+            both = np.concatenate([x, np.stack([mirror_of[i] for i in rows_of])])
+            results["new"].append(heads.fit(both, np.concatenate([y, y]), seed, epochs))
             if prior is not None:  # the second head, times ImageNet's opinion of each test photo
-                joint = TimesPrior()([top.predict(feats["test"], verbose=0).astype("float32"), prior])
-                results["prior"].append(float(np.mean(np.asarray(joint).argmax(-1) == photos.y_test)))
-        one_photo = 1 / len(photos.y_test)
-        diffs = np.subtract(results["new"], results["old"])
-        better, worse = int(np.sum(diffs >= one_photo / 2)), int(np.sum(diffs <= -one_photo / 2))
-        said = f"mirror better in {better}, worse in {worse}" if better or worse else "no draw moved by a photo"
-        lines.append(
-            f"{n:16d}  "
-            + "  ".join(f"{np.mean(v):8.1%} ({min(v):5.1%})" for v in results.values())
-            + f"   {len(seeds)} draws: {said}"
-        )
+                joint = times(heads.top.predict(heads.feats["test"], verbose=0), prior)
+                results["prior"].append(float(np.mean(joint.argmax(-1) == photos.y_test)))
+        lines.append(f"{n:16d}  " + "  ".join(f"{np.mean(v):8.1%} ({min(v):5.1%})" for v in results.values()))
+        lines[-1] += f"   {len(seeds)} draws: {_mirror_said(results, len(photos.y_test))}"
     if prior is not None:
         alone = np.mean(np.asarray(prior).argmax(-1) == photos.y_test)
         lines.append(f"{'none':>16s}  {'':>16s}  {'':>16s}  {alone:8.1%}            the ImageNet prior alone")
     return "\n".join(lines)
 
 
+def _mirror_said(results: dict, n_test: int) -> str:
+    """In how many draws the mirror images moved the test accuracy by a photo, each way."""
+    diffs = np.subtract(results["new"], results["old"])
+    better, worse = int(np.sum(diffs >= 0.5 / n_test)), int(np.sum(diffs <= -0.5 / n_test))
+    return f"mirror better in {better}, worse in {worse}" if better or worse else "no draw moved by a photo"
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """The from-scratch CNN's side of :func:`accuracy_vs_photos`: photo size, epochs, time budget, seeds."""
+
+    size: int = 128
+    epochs: int = 60
+    seconds: float = 60.0
+    seeds: int = 1
+
+
+def _train_scratch(small: dict, photos: Photos, rows_of: np.ndarray, seed: int, scratch: Scratch, row: PhotosResult):
+    """The CNN from scratch on the drawn photos at ``scratch.size`` px, within its time budget; into ``row``."""
+    keras.utils.set_random_seed(seed)
+    cnn = scratch_cnn(scratch.size, len(photos.class_names))
+    budget = TimeBudget(scratch.seconds)
+    recipe = Recipe(epochs=scratch.epochs, patience=15, callbacks=(budget,))
+    start = time.perf_counter()
+    history = train.fit(cnn, small["train"][rows_of], photos.y_train[rows_of], recipe, (small["val"], photos.y_val))
+    row.scratch_seconds.append(time.perf_counter() - start)
+    row.scratch_accuracy.append(_accuracy(cnn, small["test"], photos.y_test))
+    row.scratch_epochs.append(len(history.epoch))
+    row.scratch_budget_hit.append(budget.hit)
+    row.scratch_val_accuracy.append([float(v) for v in history.history.get("val_accuracy", [])])
+
+
 def accuracy_vs_photos(
-    photos: Photos,
-    store,
-    model: keras.Model,
-    per_class_list,
-    seeds,
-    epochs: int = 20,
-    scratch_size: int = 128,
-    scratch_epochs: int = 60,
-    scratch_seconds: float = 60.0,
-    scratch_seeds: int = 1,
-    progress: bool = True,
+    photos: Photos, store, model: keras.Model, per_class_list, seeds, epochs: int = 20, progress: bool = True, **scratch
 ) -> list[PhotosResult]:
     """For each N in ``per_class_list`` (None = all) and seed: transfer head vs CNN from scratch.
 
     The transfer side is notebook 05's lesson: ``split_at(model, "pool")``, the features of
     every photo from the activation cache ``store`` (each photo through the frozen base at
     most once), the head started at the class means (``model`` has normalised features),
-    then ``compile_model`` + ``fit_keep_best`` on the top. The scratch CNN trains on the same
-    photos at ``scratch_size`` px, at most ``scratch_epochs`` epochs or ``scratch_seconds``
-    seconds, on the draws of the first ``scratch_seeds`` seeds. Both are scored on the test
-    photos; the validation photos choose the epoch.
+    then the package's loop (:func:`helpers.run.train.fit`) on the top. The scratch CNN
+    (``scratch_size``, ``scratch_epochs``, ``scratch_seconds``, ``scratch_seeds``: :class:`Scratch`)
+    trains on the same photos at ``scratch_size`` px, at most ``scratch_epochs`` epochs or
+    ``scratch_seconds`` seconds, on the draws of the first ``scratch_seeds`` seeds. Both are
+    scored on the test photos; the validation photos choose the epoch.
     """
-    bottom, top = split_at(model, "pool")
-    feats = _features(photos, store, bottom)
+    plan = Scratch(**{name.removeprefix("scratch_"): value for name, value in scratch.items()})
+    heads = _Heads.of(photos, store, model)
     probe = photos.x_train[:8]
     start = time.perf_counter()
-    bottom.predict(probe, verbose=0)
+    heads.bottom.predict(probe, verbose=0)
     forward_per_photo = (time.perf_counter() - start) / max(len(probe), 1)
-    small = {name: _resize(getattr(photos, f"x_{name}"), scratch_size) for name in ("train", "val", "test")}
+    small = {name: _resize(getattr(photos, f"x_{name}"), plan.size) for name in ("train", "val", "test")}
     rows = []
     for n in per_class_list:
         row = None
         for number, seed in enumerate(seeds):
             rows_of = _draw(photos.y_train, n, seed)
-            y = photos.y_train[rows_of]
             row = row or PhotosResult(n, len(rows_of))
             start = time.perf_counter()
-            row.transfer_accuracy.append(_fit_head(top, model, feats, photos, rows_of, seed, epochs))
+            row.transfer_accuracy.append(heads.fit_draw(rows_of, seed, epochs))
             row.transfer_seconds.append(time.perf_counter() - start + forward_per_photo * len(rows_of))
-            if number >= scratch_seeds:
-                continue
-            keras.utils.set_random_seed(seed)
-            scratch = compile_model(scratch_cnn(scratch_size, len(photos.class_names)), 1e-3)
-            budget = TimeBudget(scratch_seconds)
-            start = time.perf_counter()
-            history = fit_keep_best(
-                scratch,
-                small["train"][rows_of],
-                y,
-                (small["val"], photos.y_val),
-                scratch_epochs,
-                patience=15,
-                callbacks=[budget],
-            )
-            row.scratch_seconds.append(time.perf_counter() - start)
-            row.scratch_accuracy.append(_accuracy(scratch, small["test"], photos.y_test))
-            row.scratch_epochs.append(len(history.epoch))
-            row.scratch_budget_hit.append(budget.hit)
-            row.scratch_val_accuracy.append([float(v) for v in history.history.get("val_accuracy", [])])
+            if number < plan.seeds:
+                _train_scratch(small, photos, rows_of, seed, plan, row)
         rows.append(row)
         if progress:
             print(describe(row), flush=True)
-    from helpers.tools.book import record
-
-    for row in (rows[0], rows[-1]) if rows else ():  # fewest and most photos: notebook 05's key numbers
-        n = f"{row.per_class}_per_class" if row.per_class else "all_photos"
-        record(**{f"transfer_accuracy_{n}": float(np.mean(row.transfer_accuracy))})
-        if row.scratch_accuracy:
-            record(**{f"scratch_accuracy_{n}": float(np.mean(row.scratch_accuracy))})
     return rows
 
 
@@ -317,40 +285,6 @@ def describe(row: PhotosResult) -> str:
         f"in {np.mean(row.scratch_seconds):.1f} s, "
         f"{np.mean(row.scratch_epochs):.0f} epochs{budget}"
     )
-
-
-def plot_accuracy_vs_photos(rows: list[PhotosResult], n_classes: int, backbone: str = "pretrained base"):
-    """Test accuracy against photos per class: mean over seeds, worst-to-best band, log axis.
-
-    A pyplot figure, as the other plots of the notebooks: Jupyter shows it at the end of the cell
-    (notebook 05 ends the call with ``;``), so it is in the executed notebook and in the book.
-    """
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    xs = [r.per_class or r.photos / n_classes for r in rows]
-    labels = [str(r.per_class) if r.per_class else f"all\n({r.photos // n_classes})" for r in rows]
-    fig = plt.figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    for key, style, label in (
-        ("transfer_accuracy", "o-", f"transfer ({backbone} + new head)"),
-        ("scratch_accuracy", "s--", "small CNN from scratch"),
-    ):
-        values = [getattr(r, key) for r in rows]
-        (line,) = ax.plot(xs, [np.mean(v) for v in values], style, label=label)
-        ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
-    ax.axhline(1 / n_classes, color="grey", lw=0.8, ls=":", label=f"guessing ({n_classes} classes)")
-    ax.set_xscale("log")
-    ax.set_xticks(xs, labels)
-    ax.minorticks_off()
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("training photos per class")
-    ax.set_ylabel("test accuracy")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return plots.show(fig)
 
 
 def time_to_accuracy(rows: list[PhotosResult]) -> str:
@@ -392,14 +326,13 @@ def timing_table(rows: list[tuple]) -> str:
 
 __all__ = [
     "PhotosResult",
+    "Scratch",
     "TimeBudget",
     "accuracy_vs_photos",
     "compare_mirror",
     "compare_starts",
     "describe",
     "estimate_seconds",
-    "mirrored_copies",
-    "plot_accuracy_vs_photos",
     "scratch_cnn",
     "time_to_accuracy",
     "timing_table",

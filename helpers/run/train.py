@@ -1,6 +1,6 @@
 """Training, the package's way: notebook 03's recipe on cached activations (``helpers train``).
 
-One :class:`Recipe` (learning rate, epochs, batch size, patience, seed, live plot, where
+One :class:`Recipe` (learning rate, epochs, batch size, patience, seed, callbacks, where
 activations are cached) and one function, :func:`train_phase`, that trains one phase of a
 model built by :func:`build_classifier`. The Keras code is the lesson's own
 (:mod:`helpers.model.lesson`: ``add_head``, ``compile_model``, ``fit_keep_best``,
@@ -23,37 +23,26 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image, ImageOps
 
 from helpers import files
 from helpers.data import folders as data_mod
 from helpers.data.photos import splits
+from helpers.data.pipeline import photo_dataset
 from helpers.model import cuts
-from helpers.model.backbones import build_base, get_spec, preprocess_layer
-from helpers.model.lesson import (
-    TimesPrior,
-    add_head,
-    add_imagenet_prior,
-    compile_model,
-    fit_keep_best,
-    imagenet_prior_layer,
-    start_at_class_means,
-    unfreeze_above,
-)
-from helpers.run import device
+from helpers.model.backbones import build_base, preprocess_layer
+from helpers.model.lesson import add_head, compile_model, fit_keep_best, start_at_class_means, unfreeze_above
+from helpers.run import device, prior
+from helpers.run.config import BATCH_SIZE, Recipe, RunConfig  # Recipe, RunConfig: also helpers.run.train's
 from helpers.store.cache import BottleneckCache
 
-HEAD_LEARNING_RATE = 1e-3
-FINE_TUNE_LEARNING_RATE = 1e-5
-HEAD_EPOCHS = 30  # cheap on cached features; 10 photos/class reach >= 97% for every seed tried
-FINE_TUNE_EPOCHS = 5
-PATIENCE = 10
-BATCH_SIZE = 32
 MIRROR_UP_TO = 10  # photos per class: up to this many, the head also trains on each photo's mirror image
 
 
@@ -75,23 +64,6 @@ def check_finite(model: keras.Model) -> None:
 def _score(value: float) -> float | None:
     """An accuracy for metrics.json: None where there were no photos to measure it on (not NaN)."""
     return None if np.isnan(value) else value
-
-
-@dataclass
-class Recipe:
-    """How one phase trains. ``cache=None``: the plain recipe (the frozen part runs every epoch)."""
-
-    learning_rate: float = HEAD_LEARNING_RATE
-    epochs: int = HEAD_EPOCHS
-    batch_size: int = BATCH_SIZE
-    patience: int = PATIENCE
-    seed: int = 0
-    live_plot: bool = False
-    cache: BottleneckCache | None = None
-    augment_copies: int = 0  # with a cache: K fixed random views of each training photo, computed once
-    strategy: object = None  # a tf.distribute strategy (helpers.run.device.choose_strategy); None: one device
-    class_means_start: bool = True  # a normalised head on cached features starts at the class means (notebook 05)
-    mirror_views: bool = False  # with the class-means start, <= MIRROR_UP_TO photos per class: add their mirrors
 
 
 @dataclass
@@ -150,56 +122,106 @@ def image_size_of(model: keras.Model) -> int:
 
 
 def _pixels(split: data_mod.Split, size: int, batch_size: int, shuffle: bool = False, seed: int = 0):
-    from helpers.data.pipeline import photo_dataset
-
     return photo_dataset(split.paths, size, split.labels, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
-def mirror_features(bottom: keras.Model, paths, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """``bottom``'s output for the mirror image (left-right) of each photo: one pass each, not cached.
+def mirrored_copies(paths, folder) -> list[Path]:
+    """Each photo's mirror image (left-right), written once as a lossless PNG into ``folder``.
+
+    As files, the mirror images go through the activation cache like any photo: computed once,
+    read back on the next run.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths:
+        target = folder / f"{Path(path).stem}-mirror.png"
+        if not target.is_file():
+            with Image.open(path) as photo:
+                ImageOps.exif_transpose(photo).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target)
+        out.append(target)
+    return out
+
+
+def mirror_features(store: BottleneckCache, bottom: keras.Model, paths, batch_size: int = BATCH_SIZE):
+    """``bottom``'s output for the mirror image (left-right) of each photo, through the activation cache.
+
+    Returns what :meth:`helpers.store.cache.BottleneckCache.fetch` does: the features, and what was
+    computed or read back.
 
     With one or two photos per class, the head learns from each photo and its mirror
-    (``benchmarks/few_shot.py``: fewer bad draws, no loss at 5 and 10 per class); a few
-    photos cost a few passes, which is why it stops at ``MIRROR_UP_TO`` per class.
+    (``benchmarks/few_shot.py``: fewer bad draws, no loss at 5 and 10 per class). The mirror
+    images are written to a temporary folder (:func:`mirrored_copies`); the cache knows a photo
+    by its content, so the next run reads their activations back instead of computing them.
     """
-    size = int(bottom.inputs[0].shape[1])
-    pixels = data_mod.load_images(list(paths), size)[:, :, ::-1]
-    return np.asarray(bottom.predict(pixels, batch_size=batch_size, verbose=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        return store.fetch(bottom, mirrored_copies(paths, tmp), 0, 0, batch_size)
 
 
-def imagenet_prior(
-    model: keras.Model, backbone: str, weights, class_names: list[str], splits_to_score: dict, batch_size: int
-) -> tuple[keras.Model | None, dict, str]:
-    """``model`` with ImageNet's opinion multiplied in (notebook 05's ``add_imagenet_prior``), and its class
-    probabilities on each split of ``splits_to_score`` (the head's, from the cache, times the prior's).
+def fit(
+    model: keras.Model, x, y, recipe: Recipe, validation=None, shuffle: bool = True, recompile: bool = True
+) -> keras.callbacks.History:
+    """The package's one training loop: ``compile_model`` with ``recipe``'s learning rate, then ``fit``.
 
-    Used when the backbone carries ImageNet's weights (``"imagenet"`` or Keras' own file name) and ImageNet
-    has related classes for all of ours: the classifier is the backbone's own with its ImageNet top, else
-    (offline) the small MobileNet whose file the workbook keeps (:func:`helpers.model.imagenet.classifier_weights`).
-    ``benchmarks/few_shot.py``: with 1 photo per class, 98.3% → 100% on the 180 val/ photos over 10 draws.
-    Returns ``(None, {}, reason)`` where it does not apply.
+    With ``validation`` (``(x, y)`` or a dataset), the lesson's ``fit_keep_best``: the epoch with the
+    lowest validation loss is kept (``history.best_epoch``), ``recipe.patience`` epochs without
+    improvement stop it. Without, exactly ``recipe.epochs`` epochs (what the benchmarks time).
+    ``y=None``: ``x`` is a dataset of batches (``recipe.batch_size`` is not passed on).
+    ``recompile=False`` goes on with the model as compiled (its traced step kept: what a timing wants).
     """
-    from helpers.model import imagenet
+    if recompile:
+        compile_model(model, recipe.learning_rate)
+    batch_size = None if y is None else recipe.batch_size
+    callbacks = list(recipe.callbacks)
+    if validation is None:
+        return model.fit(
+            x, y, epochs=recipe.epochs, batch_size=batch_size, callbacks=callbacks, shuffle=shuffle, verbose=0
+        )
+    return fit_keep_best(
+        model, x, y, validation, recipe.epochs, batch_size=batch_size, patience=recipe.patience, callbacks=callbacks
+    )
 
-    spec = get_spec(backbone)
-    size = image_size_of(model)
-    genuine = str(weights) == "imagenet" or Path(str(weights)).name in spec.weight_file_names(False, size)
-    if not genuine:
-        return None, {}, "the backbone's weights are not ImageNet's"
-    if imagenet_prior_layer(class_names) is None:
-        return None, {}, "ImageNet has no related class for one of the classes"
-    try:
-        classifier = imagenet.pixel_classifier(spec.keras_name, "imagenet", spec.kwargs)
-    except Exception as exc:  # no ImageNet classifier here, not even the fallback: train without the prior
-        return None, {}, f"no ImageNet classifier ({str(exc).splitlines()[0]})"
-    classifier.trainable = False
-    combined = add_imagenet_prior(model, classifier, class_names)
-    prior_part = keras.Model(combined.input, combined.get_layer("imagenet_prior").output)
-    priors = {
-        name: np.asarray(prior_part.predict(_pixels(split, size, batch_size), verbose=0)) if len(split) else None
-        for name, split in splits_to_score.items()
-    }
-    return combined, priors, classifier.name
+
+def _warn_zero(x: np.ndarray, cut: str) -> int:
+    """How many rows of ``x`` are all zero (a broken network, or weights, gives such features); said on stderr."""
+    zero = int(np.sum(~np.any(x.reshape(len(x), -1), axis=1))) if len(x) else 0
+    if zero:
+        print(
+            f"warning: {zero} of {len(x)} training photos have all-zero activations at {cut}: the frozen "
+            "base gives them nothing to learn from (check its weights)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return zero
+
+
+def _cached_inputs(model: keras.Model, parts: tuple, recipe: Recipe, cut: str, extra: dict):
+    """The top of ``model`` above ``cut`` and its training inputs, from the activation cache (``extra``: counts)."""
+    train, val = parts
+    part = cuts.split_at(model, cut)
+    store = recipe.cache
+    x, seen = store.fetch(part.bottom, train.paths, recipe.augment_copies, recipe.seed, recipe.batch_size)
+    x_val, seen_val = store.fetch(part.bottom, val.paths, 0, recipe.seed, recipe.batch_size)
+    extra.update(
+        cache_hits=seen.hits + seen_val.hits,
+        cache_computed=seen.computed + seen_val.computed,
+        cache_continued=seen.continued + seen_val.continued,  # from the checkpoint, not pixels
+        cache_folder=str(seen.folder),
+        augment_copies=recipe.augment_copies,
+    )
+    y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
+    zero = _warn_zero(x, cut)
+    if zero:
+        extra["zero_features"] = zero
+    if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
+        if recipe.mirror_views and 0 < np.bincount(train.labels).max() <= MIRROR_UP_TO:
+            mirrored, seen_mirrors = mirror_features(store, part.bottom, train.paths, recipe.batch_size)
+            x = np.concatenate([x, mirrored.astype(x.dtype)])
+            y = np.concatenate([y, np.asarray(train.labels, np.int32)])
+            extra.update(mirror_views=len(mirrored), mirror_computed=seen_mirrors.computed)
+        start_at_class_means(model, x.astype("float32"), y)
+        extra["start"] = "class means"
+    return part.top, (x, y, (x_val, np.asarray(val.labels, np.int32)))
 
 
 def train_phase(
@@ -210,64 +232,21 @@ def train_phase(
     With ``recipe.cache`` and a ``cut`` (``"pool"`` for the head, a block output for
     fine-tuning), the layers below the cut run once per photo, into the cache, and ``fit``
     trains the top on the stored activations; otherwise ``fit`` runs on the photos.
+    ``recipe.callbacks`` go to ``fit`` (a notebook passes ``helpers.show.curves.LivePlot()``).
     """
     keras.utils.set_random_seed(recipe.seed)
-    callbacks = []
-    if recipe.live_plot:
-        from helpers.show.curves import LivePlot
-
-        callbacks.append(LivePlot())
     extra: dict = {}
     start = time.perf_counter()
     with device.strategy_scope(recipe.strategy):
         if recipe.cache is not None and cut is not None:
-            part = cuts.split_at(model, cut)
-            store = recipe.cache
-            x, seen = store.fetch(part.bottom, train.paths, recipe.augment_copies, recipe.seed, recipe.batch_size)
-            x_val, seen_val = store.fetch(part.bottom, val.paths, 0, recipe.seed, recipe.batch_size)
-            extra.update(
-                cache_hits=seen.hits + seen_val.hits,
-                cache_computed=seen.computed + seen_val.computed,
-                cache_continued=seen.continued + seen_val.continued,  # from the checkpoint, not pixels
-                cache_folder=str(seen.folder),
-                augment_copies=recipe.augment_copies,
-            )
-            y = np.tile(np.asarray(train.labels, np.int32), recipe.augment_copies + 1)
-            extra["forward_seconds"] = time.perf_counter() - start
-            zero = int(np.sum(~np.any(x.reshape(len(x), -1), axis=1))) if len(x) else 0
-            if zero:  # a broken network (or weights) gives features with nothing in them
-                extra["zero_features"] = zero
-                print(
-                    f"warning: {zero} of {len(x)} training photos have all-zero activations at {cut}: the frozen "
-                    "base gives them nothing to learn from (check its weights)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            if recipe.class_means_start and cut == cuts.POOL and "l2" in {layer.name for layer in model.layers}:
-                if recipe.mirror_views and 0 < np.bincount(train.labels).max() <= MIRROR_UP_TO:
-                    mirrored = mirror_features(part.bottom, train.paths, recipe.batch_size)
-                    x = np.concatenate([x, mirrored.astype(x.dtype)])
-                    y = np.concatenate([y, np.asarray(train.labels, np.int32)])
-                    extra["mirror_views"] = len(mirrored)
-                start_at_class_means(model, x.astype("float32"), y)
-                extra["start"] = "class means"
-            fit_model, args = part.top, (x, y, (x_val, np.asarray(val.labels, np.int32)))
-            batch_size = recipe.batch_size
+            fit_model, (x, y, validation) = _cached_inputs(model, (train, val), recipe, cut, extra)
         else:
             size = image_size_of(model)
-            fit_model = model
-            args = (
-                _pixels(train, size, recipe.batch_size, shuffle=True, seed=recipe.seed),
-                None,
-                _pixels(val, size, recipe.batch_size),
-            )
-            batch_size = None
-            extra["forward_seconds"] = 0.0
-        compile_model(fit_model, recipe.learning_rate)
+            fit_model, x, y = model, _pixels(train, size, recipe.batch_size, shuffle=True, seed=recipe.seed), None
+            validation = _pixels(val, size, recipe.batch_size)
+        extra["forward_seconds"] = time.perf_counter() - start if fit_model is not model else 0.0
         fit_start = time.perf_counter()
-        history = fit_keep_best(
-            fit_model, *args, recipe.epochs, batch_size=batch_size, patience=recipe.patience, callbacks=callbacks
-        )
+        history = fit(fit_model, x, y, recipe, validation=validation)
     extra["fit_seconds"] = time.perf_counter() - fit_start
     hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     return PhaseResult(
@@ -297,133 +276,109 @@ def accuracy(model: keras.Model, split: data_mod.Split, recipe: Recipe, cut: str
     return float(np.mean(probs.argmax(-1) == np.asarray(split.labels)))
 
 
-def train_classifier(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    backbone: str = "inception_v3",
-    weights: str | None = "imagenet",
-    per_class: int | None = None,
-    image_size: int | None = None,
-    epochs: int = HEAD_EPOCHS,
-    fine_tune_from: str | int | None = None,
-    fine_tune_epochs: int = FINE_TUNE_EPOCHS,
-    seed: int = 0,
-    batch_size: int = BATCH_SIZE,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    augment_copies: int = 0,
-    live_plot: bool = False,
-    strategy=None,
-    patience: int = PATIENCE,
-    mirror_views: bool = True,
-    with_imagenet_prior: bool = True,
-) -> dict:
+def _phase_record(phase: PhaseResult) -> dict:
+    return {
+        "seconds": phase.seconds,
+        "epochs": phase.epochs,
+        "best_epoch": phase.best_epoch,
+        "cut": phase.cut,
+        "trainable_weights": phase.trainable_weights,
+        "history": phase.history,
+        **phase.extra,
+    }
+
+
+def _with_prior(model: keras.Model, config: RunConfig, class_names: list[str], parts: dict, score: Recipe, cut):
+    """The model to save (with ImageNet's prior where it applies, :mod:`helpers.run.prior`) and its accuracies.
+
+    The accuracies are the saved model's; ``head_only_*`` keep the head's own beside them.
+    """
+    scored = {name: parts[name] for name in ("val", "test")}
+    head = {name: probabilities(model, split, score, cut) if len(split) else None for name, split in scored.items()}
+    combined, priors, source = None, {}, "off (--no-imagenet-prior)"
+    if config.imagenet_prior:
+        combined, priors, source = prior.imagenet_prior(model, config, class_names, scored)
+    joint = {n: prior.times(head[n], priors[n]) if priors.get(n) is not None else head[n] for n in head}
+
+    def right(name: str, probs: dict) -> float | None:
+        labels = np.asarray(scored[name].labels)
+        return _score(np.mean(probs[name].argmax(-1) == labels) if probs[name] is not None else np.nan)
+
+    return combined or model, {
+        "val_accuracy": right("val", joint),
+        "test_accuracy": right("test", joint),
+        "imagenet_prior": source if combined is not None else f"not used: {source}",
+        "head_only_val_accuracy": right("val", head),
+        "head_only_test_accuracy": right("test", head),
+    }
+
+
+def train_classifier(config: RunConfig, out: str | os.PathLike, strategy=None, callbacks=()) -> dict:
     """The whole recipe behind ``python -m helpers train``: returns and writes the metrics.
 
-    Head training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from
-    that block (a name or the number of top blocks). ``cache=True`` keeps the frozen
-    part's activations in the disk cache (``cache_dir``, default ``$WORKBOOK_CACHE`` or
-    ``~/.cache/transfer-workbook``) so a second run with the same photos, backbone and
-    weights computes nothing; ``cache=False`` is the plain recipe. Writes
-    ``out/model.keras`` and ``out/metrics.json`` (atomically). ``strategy``: a
-    ``tf.distribute`` strategy (default: :func:`helpers.run.device.choose_strategy` for this machine).
-    ``patience``: each phase stops when the validation loss has not improved for that many
-    epochs, and keeps its best epoch. ``mirror_views``: with at most ``MIRROR_UP_TO`` photos per
-    class, the head also learns from each training photo's mirror image (:func:`mirror_features`).
-    ``with_imagenet_prior``: where it applies (:func:`imagenet_prior`), the saved model multiplies the
-    head's probabilities by ImageNet's opinion, and the accuracies are that model's.
+    ``config`` (:class:`helpers.run.config.RunConfig`, resolved here) says everything: head
+    training (``epochs``; 0 = none), then, with ``fine_tune_from``, fine-tuning from that block
+    (a name or the number of top blocks). ``cache=True`` keeps the frozen part's activations in
+    the disk cache (``cache_dir``) so a second run with the same photos, backbone and weights
+    computes nothing; ``cache=False`` is the plain recipe. Writes ``out/model.keras`` and
+    ``out/metrics.json`` (atomically). ``strategy``: a ``tf.distribute`` strategy (default:
+    :func:`helpers.run.device.choose_strategy` for this machine). ``callbacks`` go to each phase's
+    ``fit`` (a notebook passes ``helpers.show.curves.LivePlot()``).
     """
-    out = Path(out)
-    keras.utils.set_random_seed(seed)
-    spec = get_spec(backbone)
-    size = spec.default_size if image_size is None else image_size
-    if size < spec.min_size:
-        raise ValueError(f"image_size {size}: {spec.name} takes photos of at least {spec.min_size} px")
-    folder = data_mod.load_folder(data, per_class=per_class, seed=seed)
-    parts = splits(folder, seed)
+    config = config.resolved()
+    keras.utils.set_random_seed(config.seed)
+    folder = data_mod.load_folder(config.data, per_class=config.per_class, seed=config.seed)
+    parts = splits(folder, config.seed)
     strategy = strategy or device.choose_strategy()
     with device.strategy_scope(strategy):  # the plain recipe keeps the classic head (no features to start from)
-        model = build_classifier(folder.class_names, backbone, weights, size, normalize=cache)
-    fine_tuning = bool(fine_tune_from) and fine_tune_epochs > 0
+        model = build_classifier(
+            folder.class_names, config.backbone, config.weights, config.image_size, normalize=config.cache
+        )
     # the head's pass also keeps the activations below the blocks that fine-tune: that phase reads them back
-    checkpoint = cuts.resolve_block(cuts.base_of(model), fine_tune_from) if fine_tuning else None
-    store = BottleneckCache(cache_dir, checkpoint=checkpoint) if cache else None
-    if augment_copies and store is None:
-        raise ValueError("augment_copies needs the activation cache (leave cache on)")
+    checkpoint = cuts.resolve_block(cuts.base_of(model), config.fine_tune_from) if config.fine_tunes else None
+    store = BottleneckCache(config.cache_dir, checkpoint=checkpoint) if config.cache else None
+    head = config.head_recipe(store, strategy, callbacks)
     phases: dict[str, PhaseResult] = {}
-    head = Recipe(HEAD_LEARNING_RATE, epochs, batch_size, patience, seed, live_plot, store, augment_copies, strategy)
-    head.mirror_views = mirror_views
     last_cut = cuts.POOL
-    if epochs > 0:
+    if config.epochs > 0:
         freeze_for(model, None)
         phases["head"] = train_phase(model, parts["train"], parts["val"], head, cuts.POOL)
-    if fine_tuning:
-        last_cut = freeze_for(model, fine_tune_from)
-        tune = Recipe(
-            FINE_TUNE_LEARNING_RATE,
-            fine_tune_epochs,
-            batch_size,
-            patience,
-            seed,
-            live_plot,
-            store,
-            augment_copies,
-            strategy,
-        )
-        phases["fine_tune"] = train_phase(model, parts["train"], parts["val"], tune, last_cut)
-    score = Recipe(batch_size=batch_size, seed=seed, cache=store)
-    scored = {name: parts[name] for name in ("val", "test")}
-    probs = {
-        name: probabilities(model, split, score, last_cut) if len(split) else None for name, split in scored.items()
-    }
-    saved, priors, prior_source = model, {}, "off"
-    if with_imagenet_prior:
-        classes = folder.class_names
-        combined, priors, prior_source = imagenet_prior(model, backbone, weights, classes, scored, batch_size)
-        saved = combined or model
-    head_probs = dict(probs)
-    for name, prior in priors.items():
-        if prior is not None:
-            probs[name] = np.asarray(TimesPrior()([probs[name].astype("float32"), prior.astype("float32")]))
-
-    def right(name: str, p: dict) -> float:
-        return _score(np.mean(p[name].argmax(-1) == np.asarray(scored[name].labels)) if p[name] is not None else np.nan)
-
+    if config.fine_tunes:
+        last_cut = freeze_for(model, config.fine_tune_from)
+        phases["fine_tune"] = train_phase(model, parts["train"], parts["val"], config.tune_recipe(head), last_cut)
+    score = Recipe(batch_size=config.batch_size, seed=config.seed, cache=store)
+    saved, scores = _with_prior(model, config, folder.class_names, parts, score, last_cut)
     metrics = {
-        "backbone": backbone,
-        "weights": str(weights),
-        "image_size": size,
-        "per_class": per_class,
-        "seed": seed,
+        **config.summary(),
         "class_names": folder.class_names,
-        "n_train": len(parts["train"]),
-        "n_val": len(parts["val"]),
-        "n_test": len(parts["test"]),
-        "val_accuracy": right("val", probs),
-        "test_accuracy": right("test", probs),
-        "imagenet_prior": prior_source if saved is not model else f"not used: {prior_source}",
-        "head_only_val_accuracy": right("val", head_probs),
-        "head_only_test_accuracy": right("test", head_probs),
+        **{f"n_{name}": len(parts[name]) for name in ("train", "val", "test")},
+        **scores,
         "train_seconds": sum(p.seconds for p in phases.values()),
-        "cache": bool(cache),
-        "cache_dir": str(store.root) if store else None,
-        "phases": {
-            name: {
-                "seconds": p.seconds,
-                "epochs": p.epochs,
-                "best_epoch": p.best_epoch,
-                "cut": p.cut,
-                "trainable_weights": p.trainable_weights,
-                "history": p.history,
-                **p.extra,
-            }
-            for name, p in phases.items()
-        },
-        "fine_tune_from": fine_tune_from,
+        "phases": {name: _phase_record(p) for name, p in phases.items()},
         "keras_version": keras.__version__,
     }
     freeze_for(model, None)
     check_finite(model)  # a NaN model is never saved (nor reported: the accuracies above came from it)
-    files.save_model(saved, out / "model.keras")
-    files.write_json(out / "metrics.json", metrics)
+    files.save_model(saved, Path(out) / "model.keras")
+    files.write_json(Path(out) / "metrics.json", metrics)
     return metrics
+
+
+__all__ = [
+    "MIRROR_UP_TO",
+    "NonFiniteModelError",
+    "PhaseResult",
+    "Recipe",
+    "RunConfig",
+    "accuracy",
+    "build_classifier",
+    "check_finite",
+    "fit",
+    "freeze_for",
+    "image_size_of",
+    "mirror_features",
+    "mirrored_copies",
+    "probabilities",
+    "train_classifier",
+    "train_phase",
+]

@@ -1,6 +1,6 @@
 """Showing: figures, live training curves, ipywidgets.
 
-Modules: ``curves``, ``plots``, ``upload``, ``widgets``;
+Modules: ``curves``, ``plots``, ``small_data``, ``upload``, ``widgets``;
 each imported on first use.
 """
 

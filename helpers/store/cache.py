@@ -51,12 +51,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from helpers import files
+from helpers import files, settings
 from helpers.data.folders import load_images
 from helpers.model import cuts
 from helpers.store import passes
 
-CACHE_ENV = "WORKBOOK_CACHE"
+CACHE_ENV = settings.CACHE_ENV
 DEFAULT_DTYPE = "float16"
 FORMAT_VERSION = 2  # 2: entries carry a checksum trailer
 LOADER = "helpers.data.folders.load_image/v1"  # bump when load_image changes its pixels
@@ -67,7 +67,7 @@ CHECKPOINT_BLOCKS = 2
 
 
 def default_root() -> Path:
-    """Where bottleneck caches live: ``$WORKBOOK_CACHE``, else ``~/.cache/transfer-workbook``."""
+    """Where bottleneck caches live: ``$WORKBOOK_CACHE``, else ``~/.cache/transfer-workbook/bottlenecks``."""
     value = os.environ.get(CACHE_ENV)
     if value:
         return Path(value).expanduser()

@@ -1,6 +1,7 @@
 """Tools around the notebooks: the command line, the notebook runner, the book, the benchmark, the GPU check.
 
-Modules: ``bench``, ``book``, ``cli``, ``gpu_check``, ``lesson_export``, ``notebooks``;
+Modules: ``bench``, ``book``, ``cli``, ``cli_common``, ``cli_model``, ``cli_notebooks``, ``cli_train``,
+``gpu_check``, ``lesson_export``, ``notebooks``;
 each imported on first use.
 """
 

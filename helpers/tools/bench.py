@@ -16,6 +16,7 @@ machine, and printed as ratios (``RATIO name value (target …)``) — never ass
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -27,11 +28,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
+try:
+    import psutil
+except ImportError:  # optional: /proc/self/statm on Linux
+    psutil = None
+
 from helpers.data import folders as data
+from helpers.data.pipeline import has_tensorflow, photo_dataset
+from helpers.files import write_json
 from helpers.model import cuts
 from helpers.model.backbones import get_spec
-from helpers.model.lesson import compile_model, split_at
+from helpers.model.lesson import split_at
 from helpers.run import device, train
+from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
 from helpers.store import cache
 
 TARGETS = {  # issue "Speed": what this machine should show
@@ -43,13 +52,10 @@ TARGETS = {  # issue "Speed": what this machine should show
 
 
 def _rss_bytes() -> int:
-    try:
-        import psutil
-
+    if psutil is not None:
         return int(psutil.Process().memory_info().rss)
-    except ImportError:  # Linux without psutil
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as fh:  # Linux without psutil
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -116,10 +122,9 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int)
     return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == y))
 
 
-def _fit(model: keras.Model, x, y, epochs: int, batch_size: int, learning_rate: float, callbacks=()) -> None:
-    """Exactly ``epochs`` epochs of the lesson's recipe (``compile_model``; no early stop: timed)."""
-    compile_model(model, learning_rate)
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), verbose=0)
+def _fit(model: keras.Model, x, y, recipe: Recipe, callbacks=()) -> None:
+    """Exactly ``recipe.epochs`` epochs of the package's loop (:func:`helpers.run.train.fit`; no early stop: timed)."""
+    train.fit(model, x, y, dataclasses.replace(recipe, callbacks=tuple(callbacks)))
 
 
 def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
@@ -127,197 +132,222 @@ def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
     return data.sample_per_class(folder.train, per_class, seed)
 
 
-def run(
-    data_dir: str | os.PathLike,
-    backbone: str = "mobilenet_v2",
-    weights: str | None = "imagenet",
-    image_size: int | None = None,
-    images: int = 480,
-    epochs: Sequence[int] = (10, 20),
-    max_cached_epochs: int = 50,
-    fine_tune_blocks: int = 2,
-    val_images: int = 90,
-    batch_size: int = 32,
-    seed: int = 0,
-    print_fn=print,
-) -> dict:
-    """Run the whole benchmark once and print its ratios; returns every number as a dict."""
-    keras.utils.set_random_seed(seed)
-    size = image_size or get_spec(backbone).default_size
-    folder = data.load_folder(data_dir, seed=seed)
-    split = _pick(folder, images, seed)
-    val_split = (
-        data.sample_per_class(folder.val, max(1, val_images // len(folder.class_names)), seed)
-        if len(folder.val)
-        else split
-    )
-    x, y = data.load_images(split.paths, size), np.asarray(split.labels, np.int32)
-    xv, yv = data.load_images(val_split.paths, size), np.asarray(val_split.labels, np.int32)
-    with device.strategy_scope():
-        model = train.build_classifier(folder.class_names, backbone, weights, size)
-    start_weights = [w.copy() for w in model.get_weights()]
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``python -m helpers bench`` measures (its options; ``image_size=None``: the backbone's own size)."""
 
-    def reset() -> None:
-        model.set_weights(start_weights)
-        keras.utils.set_random_seed(seed)
+    data_dir: str | os.PathLike
+    backbone: str = "mobilenet_v2"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    images: int = 480
+    epochs: Sequence[int] = (10, 20)
+    max_cached_epochs: int = 50
+    fine_tune_blocks: int = 2
+    val_images: int = 90
+    batch_size: int = 32
+    seed: int = 0
 
-    out: dict = {
-        "backbone": backbone,
-        "weights": str(weights),
-        "image_size": size,
-        "images": len(x),
-        "val_images": len(xv),
-        "batch_size": batch_size,
-        "device": device.describe().splitlines()[3],
-    }
-    p = print_fn
-    p(
-        f"benchmark: {backbone} at {size}px, {len(x)} training photos ({len(xv)} to score), batch {batch_size}, "
-        f"weights {weights}"
-    )
-    p(device.describe())
-    bottom, top = split_at(model, cuts.POOL)  # the lesson's cut (notebook 05): pixels → pooled features → head
-    bottom.predict(x, batch_size=batch_size, verbose=0)  # trace once: F is the steady-state forward pass
+    @property
+    def size(self) -> int:
+        """The photo side: ``image_size``, else the backbone's own."""
+        return self.image_size or get_spec(self.backbone).default_size
 
-    # 1. F
-    with measured() as f:
-        feats = cache.activations(bottom, x, batch_size, dtype="float32")
-    F = f.seconds
-    out["F"] = {"seconds": F, "images_per_second": len(x) / F, "peak_mb": f.peak_mb}
-    p(
-        f"\n1. F = forward pass of the frozen base over {len(x)} photos: {F:.2f} s "
-        f"({len(x) / F:.1f} images/s), peak {f.peak_mb:.0f} MB"
-    )
+    def recipe(self, learning_rate: float, epochs: int) -> Recipe:
+        return Recipe(learning_rate=learning_rate, epochs=epochs, batch_size=self.batch_size, seed=self.seed)
 
-    # 2. head training: Keras-guide recipe vs cached
-    p("\n2. head training, same epochs, same batches:")
-    cached_epochs = sorted(set(epochs) | {max_cached_epochs})
-    out["cached_head"] = {}
-    for e in cached_epochs:
-        reset()
-        train.freeze_for(model, None)
-        with measured() as m:
-            _fit(top, feats, y, e, batch_size, train.HEAD_LEARNING_RATE)
-        acc = _accuracy(model, xv, yv, batch_size)
-        total = F + m.seconds
-        out["cached_head"][e] = {
-            "seconds": total,
-            "fit_seconds": m.seconds,
-            "val_accuracy": acc,
-            "peak_mb": max(m.peak_mb, f.peak_mb),
+
+class _Bench:
+    """One benchmark run's photos, model and numbers; each step of the module doc is a method."""
+
+    def __init__(self, config: BenchConfig, print_fn=print):
+        self.config, self.p = config, print_fn
+        keras.utils.set_random_seed(config.seed)
+        size, bs = config.size, config.batch_size
+        folder = data.load_folder(config.data_dir, seed=config.seed)
+        self.split = _pick(folder, config.images, config.seed)
+        val_split = (
+            data.sample_per_class(folder.val, max(1, config.val_images // len(folder.class_names)), config.seed)
+            if len(folder.val)
+            else self.split
+        )
+        self.x, self.y = data.load_images(self.split.paths, size), np.asarray(self.split.labels, np.int32)
+        self.xv, self.yv = data.load_images(val_split.paths, size), np.asarray(val_split.labels, np.int32)
+        with device.strategy_scope():
+            self.model = train.build_classifier(folder.class_names, config.backbone, config.weights, size)
+        self.start_weights = [w.copy() for w in self.model.get_weights()]
+        self.out: dict = {
+            "backbone": config.backbone,
+            "weights": str(config.weights),
+            "image_size": size,
+            "images": len(self.x),
+            "val_images": len(self.xv),
+            "batch_size": bs,
+            "device": device.describe().splitlines()[3],
         }
-        p(
-            f"   cached   E={e:3d}: {total:7.2f} s (F + fit {m.seconds:.2f} s)  val {acc:.1%}  "
-            f"peak {max(m.peak_mb, f.peak_mb):.0f} MB"
+        self.peaks: dict[str, float] = {}
+        self.p(
+            f"benchmark: {config.backbone} at {size}px, {len(self.x)} training photos ({len(self.xv)} to score), "
+            f"batch {bs}, weights {config.weights}"
         )
-    reset()
-    train.freeze_for(model, None)
-    clock = EpochClock(score_at=epochs, score=lambda: _accuracy(model, xv, yv, batch_size))
-    with measured() as g:
-        _fit(model, x, y, max(epochs), batch_size, train.HEAD_LEARNING_RATE, callbacks=[clock])
-    out["guide_head"] = {}
-    for e in epochs:
-        out["guide_head"][e] = {"seconds": clock.elapsed[e], "val_accuracy": clock.accuracy[e], "peak_mb": g.peak_mb}
-        p(f"   guide    E={e:3d}: {clock.elapsed[e]:7.2f} s  val {clock.accuracy[e]:.1%}  peak {g.peak_mb:.0f} MB")
+        self.p(device.describe())
+        # the lesson's cut (notebook 05): pixels → pooled features → head
+        self.bottom, self.top = split_at(self.model, cuts.POOL)
+        self.bottom.predict(self.x, batch_size=bs, verbose=0)  # trace once: F is the steady-state forward pass
 
-    # 3. fine-tuning the top K blocks, one epoch
-    names = cuts.cut_points(cuts.base_of(model))  # each block is named by the cut point that ends it
-    k = min(fine_tune_blocks, len(names) - 1)
-    fine_tune_from = names[-k]
-    ft_cut = cuts.resolve_block(cuts.base_of(model), k)  # the cut point below the top k blocks
-    p(f"\n3. fine-tuning the top {k} block(s) (from {fine_tune_from}; cut at {ft_cut}), one epoch after tracing:")
-    reset()
-    train.freeze_for(model, fine_tune_from)
-    plain_clock = EpochClock()
-    with measured() as fp:
-        _fit(model, x, y, 2, batch_size, train.FINE_TUNE_LEARNING_RATE, callbacks=[plain_clock])
-    reset()
-    train.freeze_for(model, fine_tune_from)
-    part = cuts.split_at(model, ft_cut)
-    with measured() as build:
-        acts = cache.activations(part.bottom, x, batch_size)
-    cached_clock = EpochClock()
-    with measured() as fc:
-        _fit(part.top, acts, y, 2, batch_size, train.FINE_TUNE_LEARNING_RATE, callbacks=[cached_clock])
-    plain_epoch, cached_epoch = plain_clock.epoch_seconds[-1], cached_clock.epoch_seconds[-1]
-    out["fine_tune"] = {
-        "from": fine_tune_from,
-        "cut": ft_cut,
-        "plain_epoch_seconds": plain_epoch,
-        "cached_epoch_seconds": cached_epoch,
-        "cache_build_seconds": build.seconds,
-        "cache_mb": acts.nbytes / 2**20,
-        "plain_peak_mb": fp.peak_mb,
-        "cached_peak_mb": max(fc.peak_mb, build.peak_mb),
-    }
-    p(f"   plain    {plain_epoch:7.2f} s/epoch  peak {fp.peak_mb:.0f} MB")
-    p(
-        f"   cached   {cached_epoch:7.2f} s/epoch  peak {max(fc.peak_mb, build.peak_mb):.0f} MB "
-        f"(one-off: {build.seconds:.2f} s to cache {acts.nbytes / 2**20:.1f} MB of {ft_cut} activations)"
-    )
+    def reset(self, fine_tune_from: str | None = None) -> None:
+        self.model.set_weights(self.start_weights)
+        keras.utils.set_random_seed(self.config.seed)
+        train.freeze_for(self.model, fine_tune_from)
 
-    # 4. input pipeline vs in-memory arrays
-    from helpers.data.pipeline import has_tensorflow, photo_dataset
+    def val_accuracy(self) -> float:
+        return _accuracy(self.model, self.xv, self.yv, self.config.batch_size)
 
-    reset()
-    best = {"memory": 0.0, "pipeline": 0.0}
-    peaks = {"memory": 0.0, "pipeline": 0.0}
-    for _ in range(2):  # alternate, best of two: both see the same machine state
-        with measured() as mm:
-            bottom.predict(x, batch_size=batch_size, verbose=0)
-        with measured() as mp:
-            bottom.predict(photo_dataset(split.paths, size, batch_size=batch_size), verbose=0)
-        best["memory"] = max(best["memory"], len(x) / mm.seconds)
-        best["pipeline"] = max(best["pipeline"], len(x) / mp.seconds)
-        peaks["memory"], peaks["pipeline"] = max(peaks["memory"], mm.peak_mb), max(peaks["pipeline"], mp.peak_mb)
-    out["pipeline"] = {
-        "pipeline_images_per_second": best["pipeline"],
-        "memory_images_per_second": best["memory"],
-        "pipeline_peak_mb": peaks["pipeline"],
-        "memory_peak_mb": peaks["memory"],
-    }
-    p(
-        f"\n4. predict fed by {'tf.data' if has_tensorflow() else 'a Keras PyDataset'} from the files: "
-        f"{best['pipeline']:.1f} images/s "
-        f"(peak {peaks['pipeline']:.0f} MB);"
-        f" on decoded arrays in memory: {best['memory']:.1f} images/s (peak {peaks['memory']:.0f} MB)"
-    )
-
-    # ratios
-    ratios = {f"cached_head_over_F_E{e}": out["cached_head"][e]["seconds"] / F for e in cached_epochs}
-    ratios["cached_head_over_F"] = max(ratios.values())
-    for e in epochs:
-        ratios[f"guide_over_cached_E{e}"] = out["guide_head"][e]["seconds"] / out["cached_head"][e]["seconds"]
-    ratios["fine_tune_plain_over_cached"] = plain_epoch / cached_epoch
-    ratios["pipeline_over_in_memory"] = best["pipeline"] / best["memory"]
-    out["ratios"] = ratios
-    p("\nratios (one run, same photos, same machine):")
-    for name, value in ratios.items():
-        target = TARGETS.get(name)
-        verdict = ""
-        if target is not None:
-            ok = value <= target[1] if target[0] == "<=" else value >= target[1]
-            verdict = f"  (target {target[0]} {target[1]}: {'met' if ok else 'NOT met'})"
-        p(f"RATIO {name} {value:.3f}{verdict}")
-    p(
-        "\n5. peak memory (MB): "
-        + ", ".join(
-            [
-                f"F {f.peak_mb:.0f}",
-                f"guide head {g.peak_mb:.0f}",
-                f"cached head {max(v['peak_mb'] for v in out['cached_head'].values()):.0f}",
-                f"fine-tune plain {fp.peak_mb:.0f}",
-                f"fine-tune cached {max(fc.peak_mb, build.peak_mb):.0f}",
-                f"pipeline {peaks['pipeline']:.0f}",
-                f"in-memory {peaks['memory']:.0f}",
-            ]
+    def forward(self) -> np.ndarray:
+        """1. F: the frozen base over the training photos, once."""
+        x = self.x
+        with measured() as f:
+            feats = cache.activations(self.bottom, x, self.config.batch_size, dtype="float32")
+        self.F = f.seconds
+        self.peaks["F"] = f.peak_mb
+        self.out["F"] = {"seconds": self.F, "images_per_second": len(x) / self.F, "peak_mb": f.peak_mb}
+        self.p(
+            f"\n1. F = forward pass of the frozen base over {len(x)} photos: {self.F:.2f} s "
+            f"({len(x) / self.F:.1f} images/s), peak {f.peak_mb:.0f} MB"
         )
-    )
-    return out
+        return feats
+
+    def head(self, feats: np.ndarray) -> None:
+        """2. head training, E epochs: on the cached features, then the Keras guide's recipe (pixels)."""
+        config, epochs = self.config, self.config.epochs
+        self.p("\n2. head training, same epochs, same batches:")
+        self.out["cached_head"] = {}
+        for e in sorted(set(epochs) | {config.max_cached_epochs}):
+            self.reset()
+            with measured() as m:
+                _fit(self.top, feats, self.y, config.recipe(HEAD_LEARNING_RATE, e))
+            acc, total, peak = self.val_accuracy(), self.F + m.seconds, max(m.peak_mb, self.peaks["F"])
+            self.out["cached_head"][e] = {
+                "seconds": total,
+                "fit_seconds": m.seconds,
+                "val_accuracy": acc,
+                "peak_mb": peak,
+            }
+            self.p(
+                f"   cached   E={e:3d}: {total:7.2f} s (F + fit {m.seconds:.2f} s)  val {acc:.1%}  peak {peak:.0f} MB"
+            )
+        self.reset()
+        clock = EpochClock(score_at=epochs, score=self.val_accuracy)
+        with measured() as g:
+            _fit(self.model, self.x, self.y, config.recipe(HEAD_LEARNING_RATE, max(epochs)), [clock])
+        self.peaks["guide head"] = g.peak_mb
+        self.out["guide_head"] = {}
+        for e in epochs:
+            seconds, acc = clock.elapsed[e], clock.accuracy[e]
+            self.out["guide_head"][e] = {"seconds": seconds, "val_accuracy": acc, "peak_mb": g.peak_mb}
+            self.p(f"   guide    E={e:3d}: {seconds:7.2f} s  val {acc:.1%}  peak {g.peak_mb:.0f} MB")
+
+    def fine_tune(self) -> None:
+        """3. fine-tuning the top K blocks, one epoch after tracing: plain against cached cut activations."""
+        base = cuts.base_of(self.model)
+        names = cuts.cut_points(base)  # each block is named by the cut point that ends it
+        k = min(self.config.fine_tune_blocks, len(names) - 1)
+        fine_tune_from, ft_cut = names[-k], cuts.resolve_block(base, k)  # the cut point below the top k blocks
+        self.p(
+            f"\n3. fine-tuning the top {k} block(s) (from {fine_tune_from}; cut at {ft_cut}), one epoch after tracing:"
+        )
+        recipe = self.config.recipe(FINE_TUNE_LEARNING_RATE, 2)
+        self.reset(fine_tune_from)
+        plain_clock = EpochClock()
+        with measured() as fp:
+            _fit(self.model, self.x, self.y, recipe, [plain_clock])
+        self.reset(fine_tune_from)
+        part = cuts.split_at(self.model, ft_cut)
+        with measured() as build:
+            acts = cache.activations(part.bottom, self.x, self.config.batch_size)
+        cached_clock = EpochClock()
+        with measured() as fc:
+            _fit(part.top, acts, self.y, recipe, [cached_clock])
+        plain, cached = plain_clock.epoch_seconds[-1], cached_clock.epoch_seconds[-1]
+        self.peaks["fine-tune plain"], self.peaks["fine-tune cached"] = fp.peak_mb, max(fc.peak_mb, build.peak_mb)
+        self.out["fine_tune"] = {
+            "from": fine_tune_from,
+            "cut": ft_cut,
+            "plain_epoch_seconds": plain,
+            "cached_epoch_seconds": cached,
+            "cache_build_seconds": build.seconds,
+            "cache_mb": acts.nbytes / 2**20,
+            "plain_peak_mb": fp.peak_mb,
+            "cached_peak_mb": self.peaks["fine-tune cached"],
+        }
+        self.p(f"   plain    {plain:7.2f} s/epoch  peak {fp.peak_mb:.0f} MB")
+        self.p(
+            f"   cached   {cached:7.2f} s/epoch  peak {self.peaks['fine-tune cached']:.0f} MB "
+            f"(one-off: {build.seconds:.2f} s to cache {acts.nbytes / 2**20:.1f} MB of {ft_cut} activations)"
+        )
+
+    def pipeline(self) -> None:
+        """4. ``predict`` fed from the files by the input pipeline against decoded arrays in memory."""
+        self.reset()
+        x, bs = self.x, self.config.batch_size
+        best = {"memory": 0.0, "pipeline": 0.0}
+        peaks = {"memory": 0.0, "pipeline": 0.0}
+        for _ in range(2):  # alternate, best of two: both see the same machine state
+            with measured() as mm:
+                self.bottom.predict(x, batch_size=bs, verbose=0)
+            with measured() as mp:
+                self.bottom.predict(photo_dataset(self.split.paths, self.config.size, batch_size=bs), verbose=0)
+            best["memory"] = max(best["memory"], len(x) / mm.seconds)
+            best["pipeline"] = max(best["pipeline"], len(x) / mp.seconds)
+            peaks["memory"], peaks["pipeline"] = max(peaks["memory"], mm.peak_mb), max(peaks["pipeline"], mp.peak_mb)
+        self.peaks["pipeline"], self.peaks["in-memory"] = peaks["pipeline"], peaks["memory"]
+        self.out["pipeline"] = {
+            "pipeline_images_per_second": best["pipeline"],
+            "memory_images_per_second": best["memory"],
+            "pipeline_peak_mb": peaks["pipeline"],
+            "memory_peak_mb": peaks["memory"],
+        }
+        self.p(
+            f"\n4. predict fed by {'tf.data' if has_tensorflow() else 'a Keras PyDataset'} from the files: "
+            f"{best['pipeline']:.1f} images/s "
+            f"(peak {peaks['pipeline']:.0f} MB);"
+            f" on decoded arrays in memory: {best['memory']:.1f} images/s (peak {peaks['memory']:.0f} MB)"
+        )
+
+    def ratios(self) -> None:
+        """The ratios (with their targets) and 5., the peak memory of each step."""
+        out, epochs = self.out, self.config.epochs
+        ratios = {f"cached_head_over_F_E{e}": v["seconds"] / self.F for e, v in out["cached_head"].items()}
+        ratios["cached_head_over_F"] = max(ratios.values())
+        for e in epochs:
+            ratios[f"guide_over_cached_E{e}"] = out["guide_head"][e]["seconds"] / out["cached_head"][e]["seconds"]
+        ft, pipe = out["fine_tune"], out["pipeline"]
+        ratios["fine_tune_plain_over_cached"] = ft["plain_epoch_seconds"] / ft["cached_epoch_seconds"]
+        ratios["pipeline_over_in_memory"] = pipe["pipeline_images_per_second"] / pipe["memory_images_per_second"]
+        out["ratios"] = ratios
+        self.p("\nratios (one run, same photos, same machine):")
+        for name, value in ratios.items():
+            target = TARGETS.get(name)
+            verdict = ""
+            if target is not None:
+                ok = value <= target[1] if target[0] == "<=" else value >= target[1]
+                verdict = f"  (target {target[0]} {target[1]}: {'met' if ok else 'NOT met'})"
+            self.p(f"RATIO {name} {value:.3f}{verdict}")
+        peaks = dict(self.peaks, **{"cached head": max(v["peak_mb"] for v in out["cached_head"].values())})
+        order = ("F", "guide head", "cached head", "fine-tune plain", "fine-tune cached", "pipeline", "in-memory")
+        self.p("\n5. peak memory (MB): " + ", ".join(f"{name} {peaks[name]:.0f}" for name in order))
+
+
+def run(config: BenchConfig, print_fn=print) -> dict:
+    """Run the whole benchmark once and print its ratios; returns every number as a dict."""
+    bench = _Bench(config, print_fn)
+    bench.head(bench.forward())
+    bench.fine_tune()
+    bench.pipeline()
+    bench.ratios()
+    return bench.out
 
 
 def write(result: dict, target: str | os.PathLike) -> Path:
     """Save the benchmark's numbers as JSON (atomically)."""
-    from helpers.files import write_json
-
     return write_json(target, result)

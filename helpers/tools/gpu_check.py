@@ -19,16 +19,19 @@ It prints one JSON line (and returns the same dict): every number is measured in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
+import sys
 import time
 
 import keras
 import numpy as np
 
 from helpers.model import cuts
-from helpers.model.lesson import add_head, compile_model, split_at, unfreeze_above
-from helpers.run import device
+from helpers.model.lesson import add_head, split_at, unfreeze_above
+from helpers.run import device, train
+from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
 
 #: What ``--allow-cpu`` measures when no size is given: small enough for a test.
 CPU_DEFAULTS = {"image_size": 75, "images": 16, "batch_size": 8, "epochs": 2}
@@ -71,29 +74,66 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run(
-    allow_cpu: bool = False,
-    image_size: int | None = None,
-    images: int | None = None,
-    batch_size: int | None = None,
-    epochs: int | None = None,
-    precision: str | None = None,
-    blocks: int = 2,
-    seed: int = 0,
-) -> dict:
-    """Measure the GPU (or, with ``allow_cpu``, the CPU); return the numbers (see the module doc)."""
+def _sizes(gpus: list[str], sizes: dict) -> dict:
+    """The GPU's (or the CPU's) defaults, with the sizes given (not None) put over them."""
+    out = dict(GPU_DEFAULTS if gpus else CPU_DEFAULTS)
+    out.update({k: v for k, v in sizes.items() if v is not None})
+    return out
+
+
+def _inception(size: int) -> keras.Model:
+    """InceptionV3 (``weights=None``: nothing to download), frozen, with the lesson's head."""
+    base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(size, size, 3))
+    base.trainable = False
+    return add_head(base, ["lion", "tiger", "bear"], keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess"))
+
+
+def _first_then_steady(model: keras.Model, x, y, recipe: Recipe) -> tuple[float, float]:
+    """Seconds of one batch's epoch (compiles the step), then of ``recipe.epochs`` epochs on all of ``x`` (steady)."""
+    bs = recipe.batch_size
+    first = _timed(lambda: train.fit(model, x[:bs], y[:bs], dataclasses.replace(recipe, epochs=1)))
+    return first, _timed(lambda: train.fit(model, x, y, recipe, shuffle=False, recompile=False))
+
+
+def _measure(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, blocks: int) -> dict:
+    """Seconds of each step of the module doc (the first call of each: the compile time)."""
+    bs, n = recipe.batch_size, len(x)
+    bottom, top = split_at(model, cuts.POOL)
+    t: dict = {}
+    # 1. the forward pass of the frozen part: the first batch compiles, then the steady rate
+    t["forward_first"] = _timed(lambda: bottom.predict(x[:bs], batch_size=bs, verbose=0))
+    features = []
+    t["forward"] = _timed(lambda: features.append(bottom.predict(x, batch_size=bs, verbose=0)))
+    # 2. the head on the cached features vs the plain recipe (frozen base in every step)
+    t["top_first"], t["top_fit"] = _first_then_steady(top, features[0], y, recipe)
+    t["plain_first"], t["plain_fit"] = _first_then_steady(model, x, y, recipe)
+    # 3. fine-tuning the top blocks: a full training step through them
+    base = cuts.base_of(model)
+    t["cut"] = cuts.resolve_block(base, blocks)
+    unfreeze_above(base, t["cut"])
+    tune = dataclasses.replace(recipe, learning_rate=FINE_TUNE_LEARNING_RATE, epochs=1)
+    t["tune_first"], t["tune"] = _first_then_steady(model, x, y, tune)
+    t["loss"] = float(model.evaluate(x[:bs], y[:bs], batch_size=bs, verbose=0)[0])
+    t["compile_seconds"] = {
+        "forward": round(max(0.0, t["forward_first"] - t["forward"] * bs / n), 3),
+        "head_train_step": round(max(0.0, t["top_first"] - t["top_fit"] * bs / (n * recipe.epochs)), 3),
+        "frozen_train_step": round(max(0.0, t["plain_first"] - t["plain_fit"] * bs / (n * recipe.epochs)), 3),
+        "fine_tune_train_step": round(max(0.0, t["tune_first"] - t["tune"] * bs / n), 3),
+    }
+    return t
+
+
+def run(allow_cpu: bool = False, precision: str | None = None, blocks: int = 2, seed: int = 0, **sizes) -> dict:
+    """Measure the GPU (or, with ``allow_cpu``, the CPU); return the numbers (see the module doc).
+
+    ``sizes``: ``image_size``, ``images``, ``batch_size``, ``epochs`` (None or left out: :data:`GPU_DEFAULTS`
+    on a GPU, :data:`CPU_DEFAULTS` on the CPU).
+    """
     gpus = find_gpus()
     if not gpus and not allow_cpu:
         raise NoGPUError(_no_gpu_message())
-    sizes = dict(GPU_DEFAULTS if gpus else CPU_DEFAULTS)
-    sizes.update(
-        {
-            k: v
-            for k, v in dict(image_size=image_size, images=images, batch_size=batch_size, epochs=epochs).items()
-            if v is not None
-        }
-    )
-    size, bs, epochs_ = sizes["image_size"], sizes["batch_size"], sizes["epochs"]
+    sizes = _sizes(gpus, sizes)
+    size, bs, epochs = sizes["image_size"], sizes["batch_size"], sizes["epochs"]
     n = max(bs, sizes["images"] // bs * bs)  # whole batches only: one shape, one compilation
     if precision is None:
         precision = ("mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16") if gpus else "float32"
@@ -102,45 +142,15 @@ def run(
     try:
         keras.utils.set_random_seed(seed)
         rng = np.random.default_rng(seed)
-        x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8).astype("float32")
         y = (np.arange(n) % 3).astype(np.int32)
-
         build_start = time.perf_counter()
-        base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(size, size, 3))
-        base.trainable = False
-        model = add_head(
-            base, ["lion", "tiger", "bear"], keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
-        )
+        model = _inception(size)
         build_seconds = time.perf_counter() - build_start
-        bottom, top = split_at(model, cuts.POOL)
-        xf = x.astype("float32")
-
-        # 1. the forward pass of the frozen part: the first batch compiles, then the steady rate
-        first = _timed(lambda: bottom.predict(xf[:bs], batch_size=bs, verbose=0))
-        features = []
-        forward = _timed(lambda: features.append(bottom.predict(xf, batch_size=bs, verbose=0)))
-        features = features[0]
-        forward_compile = max(0.0, first - forward * bs / n)
-
-        # 2. the head on the cached features vs the plain recipe (frozen base in every step)
-        compile_model(top, 1e-3)
-        top_first = _timed(lambda: top.fit(features[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
-        top_fit = _timed(lambda: top.fit(features, y, batch_size=bs, epochs=epochs_, shuffle=False, verbose=0))
-        compile_model(model, 1e-3)
-        plain_first = _timed(lambda: model.fit(xf[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
-        plain_fit = _timed(lambda: model.fit(xf, y, batch_size=bs, epochs=epochs_, shuffle=False, verbose=0))
-        cached = forward + top_fit
-
-        # 3. fine-tuning the top blocks: a full training step through them
-        cut = cuts.resolve_block(base, blocks)
-        unfreeze_above(base, cut)
-        compile_model(model, 1e-5)
-        tune_first = _timed(lambda: model.fit(xf[:bs], y[:bs], batch_size=bs, epochs=1, verbose=0))
-        tune = _timed(lambda: model.fit(xf, y, batch_size=bs, epochs=1, shuffle=False, verbose=0))
-        loss = float(model.evaluate(xf[:bs], y[:bs], batch_size=bs, verbose=0)[0])
+        t = _measure(model, x, y, Recipe(learning_rate=HEAD_LEARNING_RATE, epochs=epochs, batch_size=bs), blocks)
     finally:
         keras.mixed_precision.set_global_policy(before)
-
+    cached = t["forward"] + t["top_fit"]
     return {
         "backend": keras.backend.backend(),
         "versions": _versions(),
@@ -153,31 +163,24 @@ def run(
         "image_size": size,
         "images": n,
         "batch_size": bs,
-        "epochs": epochs_,
+        "epochs": epochs,
         "build_seconds": round(build_seconds, 3),
-        "forward_images_per_second": round(n / forward, 2),
-        "frozen_train_step_images_per_second": round(n * epochs_ / plain_fit, 2),
-        "head_on_features_images_per_second": round(n * epochs_ / top_fit, 2),
-        "fine_tune_cut": cut,
+        "forward_images_per_second": round(n / t["forward"], 2),
+        "frozen_train_step_images_per_second": round(n * epochs / t["plain_fit"], 2),
+        "head_on_features_images_per_second": round(n * epochs / t["top_fit"], 2),
+        "fine_tune_cut": t["cut"],
         "fine_tune_blocks": blocks,
-        "train_step_images_per_second": round(n / tune, 2),
-        "compile_seconds": {
-            "forward": round(forward_compile, 3),
-            "head_train_step": round(max(0.0, top_first - top_fit * bs / (n * epochs_)), 3),
-            "frozen_train_step": round(max(0.0, plain_first - plain_fit * bs / (n * epochs_)), 3),
-            "fine_tune_train_step": round(max(0.0, tune_first - tune * bs / n), 3),
-        },
+        "train_step_images_per_second": round(n / t["tune"], 2),
+        "compile_seconds": t["compile_seconds"],
         "cached_seconds": round(cached, 3),
-        "plain_seconds": round(plain_fit, 3),
-        "plain_over_cached": round(plain_fit / cached, 3),
-        "fine_tune_loss_finite": bool(np.isfinite(loss)),
+        "plain_seconds": round(t["plain_fit"], 3),
+        "plain_over_cached": round(t["plain_fit"] / cached, 3),
+        "fine_tune_loss_finite": bool(np.isfinite(t["loss"])),
     }
 
 
 def main(allow_cpu: bool = False, **options) -> int:
     """The command: one JSON line on stdout; no GPU (without ``allow_cpu``): a message, exit code 3."""
-    import sys
-
     try:
         result = run(allow_cpu=allow_cpu, **options)
     except NoGPUError as exc:
