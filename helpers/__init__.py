@@ -14,7 +14,7 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
   folder), ``evaluate``, ``small_data``, ``compare``.
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).
-- ``helpers.show``: ``plots``, ``curves``, ``widgets``, ``upload``.
+- ``helpers.show``: ``plots``, ``curves``, ``heatmaps`` (Grad-CAM figures), ``widgets``, ``upload``.
 - ``helpers.tools``: ``cli`` (``python -m helpers``), ``notebooks`` (the headless runner), ``book``,
   ``bench``, ``gpu_check``, ``lesson_export``.
 

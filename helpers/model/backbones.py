@@ -15,6 +15,7 @@ else Keras' own download), a path to a weights file, or ``None`` (random init).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import urllib.error
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
 from helpers import settings
@@ -215,9 +217,7 @@ def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size
     In a notebook, Keras' own "Downloading data from <url>" and its progress bar are replaced by
     one line naming the file (a failed download then ends in the one error below, not in both).
     """
-    from helpers.show.plots import in_notebook
-
-    quiet = resolved == "imagenet" and in_notebook() and keras.config.is_interactive_logging_enabled()
+    quiet = resolved == "imagenet" and settings.in_notebook() and keras.config.is_interactive_logging_enabled()
     if quiet:
         print(f"{spec.name}: fetching {spec.weight_file_names(include_top, size)[0]} into {settings.keras_cache_dir()}")
         keras.config.disable_interactive_logging()
@@ -314,8 +314,6 @@ def check_preprocessing(name: str, layer: keras.layers.Layer) -> None:
 
     Prints the largest difference on random pixels; raises if they disagree.
     """
-    import numpy as np
-
     spec = get_spec(name)
     module = getattr(keras.applications, spec.module)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
@@ -338,8 +336,6 @@ def imagenet_class_index_file() -> Path | None:
 
 def imagenet_class_names() -> list[str]:
     """ImageNet's 1000 class names in output order: the local index file, else Keras' download."""
-    import json
-
     path = imagenet_class_index_file() or keras.utils.get_file(
         "imagenet_class_index.json",
         "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",

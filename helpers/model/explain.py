@@ -15,7 +15,8 @@ spells its own way, with the class score taken *before* the softmax), :func:`gra
 for any model of the workbook (the transferred model, whose feature maps are the input
 of its ``pool`` layer, the ImageNet classifier of :func:`helpers.model.backbones.build_backbone`
 whose feature maps are inside the nested Keras application, or a plain functional
-model), and the pictures. Public Keras API only.
+model), and the overlay of a heatmap on its photo (the figures are
+:mod:`helpers.show.heatmaps`). Public Keras API only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import keras
 import numpy as np
 from keras import ops
+from matplotlib import colormaps
 
 from helpers.model import cuts
 
@@ -213,45 +215,7 @@ def upsample(heatmap: np.ndarray, size: int) -> np.ndarray:
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The photo with the heatmap laid over it in the ``jet`` colours, as uint8 RGB."""
-    from matplotlib import colormaps
-
     heat = upsample(heatmap, image.shape[0])
     colours = colormaps["jet"](heat)[..., :3] * 255.0
     mixed = (1 - alpha) * np.asarray(image, np.float32) + alpha * colours
     return np.clip(mixed, 0, 255).astype(np.uint8)
-
-
-def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None, title: str = ""):
-    """A column per photo: the photo above, its heatmap laid over it below."""
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    heatmaps = normalise(heatmaps)
-    fig, axes = plt.subplots(2, len(images), figsize=(2.6 * len(images), 5.4), squeeze=False)
-    for j, (image, heat) in enumerate(zip(images, heatmaps)):
-        axes[0, j].imshow(np.asarray(image).astype(np.uint8))
-        if titles is not None:
-            axes[0, j].set_title(titles[j], fontsize=9)
-        axes[1, j].imshow(overlay(np.asarray(image), heat))
-        for ax in axes[:, j]:
-            ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return plots.show(fig)
-
-
-def plot_grad_cam(
-    model: keras.Model,
-    images: np.ndarray,
-    class_names: list[str] | None = None,
-    class_index=None,
-    layer_name: str | None = None,
-    title: str = "",
-):
-    """A column per photo: the photo and its Grad-CAM overlay, titled with the class explained."""
-    heatmaps, chosen = grad_cam(model, images, class_index, layer_name)
-    probs = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
-    titles = [f"{class_names[c] if class_names is not None else c} {probs[j, c]:.0%}" for j, c in enumerate(chosen)]
-    return plot_heatmaps(images, heatmaps, titles, title)

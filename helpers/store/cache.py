@@ -51,7 +51,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from helpers import files
+from helpers import files, settings
 from helpers.data.folders import load_images
 from helpers.model import cuts
 from helpers.store import passes
@@ -159,12 +159,6 @@ def _human(n_bytes: float) -> str:
     return f"{n_bytes:.1f} GB"
 
 
-def _in_notebook() -> bool:
-    from helpers.show.plots import in_notebook
-
-    return in_notebook()
-
-
 class _NotebookProgress:
     """A progress line that a notebook updates in place (a display handle), unlike a tqdm widget,
     whose stored text stays at 0% in a headless run: what is kept is the last state, "15/15"."""
@@ -189,7 +183,7 @@ class _NotebookProgress:
 
 def _progress(total: int, enabled: bool):
     """tqdm in a terminal; in a notebook kernel a line updated in place; nothing when not ``enabled``."""
-    if enabled and _in_notebook():
+    if enabled and settings.in_notebook():
         return _NotebookProgress(total)
     from tqdm import tqdm
 
@@ -546,7 +540,7 @@ class BottleneckCache:
     def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
         """Say, before the work starts, how many activations are computed, how big, and where they go."""
         per_item = math.prod(int(d) for d in model.output.shape[1:]) * np.dtype(self.dtype).itemsize
-        where = "" if _in_notebook() else f" in {folder}"  # a notebook: no hashed folder names
+        where = "" if settings.in_notebook() else f" in {folder}"  # a notebook: no hashed folder names
         print(
             f"bottleneck cache: computing {n} activations at {folder.name.split('-')[0]} "
             f"({tuple(model.output.shape[1:])} {self.dtype}, {_human(per_item)} each) "
