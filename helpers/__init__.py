@@ -10,7 +10,9 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
-- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted).
+- ``helpers.store``: ``cache`` (the activation store), ``keys`` (what it hashes), ``entries`` (its checked
+  file format), ``compute`` (missing entries computed), ``listing`` (what a cache root holds), ``passes``
+  (forward passes counted).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``train``, ``runs`` (the run
   folder), ``evaluate``, ``small_data``, ``compare``.
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX, each checked).

@@ -28,7 +28,7 @@ import numpy as np
 from keras import ops
 from matplotlib import colormaps
 
-from helpers.model import cuts
+from helpers.model import backbones, cuts
 
 
 def _nested_base(model: keras.Model) -> keras.Model | None:
@@ -39,13 +39,16 @@ def _nested_base(model: keras.Model) -> keras.Model | None:
 
 
 def last_conv_layer(model: keras.Model) -> str:
-    """The name of the highest cut point whose output is a 4-D feature map.
+    """The layer Grad-CAM explains: the backbone's own in the table, else the highest 4-D cut point.
 
     For a model with a nested base (the workbook's models), the cut point is the base's:
     ``out_relu`` for MobileNetV2, ``mixed10`` for InceptionV3, ``conv_pw_13_relu`` for
     MobileNet with its ImageNet top.
     """
     where = _nested_base(model) or model
+    spec = backbones.spec_of_model(where)
+    if spec and spec.grad_cam_layer in {layer.name for layer in where.layers}:  # the table's choice
+        return spec.grad_cam_layer
     names = [n for n in cuts.cut_points(where) if len(where.get_layer(n).output.shape) == 4]
     if not names:
         raise ValueError(f"{model.name} has no convolutional cut point to explain")
@@ -64,19 +67,11 @@ def grad_model(model: keras.Model, layer_name: str | None = None) -> keras.Model
     base = cuts.base_of(model)
     if layer_name == base.layers[-1].name and POOL in {layer.name for layer in model.layers}:
         return keras.Model(model.input, [model.get_layer(POOL).input, model.output])
-    # the maps are inside the nested base: cut the base there, so that the class scores are
+    # the maps are inside the nested base: cut the model there, so that the class scores are
     # computed *from* the maps (every path passes through a cut point)
-    below = keras.Model(base.input, base.get_layer(layer_name).output, name=f"{base.name}_to_{layer_name}")
-    above = keras.Model(base.get_layer(layer_name).output, base.output, name=f"{base.name}_from_{layer_name}")
-    outer = model.layers
-    at = outer.index(base)
-    x = model.input
-    for layer in outer[1:at]:
-        x = layer(x)
-    maps = below(x, training=False)
-    y = above(maps, training=False)
-    for layer in outer[at + 1 :]:
-        y = layer(y)
+    part = cuts.split_at(model, layer_name)
+    maps = part.bottom(model.input, training=False)
+    y = part.top(maps, training=False)
     return keras.Model(model.input, [maps, y], name=f"{model.name}_grad_cam")
 
 
@@ -132,8 +127,9 @@ def gradients(
         return np.broadcast_to(np.asarray(class_index, dtype="int32"), (len(x),)).copy()
 
     with logits(grad_model):
+        # each backend's autodiff is imported where it is used: only the running backend is installed for sure
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415
 
             inputs = tf.convert_to_tensor(x)
             with tf.GradientTape() as tape:
@@ -143,7 +139,7 @@ def gradients(
                 score = tf.reduce_sum(scores * tf.one_hot(chosen, int(scores.shape[-1]), dtype=scores.dtype))
             grads = tape.gradient(score, maps)
         elif backend == "torch":
-            import torch
+            import torch  # noqa: PLC0415
 
             # like tape.watch(inputs): a frozen base's weights do not require grad, so without
             # this the maps below the trainable head would carry no autograd graph at all
@@ -168,8 +164,8 @@ def _jax_gradients(grad_model: keras.Model, x: np.ndarray, chosen_of):
     maps, which is why they are a cut point); ``jax.vjp`` of it at the maps gives
     d score / d maps in one forward and one backward pass.
     """
-    import jax
-    import jax.numpy as jnp
+    import jax  # noqa: PLC0415 (optional backend, as in gradients)
+    import jax.numpy as jnp  # noqa: PLC0415
 
     symbolic_maps, symbolic_scores = grad_model.outputs
     above = keras.Model(symbolic_maps, symbolic_scores)
