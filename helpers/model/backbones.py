@@ -1,20 +1,16 @@
 """Pretrained backbones by name, and one table of their facts (:data:`BACKBONES`, as fastai's ``model_meta``).
 
 Per backbone: the Keras class and its options, the default image size, the weight files, the
-module of its ``preprocess_input`` (the layer itself is the lesson's ``preprocessing_for``), which
-layers end its blocks (its cut points, :mod:`helpers.model.cuts`) and the layer Grad-CAM explains
-(:mod:`helpers.model.explain`).
+module of its ``preprocess_input`` (the layer itself is the lesson's ``preprocessing_for``, notebook
+02: :func:`preprocess_layer`, so every model takes **raw 0–255 RGB pixels**), which layers end its
+blocks (its cut points, :mod:`helpers.model.cuts`) and the layer Grad-CAM explains (:mod:`helpers.model.explain`).
 
-The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05);
-this module is the machinery around that call: names (``"inception_v3"`` for the CLI or
-``"InceptionV3"`` as in Keras) and the Keras class with its options that a name stands for
-(:func:`application`, which the notebooks' load cells call), the weight file Keras would
-download and where a local copy may be (:func:`local_weights`), and the preprocessing layer
-that goes inside the model (:func:`preprocess_layer`: the lesson's ``preprocessing_for``,
-notebook 02), so every model takes **raw 0–255 RGB pixels**.
-
-Weights are ``"imagenet"`` (a local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache,
-else Keras' own download), a path to a weights file, or ``None`` (random init).
+The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05); around
+that call: names (``"inception_v3"`` for the CLI or ``"InceptionV3"`` as in Keras) and the Keras class
+they stand for (:func:`application`, which the notebooks' load cells call), and the weight file Keras
+would download and where a local copy may be (:func:`local_weights`). Weights are ``"imagenet"`` (a
+local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache, else Keras' own download), a path to a
+weights file, or ``None`` (random init).
 """
 
 from __future__ import annotations
