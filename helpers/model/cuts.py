@@ -221,7 +221,8 @@ def split_at(model: keras.Model, cut: str) -> Cut:
     layers above it, then the head, in ``top``. Every part of the package that cuts calls this.
     """
     base = base_of(model)
-    point = CutPoint(base.name, cut, inside=cut in {layer.name for layer in base.layers})
+    backbone = _HALVES[model][1].backbone if model in _HALVES else base.name  # a half cut again: its whole base
+    point = CutPoint(backbone, cut, inside=cut in {layer.name for layer in base.layers})
     if not point.inside:
         bottom, top = split_outside(model, cut)
     elif cut not in cut_points(base):
