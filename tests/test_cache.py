@@ -250,5 +250,5 @@ def test_the_cut_travels_as_an_object_never_read_from_a_model_name(tiny_photos, 
     np.testing.assert_array_equal(store.activations(part, paths), store.activations(part.bottom, paths))
     assert passes.network_key(part.bottom)["backbone"] == cuts.base_of(model).name
     assert passes.frozen_base(part.top) is None and passes.frozen_base(model) is cuts.base_of(model)
-    lower = cuts.split_at(part.bottom, "block_13_add")  # a half cut again still belongs to the whole base
-    assert lower.point == cuts.CutPoint(cuts.base_of(model).name, "block_13_add", inside=True)
+    lower = cuts.split_at(part.bottom, "block_12_add")  # a half cut again still belongs to the whole base
+    assert lower.point == cuts.CutPoint(cuts.base_of(model).name, "block_12_add", inside=True)
