@@ -12,14 +12,16 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
-- ``helpers.store``: ``cache`` (the activation store), ``passes`` (forward passes counted), ``numbers``
-  (key numbers noted for the book).
+- ``helpers.store``: ``cache`` (the activation store), ``keys`` (what it hashes), ``entries`` (its checked
+  file format), ``compute`` (missing entries computed), ``listing`` (what a cache root holds), ``passes``
+  (forward passes counted), ``numbers`` (key numbers noted for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``config`` (a run's one
-  configuration), ``train`` (the one training loop), ``runs`` (the run folder), ``evaluate``, ``small_data``,
-  ``compare`` (backbones side by side), ``seeds`` (two settings over several draws, worded from the numbers).
+  configuration), ``train`` (the one training loop), ``prior`` (ImageNet's opinion multiplied in), ``runs``
+  (the run folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two
+  settings over several draws, worded from the numbers).
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX), ``checks`` (each reloaded and compared).
-- ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``small_data``
-  (notebook 05's picture), ``curves``, ``widgets``, ``upload``.
+- ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``heatmaps``
+  (Grad-CAM figures), ``small_data`` (notebook 05's picture), ``curves``, ``widgets``, ``upload``.
 - ``helpers.tools``: ``cli`` (``python -m helpers``: the parser table; the commands in ``cli_train``,
   ``cli_model``, ``cli_notebooks``, ``cli_common``), ``notebooks`` (the headless runner), ``kernel`` (what the
   runner's kernels run first), ``parameters`` (what each notebook is given), ``clean`` (stored notebooks),

@@ -32,11 +32,30 @@ def weights_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def keras_cache_dir() -> Path:
-    """Keras' own download cache for model weights (``$KERAS_HOME/models``, default ``~/.keras/models``).
+def keras_home() -> Path:
+    """Keras' own folder: ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when home is read-only).
 
-    Keras reads ``KERAS_HOME`` once, when it is imported; so do we, through Keras.
+    The rule ``keras.utils.get_file`` follows (Keras applies it once, when it is imported), on public
+    Python only: Keras names no public accessor for it.
     """
-    from keras.src.backend.config import keras_home
+    value = os.environ.get("KERAS_HOME")
+    if value:
+        return Path(value)
+    home = Path("~").expanduser()
+    return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
 
-    return Path(keras_home()) / "models"
+
+def keras_cache_dir() -> Path:
+    """Keras' own download cache for model weights (``$KERAS_HOME/models``, default ``~/.keras/models``)."""
+    return keras_home() / "models"
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in scripts."""
+    try:
+        # optional (Jupyter only), and loaded only when asked: every `import helpers` reads this module
+        from IPython import get_ipython  # noqa: PLC0415
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"

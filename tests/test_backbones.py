@@ -28,6 +28,8 @@ def test_every_backbone_builds_with_cut_points(name):
     points = cuts.cut_points(base)
     assert len(points) >= 4, points
     assert points[-1] == base.layers[-1].name  # the whole base is the last cut
+    spec = backbones.spec_of_model(base)  # the table's entry, found for the built base
+    assert spec.model_name == backbones.get_spec(name).model_name and points[-1] == spec.grad_cam_layer
     # cutting at a middle block and stacking the halves gives the same function
     middle = base.get_layer(points[len(points) // 2])
     bottom = keras.Model(base.inputs, middle.output)

@@ -235,3 +235,20 @@ def test_train_classifier_uses_the_disk_cache_on_the_second_run(tiny_photos, tmp
         assert second["phases"][phase]["cache_computed"] == 0 and second["phases"][phase]["cache_hits"] == n
     folders = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir())
     assert folders == ["block_15_add", "pool"]
+
+
+def test_the_cut_travels_as_an_object_never_read_from_a_model_name(tiny_photos, tmp_path):
+    """A model whose name looks like a split's half is not taken for one; a real half says where it ends."""
+    paths = sorted(tiny_photos.rglob("*.jpg"))[:2]
+    model = tiny_model()
+    lookalike = keras.Model(model.input, model.get_layer("pool").output, name="net_below_block_3_add")
+    store = cache.BottleneckCache(tmp_path, progress=False, checkpoint=None)
+    assert store.folder_for(lookalike).name.startswith("pool-")  # its last layer, not its name
+    part = cuts.split_at(model, "block_14_add")
+    assert part.point == cuts.CutPoint(cuts.base_of(model).name, "block_14_add", inside=True)
+    assert store.folder_for(part).name.startswith("block_14_add-") and cuts.cut_point(part.bottom) == part.point
+    np.testing.assert_array_equal(store.activations(part, paths), store.activations(part.bottom, paths))
+    assert passes.network_key(part.bottom)["backbone"] == cuts.base_of(model).name
+    assert passes.frozen_base(part.top) is None and passes.frozen_base(model) is cuts.base_of(model)
+    lower = cuts.split_at(part.bottom, "block_12_add")  # a half cut again still belongs to the whole base
+    assert lower.point == cuts.CutPoint(cuts.base_of(model).name, "block_12_add", inside=True)

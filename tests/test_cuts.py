@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.model import backbones, cuts
+from helpers.model import backbones, cuts, explain
 from helpers.model.lesson import add_head, compile_model, unfreeze_above
 from helpers.run import train
 
@@ -173,3 +173,13 @@ def test_batch_norm_stays_in_inference_mode_while_fine_tuning():
         np.testing.assert_array_equal(old, new)  # gamma, beta and running statistics untouched
     np.testing.assert_array_equal(below_before, below.get_weights()[0])  # below the cut: frozen
     assert not np.array_equal(conv_before, conv.get_weights()[0])  # while the block above the cut learned
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "mobilenet_0.25"])
+def test_the_backbone_table_names_each_bases_blocks_and_grad_cam_layer(name):
+    spec = backbones.get_spec(name)
+    base = spec.constructor(include_top=False, weights=None, input_shape=(96, 96, 3), **spec.kwargs)
+    assert backbones.spec_of_model(base).model_name == spec.model_name  # alpha 0.35 is found as MobileNetV2
+    names = cuts.cut_points(base)
+    assert names[-1] == spec.grad_cam_layer == explain.last_conv_layer(base)
+    assert all(spec.ends_block(base.get_layer(n)) for n in names[:-1]) and len(names) > 10

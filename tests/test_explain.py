@@ -14,6 +14,7 @@ import pytest
 
 from helpers.model import backbones, cuts, explain
 from helpers.ship import export
+from helpers.show import heatmaps
 
 
 def red_detector() -> keras.Model:
@@ -35,6 +36,16 @@ def test_the_heatmap_lights_up_where_the_red_square_is():
     assert classes.tolist() == [1] and heat.shape == (32, 32)
     assert heat.max() == pytest.approx(1.0)
     assert heat[4:12, 20:28].min() > 0.99 and heat[16:, :16].max() == 0.0
+
+
+def test_the_grad_cam_figure_shows_each_photo_above_its_overlay_titled_with_the_class():
+    image = np.full((2, 32, 32, 3), 40.0, np.float32)
+    image[:, 4:12, 20:28] = (250, 0, 0)
+    fig = heatmaps.plot_grad_cam(red_detector(), image, ["grey", "red"], class_index=1, layer_name="conv")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 4 and titles[:2] == ["red 100%", "red 100%"]
+    overlaid = fig.axes[2].get_images()[0].get_array()
+    assert overlaid.shape == (32, 32, 3) and not np.array_equal(overlaid, image[0].astype("uint8"))
 
 
 def test_the_gradient_is_the_exact_one():

@@ -1,27 +1,31 @@
-"""Pretrained backbones by name: which Keras class, which weight file, which preprocessing.
+"""Pretrained backbones by name, and one table of their facts (:data:`BACKBONES`, as fastai's ``model_meta``).
 
-The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05);
-this module is the machinery around that call: names (``"inception_v3"`` for the CLI or
-``"InceptionV3"`` as in Keras) and the Keras class with its options that a name stands for
-(:func:`application`, which the notebooks' load cells call), the weight file Keras would
-download and where a local copy may be (:func:`local_weights`), and the preprocessing layer
-that goes inside the model (:func:`preprocess_layer`: the lesson's ``preprocessing_for``,
-notebook 02), so every model takes **raw 0–255 RGB pixels**.
+Per backbone: the Keras class and its options, the default image size, the weight files, the
+module of its ``preprocess_input`` (the layer itself is the lesson's ``preprocessing_for``, notebook
+02: :func:`preprocess_layer`, so every model takes **raw 0–255 RGB pixels**), which layers end its
+blocks (its cut points, :mod:`helpers.model.cuts`) and the layer Grad-CAM explains (:mod:`helpers.model.explain`).
 
-Weights are ``"imagenet"`` (a local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache,
-else Keras' own download), a path to a weights file, or ``None`` (random init).
+The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05); around
+that call: names (``"inception_v3"`` for the CLI or ``"InceptionV3"`` as in Keras) and the Keras class
+they stand for (:func:`application`, which the notebooks' load cells call), and the weight file Keras
+would download and where a local copy may be (:func:`local_weights`). Weights are ``"imagenet"`` (a
+local file in ``$WORKBOOK_WEIGHTS_DIR`` or Keras' cache, else Keras' own download), a path to a
+weights file, or ``None`` (random init).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
 from helpers import settings
@@ -47,11 +51,24 @@ class BackboneSpec:
     sizes_in_file_name: tuple[int, ...] = ()  # mobilenets: weight files are per input size
     min_size: int = 32
     module: str = ""  # keras.applications.<module> holds its preprocess_input
+    #: Keras' name for the application model (``model.name`` starts with it): how a base is recognised
+    model_name: str = ""
+    #: the layers that end a block (the candidates for cut points): a full-match name pattern, or,
+    #: where Keras leaves them unnamed, the layer class (Xception's blocks end in ``Add`` layers)
+    block_ends: str | type = ""
+    #: the layer Grad-CAM explains by default: the last convolutional block output (notebook 06)
+    grad_cam_layer: str = ""
 
     @property
     def keras_name(self) -> str:
         """The Keras Applications class, e.g. ``"InceptionV3"``."""
         return self.constructor.__name__
+
+    def ends_block(self, layer: keras.layers.Layer) -> bool:
+        """Whether ``layer`` ends one of this backbone's blocks (a candidate cut point)."""
+        if isinstance(self.block_ends, type):
+            return isinstance(layer, self.block_ends)
+        return re.fullmatch(self.block_ends, layer.name) is not None
 
     def weight_file_names(self, include_top: bool, image_size: int) -> list[str]:
         """File names Keras would download for ``weights="imagenet"`` (most specific first)."""
@@ -75,6 +92,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
             min_size=75,
             module="inception_v3",
+            model_name="inception_v3",
+            block_ends=r"mixed\d+",
+            grad_cam_layer="mixed10",
         ),
         BackboneSpec(
             "mobilenet_v2",
@@ -85,6 +105,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             kwargs={"alpha": 1.0},
             sizes_in_file_name=(96, 128, 160, 192, 224),
             module="mobilenet_v2",
+            model_name="mobilenetv2_",
+            block_ends=r"block_\d+_(add|project_BN)|out_relu",
+            grad_cam_layer="out_relu",
         ),
         BackboneSpec(
             "mobilenet_v2_0.35",
@@ -95,6 +118,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             kwargs={"alpha": 0.35},
             sizes_in_file_name=(96, 128, 160, 192, 224),
             module="mobilenet_v2",
+            model_name="mobilenetv2_",
+            block_ends=r"block_\d+_(add|project_BN)|out_relu",
+            grad_cam_layer="out_relu",
         ),
         BackboneSpec(
             "mobilenet",
@@ -105,6 +131,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             kwargs={"alpha": 1.0},
             sizes_in_file_name=(128, 160, 192, 224),
             module="mobilenet",
+            model_name="mobilenet_",
+            block_ends=r"conv_pw_\d+_relu",
+            grad_cam_layer="conv_pw_13_relu",
         ),
         BackboneSpec(
             "mobilenet_0.25",
@@ -115,6 +144,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             kwargs={"alpha": 0.25},
             sizes_in_file_name=(128, 160, 192, 224),
             module="mobilenet",
+            model_name="mobilenet_",
+            block_ends=r"conv_pw_\d+_relu",
+            grad_cam_layer="conv_pw_13_relu",
         ),
         BackboneSpec(
             "resnet50",
@@ -123,6 +155,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
             module="resnet50",
+            model_name="resnet50",
+            block_ends=r"conv\d_block\d+_out",
+            grad_cam_layer="conv5_block3_out",
         ),
         BackboneSpec(
             "efficientnet_b0",
@@ -131,6 +166,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "efficientnetb0_notop.h5",
             "efficientnetb0.h5",
             module="efficientnet",
+            model_name="efficientnetb0",
+            block_ends=r"block\d[a-z]_(add|project_bn)|top_activation",
+            grad_cam_layer="top_activation",
         ),
         BackboneSpec(
             "xception",
@@ -140,6 +178,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "xception_weights_tf_dim_ordering_tf_kernels.h5",
             min_size=71,
             module="xception",
+            model_name="xception",
+            block_ends=keras.layers.Add,
+            grad_cam_layer="block14_sepconv2_act",
         ),
     ]
 }
@@ -162,6 +203,11 @@ def get_spec(name: str) -> BackboneSpec:
     if key not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
     return BACKBONES[key]
+
+
+def spec_of_model(model: keras.Model) -> BackboneSpec | None:
+    """The table's entry for a Keras application model (a base), by the name Keras gives it; None if unknown."""
+    return next((spec for spec in BACKBONES.values() if model.name.startswith(spec.model_name)), None)
 
 
 def _find_local_weights(names: list[str]) -> Path | None:
@@ -215,9 +261,7 @@ def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size
     In a notebook, Keras' own "Downloading data from <url>" and its progress bar are replaced by
     one line naming the file (a failed download then ends in the one error below, not in both).
     """
-    from helpers.show.plots import in_notebook
-
-    quiet = resolved == "imagenet" and in_notebook() and keras.config.is_interactive_logging_enabled()
+    quiet = resolved == "imagenet" and settings.in_notebook() and keras.config.is_interactive_logging_enabled()
     if quiet:
         print(f"{spec.name}: fetching {spec.weight_file_names(include_top, size)[0]} into {settings.keras_cache_dir()}")
         keras.config.disable_interactive_logging()
@@ -314,8 +358,6 @@ def check_preprocessing(name: str, layer: keras.layers.Layer) -> None:
 
     Prints the largest difference on random pixels; raises if they disagree.
     """
-    import numpy as np
-
     spec = get_spec(name)
     module = getattr(keras.applications, spec.module)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
@@ -338,8 +380,6 @@ def imagenet_class_index_file() -> Path | None:
 
 def imagenet_class_names() -> list[str]:
     """ImageNet's 1000 class names in output order: the local index file, else Keras' download."""
-    import json
-
     path = imagenet_class_index_file() or keras.utils.get_file(
         "imagenet_class_index.json",
         "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",

@@ -4,7 +4,8 @@ The lesson's models are ``keras.Input → preprocess → base → pool → dropo
 (:func:`helpers.model.lesson.add_head`), with the pretrained ``base`` nested as one layer. This
 module is the machinery around that shape, on Keras' public API only:
 
-- **cut points** of a base: layers that every path from its input to its output passes
+- **cut points** of a base (which layers may end a block is the backbone's entry in
+  :data:`helpers.model.backbones.BACKBONES`): layers that every path from its input to its output passes
   through (for InceptionV3 ``mixed0`` … ``mixed10``), so everything after one in
   ``base.layers`` is above it;
 - **blocks**: the layers between two cut points, named by the cut point that ends them;
@@ -17,18 +18,16 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from dataclasses import dataclass
 
 import keras
 
-#: Layer names that end a block in the Keras Applications the workbook knows.
-BLOCK_OUTPUT = re.compile(
-    r"mixed\d+"  # InceptionV3
-    r"|block_\d+_(add|project_BN)|out_relu"  # MobileNetV2
-    r"|conv_pw_\d+_relu"  # MobileNet
-    r"|conv\d_block\d+_out"  # ResNet50
-    r"|block\d[a-z]_(add|project_bn)|top_activation"  # EfficientNetB0
-)
+from helpers.model.backbones import BACKBONES, BackboneSpec, spec_of_model
+from helpers.model.lesson import split_at as split_outside
+
+#: Block-ending layer names of every backbone in the table (for a base the table does not know).
+BLOCK_OUTPUT = re.compile("|".join(spec.block_ends for spec in BACKBONES.values() if isinstance(spec.block_ends, str)))
 POOL = "pool"  # the head's pooling layer: the cut for head training (see helpers.model.lesson.add_head)
 
 
@@ -51,10 +50,9 @@ def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return out
 
 
-def _is_candidate(layer: keras.layers.Layer, base: keras.Model) -> bool:
-    if base.name.startswith("xception"):  # Xception's blocks end in unnamed Add layers
-        return isinstance(layer, keras.layers.Add)
-    return BLOCK_OUTPUT.fullmatch(layer.name) is not None
+def _is_candidate(layer: keras.layers.Layer, spec: BackboneSpec | None) -> bool:
+    """Whether ``layer`` ends a block: the backbone's own rule in the table, else any backbone's names."""
+    return spec.ends_block(layer) if spec else BLOCK_OUTPUT.fullmatch(layer.name) is not None
 
 
 def _as_list(tensors) -> list:
@@ -77,11 +75,11 @@ def cut_points(base: keras.Model) -> list[str]:
     reads_from = [len(layers)] * (len(layers) + 1)  # earliest layer read by anything at or above i
     for i in range(len(layers) - 1, -1, -1):
         reads_from[i] = min(earliest[i], reads_from[i + 1])
-    last = len(layers) - 1
+    last, spec = len(layers) - 1, spec_of_model(base)
     return [
         layers[i].name
         for i in range(1, len(layers))
-        if (i == last or _is_candidate(layers[i], base)) and reads_from[i + 1] >= i
+        if (i == last or _is_candidate(layers[i], spec)) and reads_from[i + 1] >= i
     ]
 
 
@@ -165,13 +163,53 @@ def trainable_report(model: keras.Model) -> TrainableReport:
     return TrainableReport(count(model.trainable_weights), count(model.non_trainable_weights), learning, frozen)
 
 
-@dataclass
+@dataclass(frozen=True)
+class CutPoint:
+    """Where a model was cut: at layer ``layer`` of the pretrained base ``backbone`` (its Keras name).
+
+    ``inside``: the cut lies inside the nested base (a block output), not above it (``pool``).
+    What the activation store keys and counts by; it travels with the halves :func:`split_at`
+    made (:func:`cut_point`), and is never read back from a model's name.
+    """
+
+    backbone: str
+    layer: str
+    inside: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class Cut:
     """A model cut in two at layer ``name``: ``bottom`` (pixels → activations) and ``top``."""
 
     name: str
     bottom: keras.Model
     top: keras.Model
+    point: CutPoint
+
+
+#: The halves :func:`split_at` made, by identity: ``"bottom"`` or ``"top"``, and their cut point.
+_HALVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cut_point(bottom: keras.Model) -> CutPoint:
+    """Where ``bottom`` ends: the record :func:`split_at` kept, else (a bottom of the lesson's own
+    ``split_at``, or any model) its last layer, above a nested base if it holds one."""
+    if bottom in _HALVES:
+        return _HALVES[bottom][1]
+    nested = [layer for layer in bottom.layers if isinstance(layer, keras.Model)]
+    return CutPoint((nested[0] if len(nested) == 1 else bottom).name, flat_layers(bottom)[-1].name)
+
+
+def is_top(model: keras.Model) -> bool:
+    """Whether ``model`` is the upper half :func:`split_at` made (activations in, not pixels)."""
+    return model in _HALVES and _HALVES[model][0] == "top"
+
+
+def _threaded(layers: list[keras.layers.Layer], x):
+    """``x`` through ``layers`` in turn: the outer layers of the lesson's model, below or above its base."""
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def split_at(model: keras.Model, cut: str) -> Cut:
@@ -180,26 +218,22 @@ def split_at(model: keras.Model, cut: str) -> Cut:
     ``top(bottom(x)) == model(x)``, and both halves share their layers with ``model``, so
     training ``top`` trains ``model``. A cut at ``pool`` is :func:`helpers.model.lesson.split_at`;
     a cut inside the base runs the base's layers below the cut in ``bottom`` and the
-    layers above it, then the head, in ``top``.
+    layers above it, then the head, in ``top``. Every part of the package that cuts calls this.
     """
-    from helpers.model.lesson import split_at as split_outside
-
     base = base_of(model)
-    if cut not in {layer.name for layer in base.layers}:
+    backbone = _HALVES[model][1].backbone if model in _HALVES else base.name  # a half cut again: its whole base
+    point = CutPoint(backbone, cut, inside=cut in {layer.name for layer in base.layers})
+    if not point.inside:
         bottom, top = split_outside(model, cut)
-        return Cut(cut, bottom, top)
-    if cut not in cut_points(base):
+    elif cut not in cut_points(base):
         raise ValueError(f"{base.name} cannot be cut at {cut!r}; cut points: {cut_points(base)}")
-    outer = model.layers
-    at = outer.index(base)
-    below = keras.Model(base.input, base.get_layer(cut).output, name=f"{base.name}_below_{cut}")
-    above = keras.Model(base.get_layer(cut).output, base.output, name=f"{base.name}_above_{cut}")
-    x = model.input
-    for layer in outer[1:at]:
-        x = layer(x)
-    bottom = keras.Model(model.input, below(x), name=f"{model.name}_below_{cut}")
-    inputs = keras.Input(tuple(below.output.shape[1:]), name=f"{cut}_activations")
-    y = above(inputs, training=False)
-    for layer in outer[at + 1 :]:
-        y = layer(y)
-    return Cut(cut, bottom, keras.Model(inputs, y, name=f"{model.name}_above_{cut}"))
+    else:
+        outer, at = model.layers, model.layers.index(base)
+        below = keras.Model(base.input, base.get_layer(cut).output, name=f"{base.name}_below_{cut}")
+        above = keras.Model(base.get_layer(cut).output, base.output, name=f"{base.name}_above_{cut}")
+        bottom = keras.Model(model.input, below(_threaded(outer[1:at], model.input)), name=f"{model.name}_below_{cut}")
+        inputs = keras.Input(tuple(below.output.shape[1:]), name=f"{cut}_activations")
+        top_output = _threaded(outer[at + 1 :], above(inputs, training=False))
+        top = keras.Model(inputs, top_output, name=f"{model.name}_above_{cut}")
+    _HALVES[bottom], _HALVES[top] = ("bottom", point), ("top", point)
+    return Cut(cut, bottom, top, point)

@@ -15,7 +15,8 @@ spells its own way, with the class score taken *before* the softmax), :func:`gra
 for any model of the workbook (the transferred model, whose feature maps are the input
 of its ``pool`` layer, the ImageNet classifier of :func:`helpers.model.backbones.build_backbone`
 whose feature maps are inside the nested Keras application, or a plain functional
-model), and the pictures. Public Keras API only.
+model), and the overlay of a heatmap on its photo (the figures are
+:mod:`helpers.show.heatmaps`). Public Keras API only.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import contextlib
 import keras
 import numpy as np
 from keras import ops
+from matplotlib import colormaps
 
-from helpers.model import cuts
+from helpers.model import backbones, cuts
 
 
 def _nested_base(model: keras.Model) -> keras.Model | None:
@@ -37,13 +39,16 @@ def _nested_base(model: keras.Model) -> keras.Model | None:
 
 
 def last_conv_layer(model: keras.Model) -> str:
-    """The name of the highest cut point whose output is a 4-D feature map.
+    """The layer Grad-CAM explains: the backbone's own in the table, else the highest 4-D cut point.
 
     For a model with a nested base (the workbook's models), the cut point is the base's:
     ``out_relu`` for MobileNetV2, ``mixed10`` for InceptionV3, ``conv_pw_13_relu`` for
     MobileNet with its ImageNet top.
     """
     where = _nested_base(model) or model
+    spec = backbones.spec_of_model(where)
+    if spec and spec.grad_cam_layer in {layer.name for layer in where.layers}:  # the table's choice
+        return spec.grad_cam_layer
     names = [n for n in cuts.cut_points(where) if len(where.get_layer(n).output.shape) == 4]
     if not names:
         raise ValueError(f"{model.name} has no convolutional cut point to explain")
@@ -62,19 +67,11 @@ def grad_model(model: keras.Model, layer_name: str | None = None) -> keras.Model
     base = cuts.base_of(model)
     if layer_name == base.layers[-1].name and POOL in {layer.name for layer in model.layers}:
         return keras.Model(model.input, [model.get_layer(POOL).input, model.output])
-    # the maps are inside the nested base: cut the base there, so that the class scores are
+    # the maps are inside the nested base: cut the model there, so that the class scores are
     # computed *from* the maps (every path passes through a cut point)
-    below = keras.Model(base.input, base.get_layer(layer_name).output, name=f"{base.name}_to_{layer_name}")
-    above = keras.Model(base.get_layer(layer_name).output, base.output, name=f"{base.name}_from_{layer_name}")
-    outer = model.layers
-    at = outer.index(base)
-    x = model.input
-    for layer in outer[1:at]:
-        x = layer(x)
-    maps = below(x, training=False)
-    y = above(maps, training=False)
-    for layer in outer[at + 1 :]:
-        y = layer(y)
+    part = cuts.split_at(model, layer_name)
+    maps = part.bottom(model.input, training=False)
+    y = part.top(maps, training=False)
     return keras.Model(model.input, [maps, y], name=f"{model.name}_grad_cam")
 
 
@@ -130,8 +127,9 @@ def gradients(
         return np.broadcast_to(np.asarray(class_index, dtype="int32"), (len(x),)).copy()
 
     with logits(grad_model):
+        # each backend's autodiff is imported where it is used: only the running backend is installed for sure
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415
 
             inputs = tf.convert_to_tensor(x)
             with tf.GradientTape() as tape:
@@ -141,7 +139,7 @@ def gradients(
                 score = tf.reduce_sum(scores * tf.one_hot(chosen, int(scores.shape[-1]), dtype=scores.dtype))
             grads = tape.gradient(score, maps)
         elif backend == "torch":
-            import torch
+            import torch  # noqa: PLC0415
 
             # like tape.watch(inputs): a frozen base's weights do not require grad, so without
             # this the maps below the trainable head would carry no autograd graph at all
@@ -166,8 +164,8 @@ def _jax_gradients(grad_model: keras.Model, x: np.ndarray, chosen_of):
     maps, which is why they are a cut point); ``jax.vjp`` of it at the maps gives
     d score / d maps in one forward and one backward pass.
     """
-    import jax
-    import jax.numpy as jnp
+    import jax  # noqa: PLC0415 (optional backend, as in gradients)
+    import jax.numpy as jnp  # noqa: PLC0415
 
     symbolic_maps, symbolic_scores = grad_model.outputs
     above = keras.Model(symbolic_maps, symbolic_scores)
@@ -213,45 +211,7 @@ def upsample(heatmap: np.ndarray, size: int) -> np.ndarray:
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The photo with the heatmap laid over it in the ``jet`` colours, as uint8 RGB."""
-    from matplotlib import colormaps
-
     heat = upsample(heatmap, image.shape[0])
     colours = colormaps["jet"](heat)[..., :3] * 255.0
     mixed = (1 - alpha) * np.asarray(image, np.float32) + alpha * colours
     return np.clip(mixed, 0, 255).astype(np.uint8)
-
-
-def plot_heatmaps(images: np.ndarray, heatmaps, titles: list[str] | None = None, title: str = ""):
-    """A column per photo: the photo above, its heatmap laid over it below."""
-    import matplotlib.pyplot as plt
-
-    from helpers.show import plots
-
-    heatmaps = normalise(heatmaps)
-    fig, axes = plt.subplots(2, len(images), figsize=(2.6 * len(images), 5.4), squeeze=False)
-    for j, (image, heat) in enumerate(zip(images, heatmaps)):
-        axes[0, j].imshow(np.asarray(image).astype(np.uint8))
-        if titles is not None:
-            axes[0, j].set_title(titles[j], fontsize=9)
-        axes[1, j].imshow(overlay(np.asarray(image), heat))
-        for ax in axes[:, j]:
-            ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return plots.show(fig)
-
-
-def plot_grad_cam(
-    model: keras.Model,
-    images: np.ndarray,
-    class_names: list[str] | None = None,
-    class_index=None,
-    layer_name: str | None = None,
-    title: str = "",
-):
-    """A column per photo: the photo and its Grad-CAM overlay, titled with the class explained."""
-    heatmaps, chosen = grad_cam(model, images, class_index, layer_name)
-    probs = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
-    titles = [f"{class_names[c] if class_names is not None else c} {probs[j, c]:.0%}" for j, c in enumerate(chosen)]
-    return plot_heatmaps(images, heatmaps, titles, title)

@@ -32,6 +32,7 @@ from helpers.model.backbones import (
     BackboneSpec,
     WeightsUnavailableError,
     _unavailable_message,
+    build_backbone,
     imagenet_class_index_file,
     imagenet_class_names,
     resolve_weights,
@@ -156,8 +157,6 @@ def pixel_classifier(
     without the file, one line says so and the :data:`FALLBACK` MobileNet stands in); the backbone's
     preprocessing goes in front (:func:`helpers.model.backbones.build_backbone`).
     """
-    from helpers.model.backbones import build_backbone
-
     name, weights, options = classifier_weights(name, weights, options)
     return build_backbone(classifier_spec(name, options).name, weights)
 

@@ -28,6 +28,7 @@ from IPython.display import Image, display
 from matplotlib.patches import FancyBboxPatch
 
 from helpers.model import cuts
+from helpers.settings import in_notebook
 from helpers.store.numbers import record
 
 COLOURS = {
@@ -37,16 +38,6 @@ COLOURS = {
     "new": "#93c47d",  # the new head
     "popped": "#f4cccc",  # removed
 }
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in scripts."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
 def figure_png(fig, dpi: int = 80, tight: bool = False) -> bytes:

@@ -38,8 +38,7 @@ class FreezeChooser(W.VBox):
     def __init__(self, model: keras.Model, initial: str | int | None = None, **kwargs):
         self.model = model
         self.base = cuts.base_of(model)
-        self._cuts = cuts.cut_points(self.base)
-        options = self._cuts[1:] + [HEAD_ONLY]
+        options = cuts.cut_points(self.base)[1:] + [HEAD_ONLY]
         below = cuts.resolve_block(self.base, None if initial == HEAD_ONLY else initial)
         start = cuts.block_above(self.base, below) if below else HEAD_ONLY
         self.slider = W.SelectionSlider(
@@ -67,8 +66,7 @@ class FreezeChooser(W.VBox):
     @property
     def cut(self) -> str | None:
         """The block output below the chosen block: ``unfreeze_above(base, cut)`` (None: head only)."""
-        chosen = self.fine_tune_from
-        return None if chosen is None else self._cuts[self._cuts.index(chosen) - 1]
+        return cuts.resolve_block(self.base, self.fine_tune_from)
 
     def _update(self, change=None) -> None:
         if self.cut is None:

@@ -1,6 +1,6 @@
 """The activation store: a frozen part's outputs kept on disk, and the count of forward passes.
 
-Modules: ``cache``, ``passes``;
+Modules: ``cache``, ``keys``, ``entries``, ``compute``, ``listing``, ``passes``;
 each imported on first use.
 """
 

@@ -14,6 +14,8 @@ record is one ``os.write`` of one line on a file opened with ``O_APPEND``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -181,25 +183,25 @@ def network_key(model) -> dict:
     """What photos are counted per: the pretrained base in ``model``, the image size, and its weights.
 
     The base is the model nested in ``model`` (the lesson's base, or the part of it below a cut
-    that :func:`helpers.model.cuts.split_at` made), else ``model`` itself; the weights are named by a
+    that :func:`helpers.model.cuts.split_at` made, named as the whole base by its cut record), else ``model``
+    itself; the weights are named by a
     digest of the base's first weight tensor, which no cut and no fine-tuning of the top blocks
     changes. The bottleneck cache and :func:`count_keras_calls` use the same key, so their
     records add up per network.
     """
-    import hashlib
+    # Keras (and TensorFlow) loaded only here: the notebook runner reads pass logs without them
+    import keras  # noqa: PLC0415
 
-    import keras
+    from helpers.model import cuts  # noqa: PLC0415
 
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     base = nested[0] if nested else model
-    from helpers.model.cuts import flat_layers
-
-    first = next((v for layer in flat_layers(base) for v in layer.weights), None)
+    first = next((v for layer in cuts.flat_layers(base) for v in layer.weights), None)
     digest = hashlib.blake2b(digest_size=12)
     if first is not None:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(first)).tobytes())
     return {
-        "backbone": base.name.split("_below_")[0],
+        "backbone": cuts.cut_point(model).backbone,  # a half of a split: its whole base's name
         "image_size": int(model.inputs[0].shape[1]),
         "weights": digest.hexdigest(),
     }
@@ -207,12 +209,14 @@ def network_key(model) -> dict:
 
 def frozen_base(model):
     """The pretrained base a whole-model call runs photos through, or None (a head, a CNN from scratch)."""
-    import keras
+    # Keras (and TensorFlow) loaded only here: the notebook runner reads pass logs without them
+    import keras  # noqa: PLC0415
 
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            return None if "_above_" in layer.name else layer
-    return None
+    from helpers.model import cuts  # noqa: PLC0415
+
+    if cuts.is_top(model):  # the upper half of a split: activations in, not photos
+        return None
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
 
 
 _COUNTED = False
@@ -231,9 +235,7 @@ def count_keras_calls() -> bool:
     global _COUNTED
     if _COUNTED or log_path() is None:
         return _COUNTED
-    import functools
-
-    import keras
+    import keras  # noqa: PLC0415 (as in network_key: the runner reads logs without Keras)
 
     def counting(name, original):
         @functools.wraps(original)
