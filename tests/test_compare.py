@@ -192,3 +192,36 @@ def test_the_scratch_cnn_is_explained_from_its_own_curve():
     assert "stopped by itself after 5 epochs" in text and "levelled off (40.0% → 40.0%)" in text
     falling = PhotosResult(10, 30, [0.99], [2.0], [0.35], [10.0], [3], [True], [[0.484, 0.40, 0.352]])
     assert "It had passed its best: 48.4% at epoch 1, 35.2% at the end" in compare.scratch_stopped(falling, 10, 91)
+
+
+def test_augmentation_effect_starts_the_head_at_the_class_means_or_at_random(
+    tiny_photos, random_backbone_weights, monkeypatch, tmp_path
+):
+    """Notebook 05a measures stored views with notebook 05's head (class means) and with notebook 03's (random)."""
+    from helpers.data import folders as data
+    from helpers.data import photos
+    from helpers.model import backbones, lesson
+    from helpers.store import cache
+
+    base = backbones.application("mobilenet_v2_0.35")(
+        include_top=False, weights=str(random_backbone_weights), input_shape=(48, 48, 3), alpha=0.35
+    )
+    base.trainable = False
+    folder = data.load_folder(tiny_photos, seed=0)
+    model = lesson.add_head(base, folder.class_names, lesson.preprocessing_for("mobilenet_v2"), normalize=True)
+    parts = photos.splits(folder, 0)
+    store = cache.BottleneckCache(tmp_path / "cache", progress=False)
+    starts = []
+    real = lesson.start_at_class_means
+    monkeypatch.setattr(lesson, "start_at_class_means", lambda *a, **k: starts.append(len(a[2])) or real(*a, **k))
+    means = compare.augmentation_effect(model, store, parts, [1], [0, 1], 2, epochs=1)
+    assert starts == [3, 9, 3, 9]  # alone, then with its 2 views, per seed
+    starts.clear()
+    random = compare.augmentation_effect(model, store, parts, [1], [0, 1], 2, epochs=1, start="random")
+    assert starts == []  # a new random head instead, the same for both settings of a seed
+    for runs in [*means.values(), *random.values()]:
+        assert list(runs.accuracy) == ["photos alone", "+ 2 stored views"] and runs.seeds == [0, 1]
+        assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in runs.accuracy.values())
+        assert runs.n_test == len(parts["test"])
+    with pytest.raises(ValueError, match="start must be 'class means' or 'random'"):
+        compare.augmentation_effect(model, store, parts, [1], [0], 2, start="zero")

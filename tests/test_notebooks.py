@@ -551,12 +551,12 @@ def test_each_comparison_is_measured_over_three_seeds_and_worded_from_its_number
     """04 (head vs fine-tuned), 05a (with and without stored views) and 07 (backbones with few photos)."""
     runs = quick_workbook["runs"]
     checks = {
-        "04_fine_tune": ["over seeds [0, 1, 2]", "fine-tuned at 1e-05", "fine-tuned at 0.001", "saved "],
+        "04_fine_tune": ["over seeds [0, 1, 2]", "fine-tuned at 1e-05", "fine-tuned at 0.01", "- 96 px:", "saved "],
         "05a_your_photos_and_augmentation": [
             "over seeds [0, 1, 2]",
             "- 1 per class:",
             "- 2 per class:",
-            " px, 3 per class:",
+            " px, 2 per class:",
         ],
         "07_compare_architectures": ["over 3 draws, by mean:"],
         "05_small_data_short_time": ["first call:", "second call:", "the CNN from scratch"],

@@ -243,7 +243,16 @@ def scratch_stopped(row, budget_seconds: float, n_val: int) -> str:
     return "\n".join(lines)
 
 
-def augmentation_effect(model: keras.Model, store, parts: dict, per_class_list, seeds, views: int, epochs: int = 20):
+def augmentation_effect(  # noqa: PLR0913 - notebook 05a's call names the draw, the views and the start in one line
+    model: keras.Model,
+    store,
+    parts: dict,
+    per_class_list,
+    seeds,
+    views: int,
+    epochs: int = 20,
+    start: str = "class means",
+):
     """The head with and without ``views`` stored augmented views per photo, at few photos per class (notebook 05a).
 
     ``model`` is notebook 05's head with normalised features (``add_head(..., normalize=True)``). For
@@ -251,8 +260,11 @@ def augmentation_effect(model: keras.Model, store, parts: dict, per_class_list, 
     the head twice, as notebook 05 does (started at the class means, then ``fit``; the validation
     photos choose the epoch): on the photos alone, and on the photos plus their stored views
     (``store.activations(..., augment_copies=views)``: computed once, then read back). Both are scored
-    on the test photos. Returns ``{N: SeedRuns}``.
+    on the test photos. ``start="random"`` starts the head as notebook 03 does instead: a new random
+    ``predictions`` layer (seeded), the same for both. Returns ``{N: SeedRuns}``.
     """
+    if start not in ("class means", "random"):
+        raise ValueError(f"start must be 'class means' or 'random', got {start!r}")
     bottom, top = split_at(model, cuts.POOL)
     val, test = parts["val"], parts["test"] if len(parts["test"]) else parts["val"]
     x_val = store.activations(bottom, val.paths).astype("float32")
@@ -261,7 +273,10 @@ def augmentation_effect(model: keras.Model, store, parts: dict, per_class_list, 
 
     def head_accuracy(x, y, seed):
         keras.utils.set_random_seed(seed)
-        start_at_class_means(model, x, y)
+        if start == "class means":
+            start_at_class_means(model, x, y)
+        else:
+            _fresh_head(model, seed)
         compile_model(top, 1e-3)
         fit_keep_best(top, x, y, (x_val, y_val), epochs)
         return _accuracy(top, x_test, y_test)

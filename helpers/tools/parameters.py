@@ -51,7 +51,8 @@ QUICK_PARAMETERS: dict[str, dict[str, object]] = {
         "EPOCHS": 10,
         "PER_CLASS_LIST": [1, 2],
         "SMALL_IMAGE_SIZE": 96,  # the quick run's size already: its features are stored
-        "SMALL_PER_CLASS_LIST": [3],
+        "SMALL_PER_CLASS_LIST": [2],
+        "SMALL_VIEWS": 4,  # VIEWS: the views of the draws above, read back
     },
     "06_evaluate_and_explain": {"CLASSIFIER": "mobilenet_0.25", "EPOCHS": 20, "PER_CLASS": 1},
     "07_compare_architectures": {
