@@ -247,6 +247,23 @@ def test_malicious_archives_are_refused_before_writing_anything(tmp_path: Path, 
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+def test_extraction_works_where_tarfile_has_no_data_filter(tmp_path: Path, monkeypatch):
+    """Python 3.10.0-3.10.11 and 3.11.0-3.11.3: no tarfile.data_filter, and extractall() refuses filter=."""
+    original = tarfile.TarFile.extractall
+
+    def old_extractall(self, path=".", members=None, *, numeric_owner=False, **unknown):
+        if unknown:
+            raise TypeError(f"extractall() got an unexpected keyword argument {next(iter(unknown))!r}")
+        return original(self, path, members, numeric_owner=numeric_owner)
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    archive = tmp_path / "photos.tar.gz"
+    archive.write_bytes(tar_bytes(GOOD))
+    dest = extract(archive, tmp_path / "out")
+    assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*.jpg")} == GOOD
+
+
 def test_extraction_never_overwrites_existing_user_files(tmp_path: Path):
     dest = tmp_path / "photos"
     (dest / "photos" / "lion").mkdir(parents=True)

@@ -144,7 +144,8 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, max_bytes: int 
                     z.extractall(staging)
             else:
                 with tarfile.open(archive) as t:
-                    t.extractall(staging, filter="data")
+                    # tarfile's "data" filter came in 3.10.12 and 3.11.4; before, the checks above stand alone
+                    t.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         except _DAMAGE as exc:  # e.g. a zip member whose CRC does not match
             raise DamagedArchiveError(f"{archive} is damaged or truncated ({_describe(exc)})") from exc
         if not dest.exists():
