@@ -19,11 +19,15 @@ from helpers.run import device, train
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_describe_says_what_runs_where():
+def test_describe_says_what_runs_where(monkeypatch):
     report = device.describe()
     for words in ("tensorflow", "keras", "GPUs:", "precision policy:", "XLA", "distribution:"):
         assert words in report
-    assert ("none - everything runs on the CPU" in report) == (not device.gpus())
+    monkeypatch.setattr(device, "gpus", lambda: [])
+    assert "GPUs: none - everything runs on the CPU" in device.describe()
+    monkeypatch.setattr(device, "gpus", lambda: ["/physical_device:GPU:0"])
+    report = device.describe()
+    assert "GPUs: /physical_device:GPU:0" in report and "everything runs on the CPU" not in report
 
 
 @pytest.fixture
@@ -50,8 +54,11 @@ def test_mixed_precision_keeps_the_softmax_in_float32(policy, restore_policy):
         assert np.isfinite(history.history["loss"][0])
 
 
-def test_auto_policy_is_float32_on_a_cpu(restore_policy):
-    assert device.use_mixed_precision("auto") == ("mixed_float16" if device.gpus() else "float32")
+def test_auto_policy_is_float32_on_a_cpu_and_mixed_on_a_gpu(restore_policy, monkeypatch):
+    monkeypatch.setattr(device, "gpus", lambda: [])
+    assert device.use_mixed_precision("auto") == "float32"
+    monkeypatch.setattr(device, "gpus", lambda: ["/physical_device:GPU:0"])
+    assert device.use_mixed_precision("auto") == "mixed_float16"  # mixed_bfloat16 under JAX
 
 
 def test_strategy_choice_and_tf_config(monkeypatch):

@@ -12,7 +12,7 @@ talks to ``tensorflow`` directly. The checks (``check_exports``: every format re
 compared with the Keras model) are in :mod:`helpers.ship.checks`.
 
 Without TensorFlow installed (``requirements-jax.txt``), SavedModel and TFLite are not
-written; :func:`export_all` records why (``Exported.skipped``), and ``checks.check_exports``
+written; notebook 08 records why (``Exported.skipped``), and ``checks.check_exports``
 reports them as skipped. ONNX is written where Keras can export it on this backend
 (:func:`onnx_missing`: JAX needs ``jax2onnx``, TensorFlow ``tf2onnx``, PyTorch ``onnx``) and
 checked with ``onnxruntime`` where that is installed.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +84,6 @@ def _keras_version() -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def _need_tensorflow(what: str) -> None:
-    reason = tensorflow_missing()
-    if reason:
-        raise RuntimeError(f"{what} skipped: {reason}")
-
-
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` model in safe mode (no stored Python code is ever executed)."""
     path = Path(path).expanduser()
@@ -102,7 +95,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if path.suffix != ".keras":
         raise ValueError(
             f"{path} is not a .keras file; pass the model.keras written by "
-            f"`python -m helpers train` or helpers.ship.export.save_keras"
+            f"`python -m helpers train`, or `model.save(path)` as notebook 08 does"
         )
     from helpers.model import lesson  # noqa: F401  registers the lesson's layers (TimesPrior: helpers train's ImageNet prior)
 
@@ -134,43 +127,6 @@ def class_names_for(model_path: str | os.PathLike) -> list[str] | None:
     return None
 
 
-def save_keras(model: keras.Model, target: str | os.PathLike, class_names: list[str] | None = None) -> Path:
-    """Save ``model`` as a ``.keras`` file (atomically), with ``labels.txt`` beside it."""
-    path = files.save_model(model, target)
-    if class_names is not None:
-        write_labels(class_names, Path(target).parent / LABELS_FILE)
-    return path
-
-
-def export_saved_model(model: keras.Model, target: str | os.PathLike) -> Path:
-    """Export ``model`` as a TensorFlow SavedModel folder (serving endpoint ``serve``).
-
-    The folder is written beside ``target`` under a temporary name and renamed into
-    place, so a crash never leaves half an export; an old export is replaced whole.
-    """
-    _need_tensorflow("SavedModel export")
-    target = Path(target)
-    with files.staging_dir(target, "export") as tmp:
-        shutil.rmtree(tmp)  # model.export wants to create the folder itself
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    return target
-
-
-def export_tflite(saved_model_dir: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Convert a SavedModel to a float32 TFLite file (no quantisation), atomically."""
-    _need_tensorflow("TFLite export")
-    import tensorflow as tf  # noqa: PLC0415 - optional backend: TFLite needs TensorFlow
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    flatbuffer = converter.convert()
-    with files.atomic_path(target) as tmp:
-        tmp.write_bytes(flatbuffer)
-    return Path(target)
-
-
 def export_onnx(model: keras.Model, target: str | os.PathLike) -> Path:
     """Export ``model`` as an ONNX file (``model.export(path, format="onnx")``), atomically.
 
@@ -192,7 +148,7 @@ def export_onnx(model: keras.Model, target: str | os.PathLike) -> Path:
 
 @dataclass
 class Exported:
-    """Where :func:`export_all` put each format."""
+    """Where notebook 08 put each format (``skipped``: a format not written here, and why)."""
 
     keras_file: Path
     saved_model: Path | None
@@ -215,28 +171,3 @@ class Exported:
             "labels": self.labels,
         }
         return {name: size(p) for name, p in found.items() if p is not None}
-
-
-def export_all(model: keras.Model, class_names: list[str], out_dir: str | os.PathLike) -> Exported:
-    """``out_dir/model.keras``, ``saved_model/``, ``model.tflite``, ``model.onnx`` and ``labels.txt``.
-
-    A format that cannot be written here is skipped, with the reason in ``Exported.skipped``.
-    """
-    out = Path(out_dir)
-    n_out = int(model.output_shape[-1])
-    if n_out != len(class_names):
-        raise ValueError(f"the model has {n_out} outputs but {len(class_names)} class names were given")
-    keras_file = save_keras(model, out / "model.keras", class_names)
-    exported = Exported(keras_file, None, None, out / LABELS_FILE)
-    reason = tensorflow_missing()
-    if reason:
-        exported.skipped.update(saved_model=reason, tflite=reason)
-    else:
-        exported.saved_model = export_saved_model(model, out / "saved_model")
-        exported.tflite = export_tflite(exported.saved_model, out / "model.tflite")
-    reason = onnx_missing(model)
-    if reason:
-        exported.skipped["onnx"] = reason
-    else:
-        exported.onnx = export_onnx(model, out / "model.onnx")
-    return exported
