@@ -16,7 +16,7 @@ from helpers.data.folders import load_folder, load_images
 from helpers.model import cuts
 from helpers.model.lesson import split_at
 from helpers.run import train
-from helpers.store import cache, passes
+from helpers.store import cache, counting, passes
 
 SIZE = 48
 BACKBONE = "mobilenet_v2_0.35"  # cheap; with random weights its deep activations are ~1e-11 (vanishing)
@@ -248,7 +248,7 @@ def test_the_cut_travels_as_an_object_never_read_from_a_model_name(tiny_photos, 
     assert part.point == cuts.CutPoint(cuts.base_of(model).name, "block_14_add", inside=True)
     assert store.folder_for(part).name.startswith("block_14_add-") and cuts.cut_point(part.bottom) == part.point
     np.testing.assert_array_equal(store.activations(part, paths), store.activations(part.bottom, paths))
-    assert passes.network_key(part.bottom)["backbone"] == cuts.base_of(model).name
-    assert passes.frozen_base(part.top) is None and passes.frozen_base(model) is cuts.base_of(model)
+    assert counting.network_key(part.bottom)["backbone"] == cuts.base_of(model).name
+    assert counting.frozen_base(part.top) is None and counting.frozen_base(model) is cuts.base_of(model)
     lower = cuts.split_at(part.bottom, "block_12_add")  # a half cut again still belongs to the whole base
     assert lower.point == cuts.CutPoint(cuts.base_of(model).name, "block_12_add", inside=True)

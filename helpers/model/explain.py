@@ -165,14 +165,13 @@ def _jax_gradients(grad_model: keras.Model, x: np.ndarray, chosen_of):
     d score / d maps in one forward and one backward pass.
     """
     import jax  # noqa: PLC0415 (optional backend, as in gradients)
-    import jax.numpy as jnp  # noqa: PLC0415
 
     symbolic_maps, symbolic_scores = grad_model.outputs
     above = keras.Model(symbolic_maps, symbolic_scores)
     maps, _ = grad_model(x, training=False)
-    scores, pull_back = jax.vjp(lambda m: above(m, training=False), jnp.asarray(maps))
+    scores, pull_back = jax.vjp(lambda m: above(m, training=False), jax.numpy.asarray(maps))
     chosen = chosen_of(scores)
-    (grads,) = pull_back(jax.nn.one_hot(jnp.asarray(chosen), int(scores.shape[-1]), dtype=scores.dtype))
+    (grads,) = pull_back(jax.nn.one_hot(jax.numpy.asarray(chosen), int(scores.shape[-1]), dtype=scores.dtype))
     return maps, scores, grads, chosen
 
 

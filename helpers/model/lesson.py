@@ -7,6 +7,8 @@ differ. The package (``python -m helpers train``, later notebooks) runs exactly 
 import keras
 import numpy as np
 
+import helpers  # the extra code a lesson function names in full (helpers.model.imagenet)
+
 
 # Defined in notebooks/02_pop_and_add_head.ipynb
 def preprocessing_for(backbone):
@@ -93,8 +95,6 @@ def imagenet_prior_layer(class_names, floor=1e-4):
     of ours (``helpers.model.imagenet.RELATED_CLASSES``), + ``floor``.
 
     None when one of our classes has no related class."""
-    import helpers
-
     names = helpers.model.imagenet.class_names()
     known = helpers.model.imagenet.RELATED_CLASSES
     related = [[names.index(n) for n in known.get(c, ()) if n in names] for c in class_names]

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from helpers import files
+from helpers.model import lesson  # noqa: F401 - registers the lesson's layers (TimesPrior) for load_model
 
 LABELS_FILE = "labels.txt"
 
@@ -97,8 +98,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
             f"{path} is not a .keras file; pass the model.keras written by "
             f"`python -m helpers train`, or `model.save(path)` as notebook 08 does"
         )
-    from helpers.model import lesson  # noqa: F401  registers the lesson's layers (TimesPrior: helpers train's ImageNet prior)
-
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 

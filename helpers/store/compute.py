@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from helpers import settings
 from helpers.model import cuts
-from helpers.store import keys, passes
+from helpers.store import counting, keys, passes
 
 DEFAULT_DTYPE = "float16"
 
@@ -78,7 +78,7 @@ def view(pixels: np.ndarray, photo_digest: str, seed: int, copy: int) -> np.ndar
 
 def count_passes(job, direct: list, continued: list, via: cuts.Cut | None) -> None:
     """Record in the pass log what this fetch ran through the network (:mod:`helpers.store.passes`)."""
-    cut, key = job.point.layer, passes.network_key(job.bottom)
+    cut, key = job.point.layer, counting.network_key(job.bottom)
     passes.record(key, job.digests, sum(1 for _, c in direct if c == 0), kind=f"frozen, up to {cut}")
     if continued:
         photos = [job.digests[i] for i, _ in continued]

@@ -29,6 +29,8 @@ differ. The package (``python -m helpers train``, later notebooks) runs exactly 
 """
 import keras
 import numpy as np
+
+import helpers  # the extra code a lesson function names in full (helpers.model.imagenet)
 '''
 
 
