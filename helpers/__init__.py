@@ -14,7 +14,8 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
   already knows about our classes), ``explain`` (Grad-CAM).
 - ``helpers.store``: ``cache`` (the activation store), ``keys`` (what it hashes), ``entries`` (its checked
   file format), ``compute`` (missing entries computed), ``listing`` (what a cache root holds), ``passes``
-  (forward passes counted), ``numbers`` (key numbers noted for the book).
+  (the forward-pass log), ``counting`` (passes counted from the Keras side), ``numbers`` (key numbers noted
+  for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``config`` (a run's one
   configuration), ``train`` (the one training loop), ``prior`` (ImageNet's opinion multiplied in), ``runs``
   (the run folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two
