@@ -112,8 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     files.check_output_dir(args.out, runs.estimate_bytes(config.backbone, config.weights), "--out folder")
     if config.cache:
         files.check_output_dir(config.cache_dir, 0, "cache folder")
+    record = config.record()  # before the lock: its file in --out must not count among the photos of a first run
     HELD.enter_context(runs.lock(args.out, fresh=args.fresh))  # one live run per --out, until main returns
-    print(runs.prepare(args.out, config.record(), fresh=args.fresh), flush=True)
+    print(runs.prepare(args.out, record, fresh=args.fresh), flush=True)
     if config.epochs == 0:
         print(
             "--epochs 0: no head training; the saved model keeps the new head's random initial weights"
