@@ -51,7 +51,9 @@ def test_notebook_shape(path):
             assert before.cell_type == "markdown", f"code cell without a sentence before it:\n{cell.source}"
     first = next(c for c in cells if c.cell_type == "code")
     lines = [line for line in first.source.splitlines() if line.strip()]
-    assert len(lines) <= 5 and all("import" in line for line in lines), f"first code cell not tiny:\n{first.source}"
+    tiny = all("import" in line or line.startswith("helpers.start()") for line in lines)
+    assert len(lines) <= 6 and tiny, f"first code cell not tiny:\n{first.source}"
+    assert "helpers.start()" in first.source, "the first cell starts Keras the workbook's way (import alone does not)"
     assert "helpers" in first.source
     tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
@@ -146,7 +148,7 @@ def test_the_core_steps_are_lesson_code_in_the_notebooks():
     ):
         assert call in export, call
     # notebook 01 and 06 pick the ImageNet classifier by one rule (helpers.model.imagenet.classifier_weights)
-    assert "imagenet.classifier_weights(CLASSIFIER" in _sources("01_pretrained_model")
+    assert "helpers.model.imagenet.classifier_weights(" in _sources("01_pretrained_model")
     assert "build_backbone(CLASSIFIER" not in evaluate
 
 
