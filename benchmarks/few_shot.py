@@ -456,9 +456,10 @@ def measure(
     inputs = inputs or {"top": (feats["train_top"], feats["val_top"])}
     priors = None
     if any(name in PRIOR_OPTIONS for name in names):
+        from helpers.model.imagenet import related_rows
         from helpers.model.lesson import imagenet_prior_layer
 
-        layer = imagenet_prior_layer([str(c) for c in feats["class_names"]])  # ImageNet's probabilities -> ours
+        layer = imagenet_prior_layer(related_rows([str(c) for c in feats["class_names"]]))  # ImageNet's -> ours
         priors = {split: np.stack([np.asarray(layer(p)) for p in feats[f"{split}_imagenet"]]) for split in SPLITS}
     rows_out = []
     for feature_name, (train, val) in inputs.items():

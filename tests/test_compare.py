@@ -213,7 +213,9 @@ def test_augmentation_effect_starts_the_head_at_the_class_means_or_at_random(
     store = cache.BottleneckCache(tmp_path / "cache", progress=False)
     starts = []
     real = lesson.start_at_class_means
-    monkeypatch.setattr(lesson, "start_at_class_means", lambda *a, **k: starts.append(len(a[2])) or real(*a, **k))
+    from helpers.run import seeds  # where compare's augmentation_effect lives, with the lesson's function by name
+
+    monkeypatch.setattr(seeds, "start_at_class_means", lambda *a, **k: starts.append(len(a[2])) or real(*a, **k))
     means = compare.augmentation_effect(model, store, parts, [1], [0, 1], 2, epochs=1)
     assert starts == [3, 9, 3, 9]  # alone, then with its 2 views, per seed
     starts.clear()

@@ -186,7 +186,7 @@ def test_the_imagenet_prior_multiplies_in_the_related_classes_and_saves_as_keras
     classifier_in = keras.Input((48, 48, 3))  # another size than the head's: the model resizes for it
     logits = keras.layers.Dense(1000)(keras.layers.GlobalAveragePooling2D()(classifier_in))
     classifier = keras.Model(classifier_in, keras.layers.Softmax()(logits), name="imagenet_classifier")
-    model = add_imagenet_prior(head, classifier, classes)
+    model = add_imagenet_prior(head, classifier, imagenet.related_rows(classes))
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     probs = classifier.predict(keras.ops.convert_to_numpy(keras.ops.image.resize(x, (48, 48))), verbose=0)
     related = {"bear": ["brown_bear", "American_black_bear", "ice_bear", "sloth_bear"], "lion": ["lion"]}
@@ -198,8 +198,8 @@ def test_the_imagenet_prior_multiplies_in_the_related_classes_and_saves_as_keras
     path = tmp_path / "with_prior.keras"
     model.save(path)
     np.testing.assert_allclose(export.load_model(path).predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
-    assert add_imagenet_prior(head, classifier, ["bear", "lion", "zebra_crossing_sign"]) is head
-    assert imagenet_prior_layer(["bear", "cat"]) is None
+    assert add_imagenet_prior(head, classifier, imagenet.related_rows(["bear", "lion", "zebra_crossing_sign"])) is head
+    assert imagenet_prior_layer(imagenet.related_rows(["bear", "cat"])) is None
 
 
 @pytest.mark.shared

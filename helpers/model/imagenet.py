@@ -174,3 +174,12 @@ def provide_class_index() -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
     return target
+
+
+def related_rows(ours: list[str]) -> list[list[int]]:
+    """For each of our classes, the indices of the ImageNet classes related to it (:data:`RELATED_CLASSES`).
+
+    What notebook 05's ``imagenet_prior_layer`` takes; an empty list where ImageNet has no relative.
+    """
+    names = class_names()
+    return [[names.index(n) for n in RELATED_CLASSES.get(c, ()) if n in names] for c in ours]

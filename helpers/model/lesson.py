@@ -7,8 +7,6 @@ differ. The package (``python -m helpers train``, later notebooks) runs exactly 
 import keras
 import numpy as np
 
-import helpers  # the extra code a lesson function names in full (helpers.model.imagenet)
-
 
 # Defined in notebooks/02_pop_and_add_head.ipynb
 def preprocessing_for(backbone):
@@ -90,25 +88,23 @@ def start_at_class_means(model, features, labels, scale=30.0):
 
 
 # Defined in notebooks/05_small_data_short_time.ipynb
-def imagenet_prior_layer(class_names, floor=1e-4):
-    """A frozen Dense layer: ImageNet's 1000 probabilities -> the mass of the ImageNet classes related to each
-    of ours (``helpers.model.imagenet.RELATED_CLASSES``), + ``floor``.
+def imagenet_prior_layer(related, n_imagenet=1000, floor=1e-4):
+    """A frozen Dense layer: ImageNet's 1000 probabilities -> for each of our classes, the mass of the
+    ImageNet classes related to it (``related[c]``: their indices), + ``floor``.
 
     None when one of our classes has no related class."""
-    names = helpers.model.imagenet.class_names()
-    known = helpers.model.imagenet.RELATED_CLASSES
-    related = [[names.index(n) for n in known.get(c, ()) if n in names] for c in class_names]
     if not all(related):  # ImageNet knows nothing about one of our classes: no prior for any
         return None
-    kernel = np.zeros((len(names), len(class_names)), "float32")
+    kernel = np.zeros((n_imagenet, len(related)), "float32")
     for c, rows in enumerate(related):
-        kernel[rows, c] = 1.0
-    layer = keras.layers.Dense(len(class_names), trainable=False, name="imagenet_prior")
-    layer.build((None, len(names)))
-    layer.set_weights([kernel, np.full(len(class_names), floor, "float32")])
+        kernel[list(rows), c] = 1.0
+    layer = keras.layers.Dense(len(related), trainable=False, name="imagenet_prior")
+    layer.build((None, n_imagenet))
+    layer.set_weights([kernel, np.full(len(related), floor, "float32")])
     return layer
 
 
+# Defined in notebooks/05_small_data_short_time.ipynb
 @keras.saving.register_keras_serializable(package="workbook")
 class TimesPrior(keras.layers.Layer):
     """The head's probabilities times the prior, renormalised: two opinions combined by Bayes' rule."""
@@ -119,10 +115,11 @@ class TimesPrior(keras.layers.Layer):
         return joint / keras.ops.sum(joint, axis=-1, keepdims=True)
 
 
-def add_imagenet_prior(model, classifier, class_names):
+# Defined in notebooks/05_small_data_short_time.ipynb
+def add_imagenet_prior(model, classifier, related):
     """One model, pixels in, our class probabilities out: ``model``'s, times what ImageNet's ``classifier``
     says about the related classes. ``model`` itself where ImageNet has no related class for one of ours."""
-    prior = imagenet_prior_layer(class_names)
+    prior = imagenet_prior_layer(related, classifier.output_shape[-1])
     if prior is None:
         return model
     pixels = keras.Input(model.input_shape[1:], name="pixels")

@@ -34,14 +34,15 @@ def imagenet_prior(model: keras.Model, config, class_names: list[str], scored: d
     weights = str(config.weights)
     if weights != "imagenet" and Path(weights).name not in spec.weight_file_names(False, size):
         return None, {}, "the backbone's weights are not ImageNet's"
-    if imagenet_prior_layer(class_names) is None:
+    related = imagenet.related_rows(class_names)
+    if imagenet_prior_layer(related) is None:
         return None, {}, "ImageNet has no related class for one of the classes"
     try:
         classifier = imagenet.pixel_classifier(spec.keras_name, "imagenet", spec.kwargs)
     except Exception as exc:  # noqa: BLE001 - no ImageNet classifier here, not even the fallback: no prior
         return None, {}, f"no ImageNet classifier ({str(exc).splitlines()[0]})"
     classifier.trainable = False
-    combined = add_imagenet_prior(model, classifier, class_names)
+    combined = add_imagenet_prior(model, classifier, related)
     prior_part = keras.Model(combined.input, combined.get_layer("imagenet_prior").output)
     priors = {
         name: np.asarray(prior_part.predict(_pixels(split, size, config.batch_size), verbose=0)) if len(split) else None

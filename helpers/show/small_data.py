@@ -11,7 +11,7 @@ import numpy as np
 
 from helpers.run.small_data import PhotosResult
 from helpers.show import plots
-from helpers.tools.book import record  # issue 18: `record` is moving below show/ (then this import follows it)
+from helpers.store.numbers import record
 
 
 def book_numbers(rows: list[PhotosResult]) -> dict[str, float]:

@@ -10,6 +10,7 @@ never ``lesson.py``.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -29,8 +30,6 @@ differ. The package (``python -m helpers train``, later notebooks) runs exactly 
 """
 import keras
 import numpy as np
-
-import helpers  # the extra code a lesson function names in full (helpers.model.imagenet)
 '''
 
 
@@ -46,10 +45,18 @@ def saved_cells(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[tuple[str, st
 
 
 def lesson_source(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> str:
-    """The text ``helpers/model/lesson.py`` must have."""
+    """The text ``helpers/model/lesson.py`` must have: each function and class under the notebook it comes from."""
     parts = [HEADER]
     for name, body in saved_cells(notebooks_dir):
-        parts.append(f"\n\n# Defined in notebooks/{name}\n{body}\n")
+        lines = body.splitlines()
+        starts = [
+            min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            for node in ast.parse(body).body
+            if isinstance(node, ast.FunctionDef | ast.ClassDef)
+        ]
+        for line in reversed(starts[1:]):  # the first one gets the cell's own line below
+            lines.insert(line, f"# Defined in notebooks/{name}")
+        parts.append(f"\n\n# Defined in notebooks/{name}\n" + "\n".join(lines) + "\n")
     return "".join(parts)
 
 
