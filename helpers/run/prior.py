@@ -18,7 +18,7 @@ from helpers.data import folders as data_mod
 from helpers.data.pipeline import photo_dataset
 from helpers.model import imagenet
 from helpers.model.backbones import get_spec
-from helpers.model.lesson import TimesPrior, add_imagenet_prior, imagenet_prior_layer
+from helpers.model.lesson import TimesPrior, add_imagenet_prior
 
 
 def imagenet_prior(model: keras.Model, config, class_names: list[str], scored: dict) -> tuple:
@@ -35,7 +35,7 @@ def imagenet_prior(model: keras.Model, config, class_names: list[str], scored: d
     if weights != "imagenet" and Path(weights).name not in spec.weight_file_names(False, size):
         return None, {}, "the backbone's weights are not ImageNet's"
     related = imagenet.related_rows(class_names)
-    if imagenet_prior_layer(related) is None:
+    if not all(related):  # a class ImageNet has no relative for: no prior at all (as imagenet_prior_layer says)
         return None, {}, "ImageNet has no related class for one of the classes"
     try:
         classifier = imagenet.pixel_classifier(spec.keras_name, "imagenet", spec.kwargs)
