@@ -15,6 +15,7 @@ weights file, or ``None`` (random init).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -81,6 +82,45 @@ class BackboneSpec:
 
 
 _APPS = keras.applications
+
+
+def _narrower(spec: BackboneSpec, name: str, tag: str, narrow_tag: str, alpha: float) -> BackboneSpec:
+    """The same network at width ``alpha``: its weight files carry ``narrow_tag`` where ``spec``'s carry ``tag``."""
+    return dataclasses.replace(
+        spec,
+        name=name,
+        notop_file=spec.notop_file.replace(tag, narrow_tag),
+        top_file=spec.top_file.replace(tag, narrow_tag),
+        kwargs={"alpha": alpha},
+    )
+
+
+_MOBILENET_V2 = BackboneSpec(
+    "mobilenet_v2",
+    _APPS.MobileNetV2,
+    224,
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
+    kwargs={"alpha": 1.0},
+    sizes_in_file_name=(96, 128, 160, 192, 224),
+    module="mobilenet_v2",
+    model_name="mobilenetv2_",
+    block_ends=r"block_\d+_(add|project_BN)|out_relu",
+    grad_cam_layer="out_relu",
+)
+_MOBILENET = BackboneSpec(
+    "mobilenet",
+    _APPS.MobileNet,
+    224,
+    "mobilenet_1_0_{rows}_tf_no_top.h5",
+    "mobilenet_1_0_{rows}_tf.h5",
+    kwargs={"alpha": 1.0},
+    sizes_in_file_name=(128, 160, 192, 224),
+    module="mobilenet",
+    model_name="mobilenet_",
+    block_ends=r"conv_pw_\d+_relu",
+    grad_cam_layer="conv_pw_13_relu",
+)
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
@@ -96,58 +136,10 @@ BACKBONES: dict[str, BackboneSpec] = {
             block_ends=r"mixed\d+",
             grad_cam_layer="mixed10",
         ),
-        BackboneSpec(
-            "mobilenet_v2",
-            _APPS.MobileNetV2,
-            224,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
-            kwargs={"alpha": 1.0},
-            sizes_in_file_name=(96, 128, 160, 192, 224),
-            module="mobilenet_v2",
-            model_name="mobilenetv2_",
-            block_ends=r"block_\d+_(add|project_BN)|out_relu",
-            grad_cam_layer="out_relu",
-        ),
-        BackboneSpec(
-            "mobilenet_v2_0.35",
-            _APPS.MobileNetV2,
-            224,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}_no_top.h5",
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{rows}.h5",
-            kwargs={"alpha": 0.35},
-            sizes_in_file_name=(96, 128, 160, 192, 224),
-            module="mobilenet_v2",
-            model_name="mobilenetv2_",
-            block_ends=r"block_\d+_(add|project_BN)|out_relu",
-            grad_cam_layer="out_relu",
-        ),
-        BackboneSpec(
-            "mobilenet",
-            _APPS.MobileNet,
-            224,
-            "mobilenet_1_0_{rows}_tf_no_top.h5",
-            "mobilenet_1_0_{rows}_tf.h5",
-            kwargs={"alpha": 1.0},
-            sizes_in_file_name=(128, 160, 192, 224),
-            module="mobilenet",
-            model_name="mobilenet_",
-            block_ends=r"conv_pw_\d+_relu",
-            grad_cam_layer="conv_pw_13_relu",
-        ),
-        BackboneSpec(
-            "mobilenet_0.25",
-            _APPS.MobileNet,
-            224,
-            "mobilenet_2_5_{rows}_tf_no_top.h5",
-            "mobilenet_2_5_{rows}_tf.h5",
-            kwargs={"alpha": 0.25},
-            sizes_in_file_name=(128, 160, 192, 224),
-            module="mobilenet",
-            model_name="mobilenet_",
-            block_ends=r"conv_pw_\d+_relu",
-            grad_cam_layer="conv_pw_13_relu",
-        ),
+        _MOBILENET_V2,
+        _narrower(_MOBILENET_V2, "mobilenet_v2_0.35", "1.0", "0.35", 0.35),
+        _MOBILENET,
+        _narrower(_MOBILENET, "mobilenet_0.25", "1_0", "2_5", 0.25),
         BackboneSpec(
             "resnet50",
             _APPS.ResNet50,
