@@ -158,7 +158,7 @@ def test_the_core_steps_are_lesson_code_in_the_notebooks():
         "def inference_ms_per_image(model, images, repeats=3):",
         "inference_ms_per_image(model, data.x_val",
         "model.count_params()",
-        "model.save(",
+        "model.save(saved)",
     ):
         assert call in compare, call
     assert compare.index("top.fit(") < compare.index("compare_backbones(")
