@@ -227,3 +227,40 @@ def test_augmentation_effect_starts_the_head_at_the_class_means_or_at_random(
         assert runs.n_test == len(parts["test"])
     with pytest.raises(ValueError, match="start must be 'class means' or 'random'"):
         compare.augmentation_effect(model, store, parts, [1], [0], 2, start="zero")
+
+
+def test_the_backbone_measured_by_hand_is_the_first_the_comparison_would_measure(
+    shared_weights_dir, offline, monkeypatch, tmp_path
+):
+    """Notebook 07's cells by hand take the first of BACKBONES that can be built here, by compare_one's rules."""
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(shared_weights_dir))
+    local = compare.Setting(image_size=96, allow_download=False)
+    assert compare.first_measurable(["no_such_net", "resnet50", "mobilenet_v2", "mobilenet_0.25"], local) == (
+        "mobilenet_v2"  # an unknown name and a missing file are passed over, without the network
+    )
+    downloading = compare.Setting(image_size=96, allow_download=True)  # resnet50's download fails (a dead port)
+    assert compare.first_measurable(["resnet50", "mobilenet_0.25"], downloading) == "mobilenet_0.25"
+    with pytest.raises(ValueError, match=r"none of \['mobilenet_v2'\] can be built here"):
+        compare.first_measurable(["mobilenet_v2"], compare.Setting(image_size=16))  # below its smallest size
+    monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="ALLOW_DOWNLOAD"):
+        compare.first_measurable(["resnet50", "mobilenet_v2"], local)
+
+
+def test_inference_timing_is_the_lesson_function_of_notebook_07():
+    from helpers.model import lesson
+
+    assert compare.inference_ms_per_image is lesson.inference_ms_per_image
+
+
+def test_by_hand_and_the_package_are_compared_in_test_photos():
+    row = compare.BackboneResult(
+        "mobilenet_v2", "ok", test_accuracy=88 / 90, parameters=2_261_827, file_mb=9.61, test_photos=90
+    )
+    same = compare.by_hand_vs_package(row, 88 / 90, 2_261_827, 9.63)
+    assert same.endswith("97.8% vs 97.8%, parameters 2,261,827 vs 2,261,827, file 9.6 vs 9.6 MB: the same.")
+    apart = compare.by_hand_vs_package(row, 86 / 90, 2_261_827, 9.61)
+    assert "95.6% vs 97.8% (2 of 90 test photos apart)" in apart and apart.endswith(": not the same.")
+    assert compare.by_hand_vs_package(row, 88 / 90, 2_261_830, 9.61).endswith(": not the same.")
+    skipped = compare.BackboneResult("resnet50", "skipped", "no local ImageNet weights")
+    assert "nothing to compare" in compare.by_hand_vs_package(skipped, 0.9, 1, 1.0)

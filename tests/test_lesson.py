@@ -57,11 +57,11 @@ def test_every_saved_function_names_its_notebook_and_is_plain_keras():
     tree = ast.parse(source)
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
     lesson = {"preprocessing_for", "add_head", "compile_model", "fit_keep_best", "unfreeze_above", "split_at"}
-    assert lesson | {"start_at_class_means"} <= set(functions)
+    assert lesson | {"start_at_class_means", "inference_ms_per_image"} <= set(functions)
     for name in functions:
         assert re.search(rf"# Defined in notebooks/\d\d_\w+\.ipynb\ndef {name}\(", source), name
     imports = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    assert imports == {"keras", "numpy"} and "tf.keras" not in source and "from helpers" not in source
+    assert imports == {"time", "keras", "numpy"} and "tf.keras" not in source and "from helpers" not in source
 
 
 def lesson_cells() -> list[str]:

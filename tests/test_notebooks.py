@@ -147,6 +147,21 @@ def test_the_core_steps_are_lesson_code_in_the_notebooks():
         "tf.lite.TFLiteConverter.from_saved_model(",
     ):
         assert call in export, call
+    compare = _sources("07_compare_architectures")  # one backbone by hand before the package does them all
+    for call in (
+        "Backbone(include_top=False, weights=weights",
+        'split_at(model, "pool")',
+        "store.activations(bottom, data.train_paths)",
+        "compile_model(top, 1e-3)",
+        "top.fit(features, data.y_train",
+        "top.predict(test_features",
+        "def inference_ms_per_image(model, images, repeats=3):",
+        "inference_ms_per_image(model, data.x_val",
+        "model.count_params()",
+        "model.save(saved)",
+    ):
+        assert call in compare, call
+    assert compare.index("top.fit(") < compare.index("compare_backbones(")
     # notebook 01 and 06 pick the ImageNet classifier by one rule (helpers.model.imagenet.classifier_weights)
     assert "helpers.model.imagenet.classifier_weights(" in _sources("01_pretrained_model")
     assert "build_backbone(CLASSIFIER" not in evaluate

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from helpers import files
 from helpers.data import folders as data_mod
 from helpers.data.photos import splits
 from helpers.model import cuts
-from helpers.model.backbones import BACKBONES, WeightsUnavailableError, get_spec, resolve_weights
+from helpers.model.backbones import BACKBONES, WeightsUnavailableError, build_base, get_spec, resolve_weights
+from helpers.model.lesson import inference_ms_per_image  # notebook 07's, re-exported: one source
 from helpers.run import train
 from helpers.run.seeds import (  # re-exported: notebooks 04, 05 and 05a call them here, beside the comparison
     FineTuneRecipe,
@@ -44,7 +44,8 @@ from helpers.store.numbers import record
 RESULTS_FILE = "comparison.json"
 
 __all__ = [  # the comparison's names, and those of helpers.run.seeds it re-exports
-    "RESULTS_FILE", "BackboneResult", "Setting", "train_head_cached", "inference_ms_per_image", "compare_one",
+    "RESULTS_FILE", "BackboneResult", "Setting", "train_head_cached", "inference_ms_per_image", "first_measurable",
+    "by_hand_vs_package", "compare_one",
     "compare_backbones", "book_numbers", "describe", "COLUMNS", "results_table", "ranking_verdict",
     "FineTuneRecipe", "SeedRuns", "augmentation_effect", "head_vs_fine_tune", "scratch_stopped", "seeds_verdict",
     "spread",
@@ -110,18 +111,6 @@ def train_head_cached(
     )
 
 
-def inference_ms_per_image(model: keras.Model, images: np.ndarray, repeats: int = 3) -> float:
-    """Best-of-``repeats`` wall time of ``model.predict`` on a batch, per image, in ms."""
-    x = np.asarray(images, np.float32)
-    model.predict(x[:1], verbose=0)  # build and trace once
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict(x, batch_size=len(x), verbose=0)
-        best = min(best, time.perf_counter() - start)
-    return 1000.0 * best / len(x)
-
-
 @dataclass(frozen=True)
 class Setting:
     """How every backbone of a comparison is measured: the same weights, size, training and draws for each.
@@ -158,6 +147,35 @@ def _unavailable(spec, setting: Setting, size: int) -> BackboneResult | None:
         )
         return BackboneResult(spec.name, "skipped", reason, size, str(weights))
     return None
+
+
+def first_measurable(names: list[str], setting: Setting = Setting()) -> str:
+    """The first of ``names`` that :func:`compare_one` would measure here (notebook 07 measures it by hand first).
+
+    A known name, an image size the backbone takes, and weights at hand: a local file, or (with
+    ``setting.allow_download``) the ImageNet file fetched now into Keras' cache, as :func:`compare_one` would.
+    Raises ValueError, in one line, when none of them can be built here.
+    """
+    for name in names:
+        try:
+            spec = get_spec(name)
+        except ValueError:
+            continue
+        size = setting.image_size or spec.default_size
+        if size < spec.min_size or _unavailable(spec, setting, size) is not None:
+            continue
+        try:
+            if setting.weights == "imagenet" and resolve_weights(spec, "imagenet", False, size) == "imagenet":
+                build_base(spec.name, "imagenet", size)  # downloads the file once; later builds find it local
+            else:
+                resolve_weights(spec, setting.weights, False, size)  # a path must exist
+        except (WeightsUnavailableError, FileNotFoundError):
+            continue
+        return spec.name
+    raise ValueError(
+        f"none of {list(names)} can be built here: put a weights file in ${WEIGHTS_ENV}, "
+        "or set ALLOW_DOWNLOAD = True on a machine that can download"
+    )
 
 
 def compare_one(
@@ -238,6 +256,25 @@ def compare_backbones(
         files.write_json(Path(out) / RESULTS_FILE, [asdict(r) for r in results])
     record(**book_numbers(results))  # notebook 07's, for the book
     return results
+
+
+def by_hand_vs_package(result: BackboneResult, accuracy: float, parameters: int, file_mb: float) -> str:
+    """Notebook 07's backbone measured by hand beside the package's row for it, in words from both.
+
+    Accuracy is compared in test photos (a difference under one photo is none); the parameters and the
+    file size must agree exactly and to 0.1 MB. The timings are not compared: they differ from run to run.
+    """
+    if not result.ok:
+        return f"{result.backbone}: the package skipped it ({result.reason}), so there is nothing to compare."
+    n_test = result.test_photos or 0
+    photos = round(abs(accuracy - result.test_accuracy) * n_test)
+    same_size = parameters == result.parameters and abs(file_mb - result.file_mb) < 0.05
+    words = "the same" if photos == 0 and same_size else "not the same"
+    return (
+        f"{result.backbone}, by hand vs by the package: test accuracy {accuracy:.1%} vs {result.test_accuracy:.1%}"
+        f"{f' ({photos} of {n_test} test photos apart)' if photos else ''}, parameters {parameters:,} vs "
+        f"{result.parameters:,}, file {file_mb:.1f} vs {result.file_mb:.1f} MB: {words}."
+    )
 
 
 def book_numbers(results: list[BackboneResult]) -> dict[str, float]:
