@@ -442,6 +442,11 @@ def output_texts(output) -> list[str]:
     return [data.get("text/plain", "")]
 
 
+#: The activation store's line before it computes: one per fetch is news, a loop's worth of them is a log.
+STORE_LINE = "bottleneck cache: computing"
+STORE_LINES_PER_CELL = 3  # 03 fetches the training, validation and test photos' features in one cell
+
+
 def what_a_learner_should_not_see(executed: Path, replace: dict[str, str] | None = None) -> list[str]:
     """Every figure shown only as text, plotting cell without an image, and noisy line in an executed notebook."""
     problems = []
@@ -452,6 +457,9 @@ def what_a_learner_should_not_see(executed: Path, replace: dict[str, str] | None
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         if PLOTTING_CALL.search(cell.source) and not images:
             problems.append(f"{where}: draws, but shows no image")
+        store_lines = sum(text.count(STORE_LINE) for output in cell.outputs for text in output_texts(output))
+        if store_lines > STORE_LINES_PER_CELL:
+            problems.append(f"{where}: the store's log, {store_lines} lines of {STORE_LINE!r}")
         for output in cell.outputs:
             for text in output_texts(output):
                 for old, new in (replace or {}).items():
@@ -474,6 +482,7 @@ def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(t
         "from pathlib import Path\nPath('/tmp/x/pool-96px-0123456789abcdef01234567')",
         "print('Downloading data from https://example.org/w.h5')\nimport warnings\nwarnings.warn('careful')",
         "import sys\nprint('bottleneck:   0%|          | 0/15', file=sys.stderr)\ncurves.plot_history.__doc__",
+        "for n in range(4):\n    print(f'bottleneck cache: computing {n + 1} activations at pool')",
     ]
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -501,6 +510,7 @@ def test_the_learners_view_check_catches_text_figures_missing_images_and_noise(t
         (5, "Keras' download log"),
         (5, "a warning"),
         (6, "a progress bar stuck at 0%"),
+        (7, "the store's log, 4 lines"),
     ]:
         assert any(
             line.startswith(f"00_noisy.ipynb, code cell {cell} ") and what in line for line in problems.splitlines()

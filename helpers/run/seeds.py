@@ -118,6 +118,7 @@ def head_vs_fine_tune(
     ``store``. ``model``'s weights and trainable flags are put back.
     """
     started = time.perf_counter()
+    store = store.quiet()  # many small fetches: the table printed after says what they cost
     base = cuts.base_of(model)
     kept = model.get_weights()
     pooled_cut, fine = split_at(model, cuts.POOL), cuts.split_at(model, cut)
@@ -266,6 +267,7 @@ def augmentation_effect(  # noqa: PLR0913 - notebook 05a's call names the draw, 
     if start not in ("class means", "random"):
         raise ValueError(f"start must be 'class means' or 'random', got {start!r}")
     bottom, top = split_at(model, cuts.POOL)
+    store = store.quiet()  # many small fetches: the tables printed after say what they cost
     val, test = parts["val"], parts["test"] if len(parts["test"]) else parts["val"]
     x_val = store.activations(bottom, val.paths).astype("float32")
     x_test = store.activations(bottom, test.paths).astype("float32")

@@ -97,11 +97,13 @@ def _draw(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 
 def _features(photos: Photos, store, bottom: keras.Model) -> dict[str, np.ndarray]:
-    """The features of every photo of each split, from the activation cache (computed at most once)."""
-    return {
-        name: store.activations(bottom, getattr(photos, f"{name}_paths")).astype("float32")
-        for name in ("train", "val", "test")
-    }
+    """The features of every photo of each split, from the activation cache (computed at most once).
+
+    One fetch for the three splits, so a notebook shows one line and one progress bar for the photos computed."""
+    names = ("train", "val", "test")
+    paths = [list(getattr(photos, f"{name}_paths")) for name in names]
+    every = store.activations(bottom, [p for part in paths for p in part]).astype("float32")
+    return dict(zip(names, np.split(every, np.cumsum([len(part) for part in paths])[:-1])))
 
 
 @dataclass
@@ -172,7 +174,7 @@ def compare_mirror(
     heads = _Heads.of(photos, store, model)
     draws = {(n, seed): _draw(photos.y_train, n, seed) for n in per_class_list for seed in seeds}
     drawn = sorted(set(np.concatenate(list(draws.values())).tolist()))  # each drawn photo's mirror: one call
-    mirrored, _ = train.mirror_features(store, heads.bottom, [photos.train_paths[i] for i in drawn])
+    mirrored, _ = train.mirror_features(store.quiet(), heads.bottom, [photos.train_paths[i] for i in drawn])
     mirror_of = dict(zip(drawn, mirrored.astype("float32")))
     columns = ["photos only", "+ mirror images"] + (["x ImageNet prior"] if prior is not None else [])
     lines = [

@@ -38,6 +38,7 @@ random view each time).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -151,6 +152,11 @@ class BottleneckCache:
         self.dtype = np.dtype(dtype).name
         self.progress = progress
         self.checkpoint = checkpoint
+        self.announce = progress  # the line before a computation (off for the checkpoint under an announced one)
+
+    def quiet(self) -> BottleneckCache:
+        """The same store, without its log line and progress bar: for a loop that prints its own summary."""
+        return BottleneckCache(self.root, self.dtype, progress=False, checkpoint=self.checkpoint)
 
     # -- what is there (helpers.store.listing) ------------------------------------------
 
@@ -310,17 +316,22 @@ class BottleneckCache:
         """
         how = f", on from their activations at {via.name} (stored as well: fine-tuning above it reads them back)"
         self._announce(via.top, len(wanted), job.folder, how)
+        below_store = copy.copy(self)
+        below_store.announce = False  # the line above said it: one line per computation, then its progress bar
         chunk_size = max(job.batch_size, 512)
         for start in range(0, len(wanted), chunk_size):
             chunk = wanted[start : start + chunk_size]
             photos = [job.paths[i] for i, _ in chunk]
-            below = self.activations(via, photos, batch_size=job.batch_size, weights_source=job.weights_source)
+            below = below_store.activations(via, photos, batch_size=job.batch_size, weights_source=job.weights_source)
             for b in range(0, len(chunk), job.batch_size):
                 rows = via.top.predict_on_batch(below[b : b + job.batch_size].astype("float32"))
                 self._store(job, rows, chunk[b : b + job.batch_size])
 
     def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
-        """Say, before the work starts, how many activations are computed, how big, and where they go."""
+        """Say, before the work starts, how many activations are computed, how big, and where they go
+        (nothing when ``progress`` is off, or below a computation already announced)."""
+        if not self.announce:
+            return
         per_item = math.prod(int(d) for d in model.output.shape[1:]) * np.dtype(self.dtype).itemsize
         where = "" if settings.in_notebook() else f" in {folder}"  # a notebook: no hashed folder names
         print(
