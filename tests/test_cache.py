@@ -57,14 +57,14 @@ def test_float16_storage_leaves_accuracy_unchanged(tiny_photos):
 
 @pytest.mark.shared
 def test_float16_storage_leaves_real_accuracy_unchanged(shared_photos, shared_weights_dir, tmp_path):
-    """With genuine MobileNetV2 weights and real photos (5 per class), float16 = float32 accuracy."""
+    """With genuine MobileNetV2 weights and real photos (5 per class, 96 px), float16 = float32 accuracy."""
     folder = load_folder(shared_photos, per_class=5)
     weights = shared_weights_dir / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     accuracy = {}
     for dtype in ("float32", "float16"):
         store = cache.BottleneckCache(tmp_path / dtype, dtype=dtype, progress=False)
         keras.utils.set_random_seed(0)
-        model = train.build_classifier(folder.class_names, "mobilenet_v2", str(weights), 160)
+        model = train.build_classifier(folder.class_names, "mobilenet_v2", str(weights), 96)
         recipe = train.Recipe(epochs=20, seed=0, cache=store)
         train.train_phase(model, folder.train, folder.val, recipe, "pool")
         accuracy[dtype] = train.accuracy(model, folder.val, train.Recipe(cache=None))  # whole model, pixels
