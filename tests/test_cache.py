@@ -34,6 +34,12 @@ def pooled(model: keras.Model) -> keras.Model:
     return split_at(model, "pool")[0]
 
 
+@pytest.fixture(scope="module")
+def lively_bottom() -> keras.Model:
+    """``pooled(tiny_model(**LIVELY))``, built once for the tests that only read it (a random ResNet50)."""
+    return pooled(tiny_model(**LIVELY))
+
+
 @pytest.fixture
 def photos(tiny_photos):
     folder = load_folder(tiny_photos)
@@ -71,7 +77,7 @@ def test_float16_storage_leaves_real_accuracy_unchanged(shared_photos, shared_we
     assert accuracy["float16"] == accuracy["float32"] >= 0.9, accuracy
 
 
-def test_the_disk_cache_computes_once_then_reads_back(photos, tmp_path, capsys):
+def test_the_disk_cache_computes_once_then_reads_back(photos, lively_bottom, tmp_path, capsys):
     folder, x, _ = photos
     model = tiny_model()
     bottom = pooled(model)
@@ -90,7 +96,7 @@ def test_the_disk_cache_computes_once_then_reads_back(photos, tmp_path, capsys):
     assert len([n for n in stored if n.endswith(".npy")]) == len(x)
     assert not [n for n in stored if n.startswith(".")], "temporary files left behind"
     np.load(next(stats.folder.glob("*.npy")), allow_pickle=False)  # plain arrays, no pickle
-    lively = pooled(tiny_model(**LIVELY))  # numbers worth comparing
+    lively = lively_bottom  # numbers worth comparing
     from_disk = store.activations(lively, folder.train.paths)
     exact = cache.activations(lively, load_images(folder.train.paths, LIVELY["size"]), dtype="float32")
     assert np.abs(exact).mean() > 0.1
@@ -201,9 +207,9 @@ def test_the_pooled_pass_keeps_the_checkpoint_and_fine_tuning_reads_it(photos, t
     assert [f.meta["cut"] for f in only.folders()] == ["pool"]
 
 
-def test_augmented_copies_are_different_views_and_repeatable(photos, tmp_path):
+def test_augmented_copies_are_different_views_and_repeatable(photos, lively_bottom, tmp_path):
     folder, _, _ = photos
-    bottom = pooled(tiny_model(**LIVELY))
+    bottom = lively_bottom
     paths = folder.train.paths[:3]
     a = cache.BottleneckCache(tmp_path / "a", progress=False).activations(bottom, paths, augment_copies=2, seed=4)
     b = cache.BottleneckCache(tmp_path / "b", progress=False).activations(bottom, paths, augment_copies=2, seed=4)
