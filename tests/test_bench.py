@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RATIO = re.compile(r"^RATIO (\w+) (\d+\.\d+)", re.M)
 
 
-def test_bench_prints_every_ratio_from_one_run(tiny_photos, tmp_path):
+def test_bench_prints_every_ratio_from_one_run(tiny_photos, tmp_path, capsys):
+    """In this process (``cli.main``, as ``python -m helpers`` calls it): what it prints and saves, not its exit."""
+    from helpers.tools import cli
+
     out = tmp_path / "bench.json"
-    result = subprocess.run(
+    code = cli.main(
         [
-            sys.executable,
-            "-m",
-            "helpers",
             "bench",
             "--data",
             str(tiny_photos),
@@ -38,14 +38,11 @@ def test_bench_prints_every_ratio_from_one_run(tiny_photos, tmp_path):
             "2",
             "--json",
             str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ratios = {name: float(value) for name, value in RATIO.findall(result.stdout)}
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout[-3000:]
+    ratios = {name: float(value) for name, value in RATIO.findall(stdout)}
     assert {
         "cached_head_over_F",
         "cached_head_over_F_E3",
@@ -53,10 +50,10 @@ def test_bench_prints_every_ratio_from_one_run(tiny_photos, tmp_path):
         "guide_over_cached_E2",
         "fine_tune_plain_over_cached",
         "pipeline_over_in_memory",
-    } <= ratios.keys(), result.stdout
+    } <= ratios.keys(), stdout
     assert all(value > 0 for value in ratios.values())
-    assert "(target <= 1.15:" in result.stdout and "(target >= 15.0:" not in result.stdout  # E=20 not run here
-    assert "peak memory (MB)" in result.stdout and "1. F = forward pass" in result.stdout
+    assert "(target <= 1.15:" in stdout and "(target >= 15.0:" not in stdout  # E=20 not run here
+    assert "peak memory (MB)" in stdout and "1. F = forward pass" in stdout
     saved = json.loads(out.read_text())
     assert saved["images"] == 12 and saved["fine_tune"]["cut"] == "block_15_add"
     # what is printed is what is saved: the same ratios, from the one run

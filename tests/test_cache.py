@@ -34,6 +34,12 @@ def pooled(model: keras.Model) -> keras.Model:
     return split_at(model, "pool")[0]
 
 
+@pytest.fixture(scope="module")
+def lively_bottom() -> keras.Model:
+    """``pooled(tiny_model(**LIVELY))``, built once for the tests that only read it (a random ResNet50)."""
+    return pooled(tiny_model(**LIVELY))
+
+
 @pytest.fixture
 def photos(tiny_photos):
     folder = load_folder(tiny_photos)
@@ -57,21 +63,21 @@ def test_float16_storage_leaves_accuracy_unchanged(tiny_photos):
 
 @pytest.mark.shared
 def test_float16_storage_leaves_real_accuracy_unchanged(shared_photos, shared_weights_dir, tmp_path):
-    """With genuine MobileNetV2 weights and real photos (5 per class), float16 = float32 accuracy."""
+    """With genuine MobileNetV2 weights and real photos (5 per class, 96 px), float16 = float32 accuracy."""
     folder = load_folder(shared_photos, per_class=5)
     weights = shared_weights_dir / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     accuracy = {}
     for dtype in ("float32", "float16"):
         store = cache.BottleneckCache(tmp_path / dtype, dtype=dtype, progress=False)
         keras.utils.set_random_seed(0)
-        model = train.build_classifier(folder.class_names, "mobilenet_v2", str(weights), 160)
+        model = train.build_classifier(folder.class_names, "mobilenet_v2", str(weights), 96)
         recipe = train.Recipe(epochs=20, seed=0, cache=store)
         train.train_phase(model, folder.train, folder.val, recipe, "pool")
         accuracy[dtype] = train.accuracy(model, folder.val, train.Recipe(cache=None))  # whole model, pixels
     assert accuracy["float16"] == accuracy["float32"] >= 0.9, accuracy
 
 
-def test_the_disk_cache_computes_once_then_reads_back(photos, tmp_path, capsys):
+def test_the_disk_cache_computes_once_then_reads_back(photos, lively_bottom, tmp_path, capsys):
     folder, x, _ = photos
     model = tiny_model()
     bottom = pooled(model)
@@ -92,7 +98,7 @@ def test_the_disk_cache_computes_once_then_reads_back(photos, tmp_path, capsys):
     assert len([n for n in stored if n.endswith(".npy")]) == len(x)
     assert not [n for n in stored if n.startswith(".")], "temporary files left behind"
     np.load(next(stats.folder.glob("*.npy")), allow_pickle=False)  # plain arrays, no pickle
-    lively = pooled(tiny_model(**LIVELY))  # numbers worth comparing
+    lively = lively_bottom  # numbers worth comparing
     from_disk = store.activations(lively, folder.train.paths)
     exact = cache.activations(lively, load_images(folder.train.paths, LIVELY["size"]), dtype="float32")
     assert np.abs(exact).mean() > 0.1
@@ -203,9 +209,9 @@ def test_the_pooled_pass_keeps_the_checkpoint_and_fine_tuning_reads_it(photos, t
     assert [f.meta["cut"] for f in only.folders()] == ["pool"]
 
 
-def test_augmented_copies_are_different_views_and_repeatable(photos, tmp_path):
+def test_augmented_copies_are_different_views_and_repeatable(photos, lively_bottom, tmp_path):
     folder, _, _ = photos
-    bottom = pooled(tiny_model(**LIVELY))
+    bottom = lively_bottom
     paths = folder.train.paths[:3]
     a = cache.BottleneckCache(tmp_path / "a", progress=False).activations(bottom, paths, augment_copies=2, seed=4)
     b = cache.BottleneckCache(tmp_path / "b", progress=False).activations(bottom, paths, augment_copies=2, seed=4)

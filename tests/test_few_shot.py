@@ -18,6 +18,13 @@ PER_CLASS = 5
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory):
+    """One activation cache for this module's real ``helpers train`` runs (the same MobileNetV2 file at 224 px):
+    the 180 val/ photos' features are computed once, not once per test."""
+    return tmp_path_factory.mktemp("few_shot_cache")
+
+
 def _clusters(n_per_class: int, n_classes: int = 3, dim: int = 16, seed: int = 0, noise: float = 0.3):
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 1, (n_classes, dim)) * 4
@@ -64,7 +71,9 @@ def test_the_started_head_trains_and_saves_as_plain_keras(tmp_path):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_photos, shared_weights_dir, tmp_path):
+def test_five_photos_per_class_reach_99_percent_with_the_default_train(
+    shared_photos, shared_weights_dir, real_cache, tmp_path
+):
     """The real default ``helpers train`` head at N=5, seeds 0–2, scored on all 180 val/ photos."""
     from helpers.run import train
 
@@ -77,7 +86,7 @@ def test_five_photos_per_class_reach_99_percent_with_the_default_train(shared_ph
             per_class=PER_CLASS,
             seed=seed,
             image_size=224,
-            cache_dir=tmp_path / "cache",
+            cache_dir=real_cache,
         )
         m = train.train_classifier(config, tmp_path / f"s{seed}")
         assert m["phases"]["head"]["start"] == "class means"
@@ -100,6 +109,9 @@ def _benchmark():
     return module
 
 
+FIT_EPOCHS = 40  # enough for the fit to move the head well past its start; each Keras epoch costs ~30 ms
+
+
 def test_the_numpy_engine_is_the_keras_recipe():
     """``--engine numpy`` repeats ``recipe_few_shot``: the same start exactly, the same fit up to dropout's draws."""
     bench = _benchmark()
@@ -113,8 +125,8 @@ def test_the_numpy_engine_is_the_keras_recipe():
         start_np = bench.np_few_shot(train, y, val, 3, 0, views=views, epochs=0)
         start_keras = bench.recipe_few_shot(train, y, val, 3, 0, views=views, epochs=0)
         np.testing.assert_allclose(start_np, start_keras, atol=1e-4)
-        fitted_np = bench.np_few_shot(train, y, val, 3, 0, views=views, epochs=100)
-        fitted_keras = bench.recipe_few_shot(train, y, val, 3, 0, views=views, epochs=100)
+        fitted_np = bench.np_few_shot(train, y, val, 3, 0, views=views, epochs=FIT_EPOCHS)
+        fitted_keras = bench.recipe_few_shot(train, y, val, 3, 0, views=views, epochs=FIT_EPOCHS)
         assert not np.allclose(fitted_keras, start_keras, atol=0.01)  # the fit moved the head
         assert np.mean(fitted_np.argmax(1) == fitted_keras.argmax(1)) >= 0.97
         np.testing.assert_allclose(fitted_np, fitted_keras, atol=0.1)
@@ -204,7 +216,9 @@ def test_the_imagenet_prior_multiplies_in_the_related_classes_and_saves_as_keras
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(shared_photos, shared_weights_dir, tmp_path):
+def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(
+    shared_photos, shared_weights_dir, real_cache, tmp_path
+):
     """The real default ``helpers train`` at N=1, seeds 0 and 2, scored on all 180 val/ photos: its saved model
     multiplies the head by ImageNet's opinion (here MobileNet 0.25's top: MobileNetV2's is not in ../shared).
     benchmarks/few_shot.py over 10 draws: 100% (the head alone: 98.3% mean, 96.1% worst)."""
@@ -220,7 +234,7 @@ def test_one_photo_per_class_with_the_default_train_and_its_imagenet_prior(share
             per_class=1,
             seed=seed,
             image_size=224,
-            cache_dir=tmp_path / "cache",
+            cache_dir=real_cache,
         )
         m = train.train_classifier(config, tmp_path / f"s{seed}")
         assert m["imagenet_prior"] == "mobilenet_0.25", m["imagenet_prior"]

@@ -32,28 +32,31 @@ def torch_python() -> Path:
 run_torch = functools.partial(run_under, "torch")
 
 
-def test_the_torch_venv_has_no_tensorflow(torch_python):
-    result = run_torch(
-        torch_python,
-        "-c",
-        "import importlib.util, keras, helpers, sys; "
-        "print(keras.backend.backend(), importlib.util.find_spec('tensorflow') is None, "
-        "'tensorflow' in sys.modules, helpers.__file__)",
+@pytest.fixture(scope="module")
+def torch_checks(torch_python):
+    """One interpreter start for two checks: what ``import keras, helpers`` loads (a line printed first), then
+    Grad-CAM by torch autograd (test_explain's script). Returns the CompletedProcess."""
+    from test_explain import grad_cam_script
+
+    loaded = (
+        "import importlib.util, keras, helpers, sys\n"
+        "print('LOADED', keras.backend.backend(), importlib.util.find_spec('tensorflow') is None, "
+        "'tensorflow' in sys.modules, helpers.__file__, flush=True)\n"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    backend, no_tf, tf_loaded, where = result.stdout.split()
+    return run_torch(torch_python, "-c", loaded + grad_cam_script("torch"), timeout=600)  # cwd: this checkout
+
+
+def test_the_torch_venv_has_no_tensorflow(torch_checks):
+    line = next((x for x in torch_checks.stdout.splitlines() if x.startswith("LOADED ")), None)
+    assert line is not None, torch_checks.stderr[-2000:]
+    backend, no_tf, tf_loaded, where = line.split()[1:]
     assert (backend, no_tf, tf_loaded) == ("torch", "True", "False")
     assert Path(where).resolve().is_relative_to(ROOT), f"helpers came from {where}, not this checkout"
 
 
-def test_grad_cam_really_runs_under_torch_autograd(torch_python):
-    from test_explain import grad_cam_script
-
-    result = run_torch(
-        torch_python, "-c", grad_cam_script("torch"), timeout=600
-    )  # cwd: tests and helpers of this checkout
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "grad-cam ok" in result.stdout
+def test_grad_cam_really_runs_under_torch_autograd(torch_checks):
+    assert torch_checks.returncode == 0, torch_checks.stderr[-3000:]
+    assert "grad-cam ok" in torch_checks.stdout
 
 
 def test_notebooks_02_to_04_run_quick_under_torch(torch_python, shared_photos, shared_weights_dir, tmp_path):
@@ -70,6 +73,9 @@ def test_notebooks_02_to_04_run_quick_under_torch(torch_python, shared_photos, s
         "04",
         "--out",
         str(out),
+        "-p",  # one draw for 04's head-vs-fine-tune tables where quick mode has two (each path still runs)
+        "SEEDS",
+        "[0]",
         env={"WORKBOOK_CACHE": str(tmp_path / "cache")},
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
