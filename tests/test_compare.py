@@ -238,13 +238,25 @@ def test_the_backbone_measured_by_hand_is_the_first_the_comparison_would_measure
     assert compare.first_measurable(["no_such_net", "resnet50", "mobilenet_v2", "mobilenet_0.25"], local) == (
         "mobilenet_v2"  # an unknown name and a missing file are passed over, without the network
     )
-    downloading = compare.Setting(image_size=96, allow_download=True)  # resnet50's download fails (a dead port)
+    fetched = []  # the real build_base, with the downloads it tries noted
+
+    def build_base(name, *args, **kwargs):
+        fetched.append(name)
+        return real_build_base(name, *args, **kwargs)
+
+    real_build_base = compare.build_base
+    monkeypatch.setattr(compare, "build_base", build_base)
+    downloading = compare.Setting(image_size=96, allow_download=True)  # a download would fail (a dead port)
     assert compare.first_measurable(["resnet50", "mobilenet_0.25"], downloading) == "mobilenet_0.25"
+    assert fetched == []  # a backbone at hand wins: nothing fetched before it
     with pytest.raises(ValueError, match=r"none of \['mobilenet_v2'\] can be built here"):
         compare.first_measurable(["mobilenet_v2"], compare.Setting(image_size=16))  # below its smallest size
     monkeypatch.setenv("WORKBOOK_WEIGHTS_DIR", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="ALLOW_DOWNLOAD"):
         compare.first_measurable(["resnet50", "mobilenet_v2"], local)
+    with pytest.raises(ValueError, match="ALLOW_DOWNLOAD"):  # nothing at hand: each download tried once, in order
+        compare.first_measurable(["resnet50", "mobilenet_v2"], downloading)
+    assert fetched == ["resnet50", "mobilenet_v2"]
 
 
 def test_inference_timing_is_the_lesson_function_of_notebook_07():

@@ -152,10 +152,13 @@ def _unavailable(spec, setting: Setting, size: int) -> BackboneResult | None:
 def first_measurable(names: list[str], setting: Setting = Setting()) -> str:
     """The first of ``names`` that :func:`compare_one` would measure here (notebook 07 measures it by hand first).
 
-    A known name, an image size the backbone takes, and weights at hand: a local file, or (with
-    ``setting.allow_download``) the ImageNet file fetched now into Keras' cache, as :func:`compare_one` would.
-    Raises ValueError, in one line, when none of them can be built here.
+    A known name, an image size the backbone takes, and weights at hand. A backbone whose weights are
+    already on this machine (a local file, or Keras' cache) is preferred, so nothing is fetched twice;
+    only when none is, and ``setting.allow_download``, the first ImageNet file that can be fetched is
+    fetched now into Keras' cache (:func:`compare_one` then finds it local). Raises ValueError, in one
+    line, when none of them can be built here.
     """
+    candidates = []
     for name in names:
         try:
             spec = get_spec(name)
@@ -165,11 +168,16 @@ def first_measurable(names: list[str], setting: Setting = Setting()) -> str:
         if size < spec.min_size or _unavailable(spec, setting, size) is not None:
             continue
         try:
-            if setting.weights == "imagenet" and resolve_weights(spec, "imagenet", False, size) == "imagenet":
-                build_base(spec.name, "imagenet", size)  # downloads the file once; later builds find it local
-            else:
+            if setting.weights != "imagenet" or resolve_weights(spec, "imagenet", False, size) != "imagenet":
                 resolve_weights(spec, setting.weights, False, size)  # a path must exist
+                return spec.name  # at hand: nothing to fetch
         except (WeightsUnavailableError, FileNotFoundError):
+            continue
+        candidates.append((spec, size))
+    for spec, size in candidates:  # nothing at hand: fetch, in order, until one file comes
+        try:
+            build_base(spec.name, "imagenet", size)
+        except WeightsUnavailableError:
             continue
         return spec.name
     raise ValueError(
