@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_faults import in_process
 
 from helpers.data.folders import load_folder, load_images
 from helpers.model import cuts
@@ -110,13 +111,12 @@ def test_training_above_a_cut_on_cached_activations_equals_training_the_full_mod
 
 
 def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):
+    """The command line's ``main`` in this process (what ``python -m helpers`` runs after starting Keras; its
+    process, exit codes and one-line errors are tests/test_faults.py's and tests/test_bad_inputs.py's)."""
     out = tmp_path / "cli"
 
     def command(to):
         return [
-            sys.executable,
-            "-m",
-            "helpers",
             "train",
             "--data",
             str(tiny_photos),
@@ -134,7 +134,7 @@ def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):
             str(tmp_path / "cache"),
         ]
 
-    result = subprocess.run(command(out), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = in_process(*command(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_accuracy" in result.stdout
     first = json.loads((out / "metrics.json").read_text())
@@ -164,11 +164,8 @@ def test_cli_train_explains_a_missing_folder(tmp_path):
 def test_ten_photos_per_class_reach_97_percent(shared_photos, shared_weights_dir, tmp_path):
     """The workbook's promise, on real photos and genuine ImageNet weights (MobileNetV2)."""
     weights = shared_weights_dir / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "helpers",
+    result = in_process(  # the command line's main, in this process: the promise is the model's, not the process'
+        *[
             "train",
             "--data",
             str(shared_photos),
@@ -180,11 +177,7 @@ def test_ten_photos_per_class_reach_97_percent(shared_photos, shared_weights_dir
             "10",
             "--out",
             str(tmp_path / "real"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
+        ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "real" / "metrics.json").read_text())
