@@ -4,7 +4,9 @@ Photo sizes a backbone cannot take or memory cannot hold; features that are all 
 model saved with exit 0); photos named alike in every class (an empty validation or test
 split); FIFOs, sockets, devices and dangling links among the photos (a hang); a class with
 one photo (silently dropped); ``--out`` inside ``--data`` (the second run refused). Real
-files, real models, the command line in subprocesses (``tests/test_faults.py``'s helpers).
+files, real models, the command line in subprocesses (``tests/test_faults.py``'s helpers) where
+its exit code, its one-line errors or a hang are what is tested; elsewhere (set-up runs, runs whose
+model, metrics or messages are checked) its ``main`` in this process, saving TensorFlow's start-up.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ def test_numbered_photos_train_with_every_split_measured(tmp_path, random_backbo
     check = in_process("check-data", root)
     assert check.returncode == 0 and "\nOK: training will use the 24" in check.stdout, check.stdout
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
     assert result.returncode == 0, result.stderr[-2000:]
     saved = metrics(out)
     assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (18, 3, 3)
@@ -253,7 +255,7 @@ def test_no_validation_photos_are_said_not_reported_as_nan(photos, tmp_path, ran
     root = tmp_path / "photos"
     shutil.copytree(photos / "train", root / "train")
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_accuracy n/a (no val photos)  test_accuracy n/a (no test photos)" in result.stdout
     assert "nan" not in result.stdout and "no epoch was chosen" in result.stderr
@@ -324,7 +326,7 @@ def test_a_class_with_one_photo_is_kept_and_trained_on(tmp_path, random_backbone
     check = in_process("check-data", root)
     assert "dropped" not in check.stdout and "tiger" in check.stdout, check.stdout
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 1))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 1))
     assert result.returncode == 0, result.stderr[-2000:]
     assert metrics(out)["class_names"] == CLASSES
     assert "class 'tiger' has only 1 training photo" in result.stderr

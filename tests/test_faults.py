@@ -557,7 +557,7 @@ def _surprising_photos(root: Path) -> Path:
 def test_train_prints_what_check_data_knows_before_working(run_setup, tmp_path):
     _, weights, cache_dir = run_setup
     photos = _surprising_photos(tmp_path / "photos")
-    result = cli(*train_args(photos, tmp_path / "run", weights, cache_dir, 1))
+    result = in_process(*train_args(photos, tmp_path / "run", weights, cache_dir, 1))
     assert result.returncode == 0, result.stderr[-2000:]
     text = "\n".join(errors(result))
     assert "class 'okapi' has only 1 training photo" in text
@@ -591,7 +591,7 @@ def test_evaluate_scores_every_photo_of_a_folder_without_splits_and_warns_about_
     for c, name in enumerate(("giraffe", "okapi", "zebra")):
         for i in range(5):
             make_photo(flat / name / f"{name}_{i}.jpg", (60 * c, 200 - 50 * c, 90), seed=50 * c + i)
-    result = cli("evaluate", "--model", model, "--data", flat)
+    result = in_process("evaluate", "--model", model, "--data", flat)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "scored 15 photos" in result.stdout and "5 giraffe, 5 okapi, 5 zebra" in result.stdout
     assert "every photo" in result.stdout
