@@ -4,7 +4,9 @@ Photo sizes a backbone cannot take or memory cannot hold; features that are all 
 model saved with exit 0); photos named alike in every class (an empty validation or test
 split); FIFOs, sockets, devices and dangling links among the photos (a hang); a class with
 one photo (silently dropped); ``--out`` inside ``--data`` (the second run refused). Real
-files, real models, the command line in subprocesses (``tests/test_faults.py``'s helpers).
+files, real models, the command line in subprocesses (``tests/test_faults.py``'s helpers) where
+its exit code, its one-line errors or a hang are what is tested; elsewhere (set-up runs, runs whose
+model, metrics or messages are checked) its ``main`` in this process, saving TensorFlow's start-up.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import COLOURS, make_photo
-from test_faults import cli, errors, metrics, train_args
+from test_faults import cli, errors, in_process, metrics, train_args
 
 CLASSES = sorted(COLOURS)
 
@@ -122,7 +124,7 @@ def test_zero_cached_features_give_a_finite_model_and_say_why(photos, random_bac
     from helpers.store.cache import write_entry
 
     cache_dir = tmp_path / "cache"
-    first = cli(*train_args(photos, tmp_path / "z0", random_backbone_weights, cache_dir, 2))
+    first = in_process(*train_args(photos, tmp_path / "z0", random_backbone_weights, cache_dir, 2))  # set-up
     assert first.returncode == 0, first.stderr[-2000:]
     entries = list(cache_dir.glob("pool-*/*.npy"))
     assert len(entries) == 36 + 24  # every photo, and the 24 training photos' mirror images (cached as well)
@@ -137,7 +139,7 @@ def test_zero_cached_features_give_a_finite_model_and_say_why(photos, random_bac
     saved = metrics(out)
     assert saved["val_accuracy"] is not None and math.isfinite(saved["val_accuracy"])
     photo = sorted((photos / "val" / "bear").glob("*.jpg"))[0]
-    predicted = cli("predict", "--model", out / "model.keras", photo)
+    predicted = in_process("predict", "--model", out / "model.keras", photo)
     assert predicted.returncode == 0 and "nan" not in predicted.stdout, predicted.stdout + predicted.stderr[-1000:]
 
 
@@ -238,10 +240,10 @@ def test_check_data_says_when_a_class_has_no_test_photo(tmp_path, capsys):
 
 def test_numbered_photos_train_with_every_split_measured(tmp_path, random_backbone_weights):
     root = numbered(tmp_path / "num")
-    check = cli("check-data", root)
+    check = in_process("check-data", root)
     assert check.returncode == 0 and "\nOK: training will use the 24" in check.stdout, check.stdout
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
     assert result.returncode == 0, result.stderr[-2000:]
     saved = metrics(out)
     assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (18, 3, 3)
@@ -253,7 +255,7 @@ def test_no_validation_photos_are_said_not_reported_as_nan(photos, tmp_path, ran
     root = tmp_path / "photos"
     shutil.copytree(photos / "train", root / "train")
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 2))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_accuracy n/a (no val photos)  test_accuracy n/a (no test photos)" in result.stdout
     assert "nan" not in result.stdout and "no epoch was chosen" in result.stderr
@@ -321,10 +323,10 @@ def test_train_goes_on_past_a_fifo(photos, random_backbone_weights, tmp_path):
 
 def test_a_class_with_one_photo_is_kept_and_trained_on(tmp_path, random_backbone_weights):
     root = flat(tmp_path / "p", {"bear": 8, "lion": 8, "tiger": 1})
-    check = cli("check-data", root)
+    check = in_process("check-data", root)
     assert "dropped" not in check.stdout and "tiger" in check.stdout, check.stdout
     out = tmp_path / "run"
-    result = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 1))
+    result = in_process(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 1))
     assert result.returncode == 0, result.stderr[-2000:]
     assert metrics(out)["class_names"] == CLASSES
     assert "class 'tiger' has only 1 training photo" in result.stderr
@@ -350,7 +352,9 @@ def test_a_dropped_class_fails_the_run_with_its_true_reason_unless_allowed(photo
     line = errors(refused)[-1]
     assert line.startswith("error: class 'okapi' has no files") and "--allow-missing-classes" in line, line
     assert "and 1 more classes" in line and not (out / "model.keras").exists()
-    allowed = cli(*train_args(root, out, random_backbone_weights, tmp_path / "cache", 1, "--allow-missing-classes"))
+    allowed = in_process(
+        *train_args(root, out, random_backbone_weights, tmp_path / "cache", 1, "--allow-missing-classes")
+    )
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert metrics(out)["class_names"] == ["bear", "lion"]
 
@@ -366,7 +370,7 @@ def test_an_out_folder_and_cache_inside_the_photos_are_not_photos(photos, tmp_pa
     else:
         flat(root, {c: 8 for c in CLASSES})
     out, cache_dir = root / "runs", root / "cache"
-    first = cli(*train_args(root, out, random_backbone_weights, cache_dir, 1))
+    first = in_process(*train_args(root, out, random_backbone_weights, cache_dir, 1))  # set-up
     assert first.returncode == 0, first.stderr[-2000:]
     again = cli(*train_args(root, out, random_backbone_weights, cache_dir, 1))
     assert again.returncode == 0, again.stderr[-2000:]
@@ -375,7 +379,7 @@ def test_an_out_folder_and_cache_inside_the_photos_are_not_photos(photos, tmp_pa
     assert len(notes) == 2 and any("runs: the --out folder of this run" in n for n in notes), notes
     assert any("cache: the activation cache of this run" in n for n in notes), notes
     assert metrics(out)["class_names"] == CLASSES
-    check = cli("check-data", root)  # without the run's settings: known by run.json and the cache's folders
+    check = in_process("check-data", root)  # without the run's settings: known by run.json and the cache's folders
     assert check.returncode == 0 and "\nOK" in check.stdout and "'runs'" not in check.stdout, check.stdout
     assert "runs: the workbook's output folder (holds run.json)" in check.stdout
     assert "cache: the workbook's activation cache" in check.stdout

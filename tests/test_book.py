@@ -12,18 +12,15 @@ the quick workbook. :func:`check_book_in_browser` is shared with it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_ARGS, artifacts_dir
+from test_faults import in_process
 
-from helpers.settings import PROJECT_ROOT
 from helpers.tools import book, cli
 
 # --- the kernels' side: key numbers --------------------------------------------------------
@@ -103,19 +100,15 @@ def write_tiny_notebooks(folder: Path) -> Path:
     return folder
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict:
-    """``python -m helpers notebooks --notebooks-dir TINY --out RUN``: 00 runs, 01 fails; the book is RUN/book."""
+    """``python -m helpers notebooks --notebooks-dir TINY --out RUN``: 00 runs, 01 fails; the book is RUN/book.
+
+    The command line's ``main`` in this process (no TensorFlow start-up of its own); the notebooks run in the
+    runner's real kernels, as ever."""
     root = tmp_path_factory.mktemp("tiny_book")
     notebooks_dir = write_tiny_notebooks(root / "notebooks")
-    result = run_cli("notebooks", "--notebooks-dir", str(notebooks_dir), "--out", str(root / "run"), cwd=root)
+    result = in_process("notebooks", "--notebooks-dir", str(notebooks_dir), "--out", str(root / "run"))
     return {"root": root, "run": root / "run", "book": root / "run" / "book", "result": result}
 
 

@@ -1,4 +1,9 @@
-"""``python -m helpers evaluate`` and ``python -m helpers predict``, run as a learner would."""
+"""``python -m helpers evaluate`` and ``python -m helpers predict``, run as a learner would.
+
+What they print and write is checked through the command line's ``main`` in this process (``in_process``:
+what ``python -m helpers`` runs once Keras has started); a refusal's exit code and its one line without a
+traceback, through a real ``python -m helpers`` (``helpers_cli``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from test_faults import in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +28,7 @@ def helpers_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_evaluate_prints_accuracy_and_writes_the_json(tiny_trained_run, tmp_path):
-    result = helpers_cli(
+    result = in_process(
         "evaluate",
         "--model",
         tiny_trained_run / "model.keras",
@@ -42,7 +49,7 @@ def test_predict_prints_the_top_classes_and_names_an_unreadable_file(tiny_traine
     tiger = sorted((tiny_trained_run / "photos" / "val" / "tiger").glob("*.jpg"))[0]
     not_a_photo = tmp_path / "notes.png"
     not_a_photo.write_text("hello")
-    result = helpers_cli("predict", "--model", tiny_trained_run / "model.keras", "--top", "2", tiger, not_a_photo)
+    result = in_process("predict", "--model", tiny_trained_run / "model.keras", "--top", "2", tiger, not_a_photo)
     assert result.returncode == 1  # one file failed …
     line = next(line for line in result.stdout.splitlines() if line.startswith(str(tiger)))
     pairs = re.findall(r"(bear|lion|tiger) (\d\.\d{3})", line)  # … the other was classified
@@ -53,7 +60,7 @@ def test_predict_prints_the_top_classes_and_names_an_unreadable_file(tiny_traine
 def test_predict_without_labels_shows_class_numbers(tiny_trained_run, tmp_path):
     shutil.copy(tiny_trained_run / "model.keras", tmp_path / "model.keras")
     bear = sorted((tiny_trained_run / "photos" / "val" / "bear").glob("*.jpg"))[0]
-    result = helpers_cli("predict", "--model", tmp_path / "model.keras", bear)
+    result = in_process("predict", "--model", tmp_path / "model.keras", bear)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_0" in result.stdout and "no labels.txt" in result.stderr
 

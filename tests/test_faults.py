@@ -48,6 +48,20 @@ def cli(*args, timeout: int = 300, **extra) -> subprocess.CompletedProcess:
     )
 
 
+def in_process(*args) -> subprocess.CompletedProcess:
+    """``main(args)`` of the command line in this process: for set-up runs and side checks whose process is not
+    what the test is about (no second TensorFlow start-up); stdout and stderr are captured as a subprocess's are."""
+    import contextlib
+    import io
+
+    from helpers.tools.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(["python -m helpers", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def start_cli(*args) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "helpers", *map(str, args)],
@@ -301,7 +315,7 @@ def whole_run(run_setup, tmp_path_factory) -> Path:
     """One uninterrupted ``train`` run (3 epochs): the result the other runs must equal."""
     photos, weights, cache_dir = run_setup
     out = tmp_path_factory.mktemp("whole") / "run"
-    result = cli(*train_args(photos, out, weights, cache_dir))
+    result = in_process(*train_args(photos, out, weights, cache_dir))  # set-up: the killed runs are subprocesses
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
@@ -543,7 +557,7 @@ def _surprising_photos(root: Path) -> Path:
 def test_train_prints_what_check_data_knows_before_working(run_setup, tmp_path):
     _, weights, cache_dir = run_setup
     photos = _surprising_photos(tmp_path / "photos")
-    result = cli(*train_args(photos, tmp_path / "run", weights, cache_dir, 1))
+    result = in_process(*train_args(photos, tmp_path / "run", weights, cache_dir, 1))
     assert result.returncode == 0, result.stderr[-2000:]
     text = "\n".join(errors(result))
     assert "class 'okapi' has only 1 training photo" in text
@@ -577,7 +591,7 @@ def test_evaluate_scores_every_photo_of_a_folder_without_splits_and_warns_about_
     for c, name in enumerate(("giraffe", "okapi", "zebra")):
         for i in range(5):
             make_photo(flat / name / f"{name}_{i}.jpg", (60 * c, 200 - 50 * c, 90), seed=50 * c + i)
-    result = cli("evaluate", "--model", model, "--data", flat)
+    result = in_process("evaluate", "--model", model, "--data", flat)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "scored 15 photos" in result.stdout and "5 giraffe, 5 okapi, 5 zebra" in result.stdout
     assert "every photo" in result.stdout
@@ -630,9 +644,9 @@ def test_cache_list_and_clear_touch_only_the_cache(lively_bottom, tiny_photos, t
     store.activations(lively_bottom, sorted(tiny_photos.rglob("*.jpg"))[:4])
     # the pooled features and, from the same pass, the checkpoint fine-tuning starts from
     assert store.total_bytes > 4 * 2560 and "2 folders, 8 entries" in store.describe()
-    listed = cli("cache", "--list", "--cache-dir", root)
+    listed = in_process("cache", "--list", "--cache-dir", root)
     assert listed.returncode == 0 and "48 px" in listed.stdout
     assert "pool-48px" in listed.stdout and "block_15_add-48px" in listed.stdout
-    cleared = cli("cache", "--clear", "--cache-dir", root)
+    cleared = in_process("cache", "--clear", "--cache-dir", root)
     assert cleared.returncode == 0 and "freed" in cleared.stdout
     assert [p.name for p in root.iterdir()] == ["keep.txt"]

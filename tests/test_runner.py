@@ -53,6 +53,17 @@ def test_parse_value_reads_literals_else_strings():
     assert notebooks.parse_value("mixed7") == "mixed7"
 
 
+@pytest.fixture
+def plain_kernels(monkeypatch):
+    """The runner's kernels without the workbook's start-up line (``helpers.start()`` and Keras' call counting:
+    TensorFlow's import, ~4.5 s CPU per kernel), for the tests of the runner's own bookkeeping (order, failures,
+    timeouts, dead kernels, parameters, pass logs), which tiny notebooks that use no Keras cannot tell apart.
+    The Ctrl-C test keeps the real kernels (``python -m helpers notebooks``), as do tests/test_notebooks.py's."""
+    plain = [a for a in notebooks.KERNEL_ARGUMENTS if "exec_lines" not in a]
+    assert len(plain) == len(notebooks.KERNEL_ARGUMENTS) - 1, notebooks.KERNEL_ARGUMENTS
+    monkeypatch.setattr(notebooks, "KERNEL_ARGUMENTS", plain)
+
+
 def _tiny_notebook(path: Path, body: str) -> Path:
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -66,7 +77,7 @@ def _tiny_notebook(path: Path, body: str) -> Path:
     return path
 
 
-def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
+def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path, plain_kernels):
     src = tmp_path / "src"
     src.mkdir()
     _tiny_notebook(src / "00_ok.ipynb", "import helpers\nprint(VALUE * 2)")
@@ -87,7 +98,7 @@ def test_run_notebooks_runs_all_and_reports_the_failing_one(tmp_path):
     assert summary["complete"] and summary["pending"] == [] and summary["forward_passes"] == []
 
 
-def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
+def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path, plain_kernels):
     """A cell past the timeout and a kernel that dies are recorded with their cell; the next notebook runs."""
     src = tmp_path / "src"
     src.mkdir()
@@ -129,7 +140,7 @@ def test_run_notebooks_goes_on_after_a_timeout_and_a_dead_kernel(tmp_path):
     assert ok["ok"] and ok["error"] is None and ok["seconds"] > 0
 
 
-def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypatch):
+def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypatch, plain_kernels):
     """Kernels record passes into OUT/passes.jsonl (emptied first); notebooks.json sums them up."""
     monkeypatch.delenv("WORKBOOK_PASS_LOG", raising=False)
     src = tmp_path / "src"
@@ -161,7 +172,7 @@ def test_run_notebooks_counts_forward_passes_from_the_kernels(tmp_path, monkeypa
     assert "WORKBOOK_PASS_LOG" not in os.environ, "the runner's own environment is left as it was"
 
 
-def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
+def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys, plain_kernels):
     from helpers.tools import cli
 
     src = tmp_path / "src"
@@ -173,7 +184,7 @@ def test_cli_notebooks_exits_non_zero_when_a_cell_fails(tmp_path, capsys):
     assert cli.main(["notebooks", "--notebooks-dir", str(src), "-p", "VALUE", "7", "--out", str(tmp_path / "out")]) == 0
 
 
-def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp_path, capsys):
+def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp_path, capsys, plain_kernels):
     from helpers.tools import cli
 
     src = tmp_path / "src"
@@ -191,7 +202,7 @@ def test_cli_notebooks_timeout_fails_the_slow_one_runs_the_rest_and_names_it(tmp
     ]
 
 
-def test_cli_notebooks_refuses_unknown_names_and_wrong_types_before_running_anything(tmp_path, capsys):
+def test_cli_notebooks_refuses_unknown_names_and_wrong_types_before_running_anything(tmp_path, capsys, plain_kernels):
     """Issue 17 (10): `-p VALUE abc` for `VALUE = 1`, or `-p NOPE 3`, is one line and exit 2; no kernel starts."""
     from helpers.tools import cli
 
@@ -337,7 +348,7 @@ def test_store_checked_outputs_copies_them_from_an_executed_copy(tmp_path):
     assert notebooks.dirty_notebooks([stored]) == []
 
 
-def test_nbval_replay_compares_what_the_run_printed(tmp_path):
+def test_nbval_replay_compares_what_the_run_printed(tmp_path, plain_kernels):
     """The replay is faithful: a same (sanitized) output passes, a different or a missing one fails."""
     stored = tmp_path / "00_tiny.ipynb"
     nb = nbformat.v4.new_notebook(

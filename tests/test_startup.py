@@ -51,6 +51,33 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tiny_photos, delay)
     assert "valid photos" not in stdout  # it never got to the work
 
 
+@pytest.mark.parametrize(
+    "args, code, said",
+    [
+        (["--help"], 0, "usage: python -m helpers"),
+        (["train", "--image-size", "abc", "--out", "RUN"], 2, "argument --image-size: invalid int value: 'abc'"),
+        (["predict"], 2, "the following arguments are required: --model, images"),
+        (["no-such-command"], 2, "invalid choice: 'no-such-command'"),
+    ],
+)
+def test_help_and_a_mistyped_argument_are_answered_before_keras_imports(tmp_path, args, code, said):
+    """argparse answers first: no Keras, TensorFlow, JAX or PyTorch is imported (``-X importtime`` lists imports)."""
+    args = [str(tmp_path / "run") if a == "RUN" else a for a in args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "helpers", *args],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr[-3000:]
+    assert said in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    listing = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in listing}
+    assert {"helpers.tools.cli", "numpy"} <= imported, "the import listing is complete (it names numpy)"
+    heavy = {name for name in imported if name.split(".")[0] in ("tensorflow", "keras", "jax", "torch")}
+    assert not heavy, sorted(heavy)[:10]
+    assert not (tmp_path / "run").exists()
+
+
 # --- choosing the backend: the decision (which modules are installed is given) --------------
 
 
