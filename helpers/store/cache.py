@@ -1,15 +1,10 @@
 """The bottleneck cache: run the frozen part of a network once, train what is above the cut.
 
-Notebook 05 ("small data, short time") teaches this. While the base is frozen, a plain
-Keras ``fit`` runs the whole frozen network again over every photo in every epoch. Here we
-*cut* the model at a cut point (:func:`helpers.model.lesson.split_at`, :func:`helpers.model.cuts.split_at`):
-the **bottom** (frozen, below the cut) runs once per photo and its output — the *activations*
-at the cut — is kept; the **top** (above the cut: the head, plus any unfrozen blocks) then
-trains on the stored activations.
-The top shares its layers with the full model, so training the top trains the model.
-
-Any cut point works: ``pool`` (the pooled features, for head training), or a block
-output such as InceptionV3's ``mixed8`` for fine-tuning ``mixed9``–``mixed10`` + head.
+Notebook 05 teaches this. While the base is frozen, a plain Keras ``fit`` runs the whole frozen network
+again over every photo in every epoch. Here the model is *cut* at a cut point (:func:`helpers.model.cuts.split_at`):
+the **bottom** (frozen) runs once per photo and its output, the *activations* at the cut, is kept; the
+**top** (the head, plus any unfrozen blocks; its layers are the model's) trains on them. Any cut point
+works: ``pool`` for the head, or a block output such as InceptionV3's ``mixed8`` for fine-tuning above it.
 
 On disk (:class:`BottleneckCache`), one ``.npy`` file per photo (no pickle, :mod:`helpers.store.entries`) with a
 checksum trailer, written atomically and checked (checksum, shape, dtype, length, finite values) when read,
@@ -29,11 +24,9 @@ goes on from the stored activations to the cut. Fine-tuning then reads the check
 photo goes through the frozen layers below it a second time. The price is disk, per photo the
 checkpoint's size (``python -m helpers cache --list``); ``checkpoint=None`` keeps only the cut.
 
-Augmentation and caching conflict: a cached activation is one fixed view of a photo. The
-honest options here are ``augment_copies=0`` (no augmentation while training on the cache)
-or ``augment_copies=K`` (K extra, fixed, seeded random views per photo — flips and
-crops — computed once; the network sees the same K+1 views every epoch instead of a new
-random view each time).
+Augmentation and caching conflict: a cached activation is one fixed view of a photo. The honest options
+here are ``augment_copies=0`` (no augmentation on the cache) or ``augment_copies=K`` (K extra, fixed, seeded
+random views per photo, flips and crops, computed once: the same K+1 views every epoch, not a new one).
 """
 
 from __future__ import annotations
@@ -328,9 +321,8 @@ class BottleneckCache:
                 self._store(job, rows, chunk[b : b + job.batch_size])
 
     def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
-        """Say, before the work starts, how many activations are computed, how big, and where they go
-        (nothing when ``progress`` is off, or below a computation already announced)."""
-        if not self.announce:
+        """Say, before the work starts, how many activations are computed, how big, and where they go."""
+        if not self.announce:  # progress off, or below a computation already announced
             return
         per_item = math.prod(int(d) for d in model.output.shape[1:]) * np.dtype(self.dtype).itemsize
         where = "" if settings.in_notebook() else f" in {folder}"  # a notebook: no hashed folder names
