@@ -301,7 +301,7 @@ def time_to_accuracy(rows: list[PhotosResult]) -> str:
     if reached:
         first = reached[0]
         lines.append(
-            f"transfer reaches it with {first.per_class or 'all'} photos per class "
+            f"transfer reaches it with {first.per_class or 'all'} photo{'' if first.per_class == 1 else 's'} per class "
             f"in {np.mean(first.transfer_seconds):.1f} s (forward pass included): "
             f"the CNN from scratch took "
             f"{np.mean(best.scratch_seconds) / max(np.mean(first.transfer_seconds), 1e-9):.1f}× as long"
