@@ -7,6 +7,7 @@ Real weights and photos are reached only through ``WORKBOOK_WEIGHTS_DIR`` and
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,14 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts: SIGINT back to its default, as in a terminal's
+    foreground job. Tests started as a background job of a non-interactive shell (``cmd &``) inherit SIGINT
+    ignored, and a Python that starts with SIGINT ignored never sees a Ctrl-C: the test would then measure the
+    shell that started it, not the workbook."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _env_dir(name: str) -> Path | None:

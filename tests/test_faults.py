@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, make_photo
+from conftest import COLOURS, make_photo, sigint_as_in_a_terminal
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,7 @@ def start_cli(*args) -> subprocess.Popen:
         text=True,
         env=env(),
         cwd=ROOT,
+        preexec_fn=sigint_as_in_a_terminal,  # a Ctrl-C test must not depend on how the tests were started
     )
 
 

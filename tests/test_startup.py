@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import backend_python
+from conftest import backend_python, sigint_as_in_a_terminal
 
 import helpers
 
@@ -40,6 +40,7 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tiny_photos, delay)
         text=True,
         env=env,
         cwd=ROOT,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     time.sleep(delay)
     assert proc.poll() is None, "the command ended before Ctrl-C"
