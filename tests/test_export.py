@@ -113,3 +113,34 @@ def test_without_another_backend_the_cross_check_is_skipped_with_the_reason(expo
     monkeypatch.setattr(checks, "BACKEND_PACKAGES", {name: "no_such_backend_pkg" for name in checks.BACKEND_PACKAGES})
     report = checks.check_other_backend(files.keras_file, np.zeros((1, 48, 48, 3), "float32"), np.ones((1, 3)) / 3)
     assert "no other Keras backend installed" in report["skipped"]
+
+
+def test_a_file_from_a_newer_keras_is_named_with_both_versions(tmp_path):
+    """A .keras file that the other environment's older Keras cannot read: the error says which Keras wrote it.
+
+    Seen for real with Python 3.10 (Keras 3.12.4) reading a file written by Keras 3.15's JAX environment:
+    ``GlorotUniform.__init__() got an unexpected keyword argument 'input_axes'``. Made here the same way: a real
+    file whose metadata names a later Keras and whose config has an argument this Keras does not know.
+    """
+    import json
+    import sys
+    import zipfile
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+    saved = tmp_path / "saved.keras"
+    model.save(saved)
+    newer = tmp_path / "newer.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "metadata.json":
+                data = json.dumps(dict(json.loads(data), keras_version="99.0.0")).encode()
+            elif item.filename == "config.json":
+                data = data.replace(b'"GlorotUniform", "config": {', b'"GlorotUniform", "config": {"later_axes": 1, ')
+            dst.writestr(item, data)
+    with pytest.raises(RuntimeError) as raised:
+        checks.predict_in_other_backend(newer, np.zeros((1, 2), "float32"), sys.executable, keras.backend.backend())
+    message = str(raised.value)
+    assert f"written by Keras 99.0.0, read by Keras {keras.__version__}" in message, message
+    assert "install the same Keras in both environments" in message and "later_axes" in message
+    checks.predict_in_other_backend(saved, np.zeros((1, 2), "float32"), sys.executable, keras.backend.backend())

@@ -8,11 +8,13 @@ file and says how closely each agrees with the model (:func:`agreement`); with `
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -93,6 +95,7 @@ _PREDICT_IN_CHILD = """
 import sys
 import numpy as np
 import keras
+print("keras", keras.__version__, flush=True)
 from helpers.ship import export
 model = export.load_model(sys.argv[1])
 np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0)))
@@ -122,6 +125,21 @@ def find_other_backend() -> tuple[str, str] | str:
     )
 
 
+def _versions_apart(keras_file: str | os.PathLike, loader: str | None) -> str:
+    """When the Keras that wrote ``keras_file`` is not the ``loader``'s version: a sentence saying so ('' otherwise)."""
+    try:
+        with zipfile.ZipFile(keras_file) as archive:
+            writer = json.loads(archive.read("metadata.json")).get("keras_version")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ""
+    if not writer or not loader or writer == loader:
+        return ""
+    return (
+        f" (written by Keras {writer}, read by Keras {loader}: a .keras file needs the Keras that wrote it or a "
+        "newer one, so install the same Keras in both environments)"
+    )
+
+
 def predict_in_other_backend(
     keras_file: str | os.PathLike, images: np.ndarray, python: str, backend: str, timeout: float = 600
 ) -> np.ndarray:
@@ -140,7 +158,8 @@ def predict_in_other_backend(
         said = run.stdout.split()
         if run.returncode != 0 or not y_file.is_file():
             last = (run.stderr.strip().splitlines() or ["no error message"])[-1]
-            raise RuntimeError(f"{python} (KERAS_BACKEND={backend}) could not load {keras_file}: {last}")
+            versions = _versions_apart(keras_file, said[1] if said[:1] == ["keras"] and len(said) > 1 else None)
+            raise RuntimeError(f"{python} (KERAS_BACKEND={backend}) could not load {keras_file}{versions}: {last}")
         if not said or said[-1] != backend:
             raise RuntimeError(f"{python} ran Keras on {said[-1] if said else '?'!r}, not {backend!r}")
         return np.load(y_file)
