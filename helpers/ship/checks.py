@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -125,14 +126,19 @@ def find_other_backend() -> tuple[str, str] | str:
     )
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """``"3.15.1"`` → ``(3, 15, 1)``: the numbers of a version, to compare."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+
+
 def _versions_apart(keras_file: str | os.PathLike, loader: str | None) -> str:
-    """When the Keras that wrote ``keras_file`` is not the ``loader``'s version: a sentence saying so ('' otherwise)."""
+    """When an older Keras (``loader``) reads a file a newer one wrote: a sentence saying so ('' otherwise)."""
     try:
         with zipfile.ZipFile(keras_file) as archive:
             writer = json.loads(archive.read("metadata.json")).get("keras_version")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return ""
-    if not writer or not loader or writer == loader:
+    if not writer or not loader or _release(loader) >= _release(writer):
         return ""
     return (
         f" (written by Keras {writer}, read by Keras {loader}: a .keras file needs the Keras that wrote it or a "
