@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 
 from helpers import quiet_native_stderr, settings
-from helpers.ship.export import Exported, load_model
+from helpers.ship.export import Exported, load_model, release
 
 
 class SavedModelPredictor:
@@ -126,11 +125,6 @@ def find_other_backend() -> tuple[str, str] | str:
     )
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """``"3.15.1"`` → ``(3, 15, 1)``: the numbers of a version, to compare."""
-    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
-
-
 def _versions_apart(keras_file: str | os.PathLike, loader: str | None) -> str:
     """When an older Keras (``loader``) reads a file a newer one wrote: a sentence saying so ('' otherwise)."""
     try:
@@ -138,7 +132,7 @@ def _versions_apart(keras_file: str | os.PathLike, loader: str | None) -> str:
             writer = json.loads(archive.read("metadata.json")).get("keras_version")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return ""
-    if not writer or not loader or _release(loader) >= _release(writer):
+    if not writer or not loader or release(loader) >= release(writer):
         return ""
     return (
         f" (written by Keras {writer}, read by Keras {loader}: a .keras file needs the Keras that wrote it or a "

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,14 @@ def onnx_missing(model: keras.Model | None = None) -> str | None:
     return None
 
 
-def _keras_version() -> tuple[int, int]:
+def release(version: str) -> tuple[int, ...]:
+    """``"3.15.1"`` → ``(3, 15, 1)``: the numbers of a version (at most three), to compare."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+
+
+def _keras_version() -> tuple[int, ...]:
     """Keras' version as (major, minor): what it can export is known by release, not by its private modules."""
-    major, minor = (keras.__version__.split(".") + ["0"])[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    return release(keras.__version__)[:2]
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
