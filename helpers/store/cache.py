@@ -149,7 +149,9 @@ class BottleneckCache:
 
     def quiet(self) -> BottleneckCache:
         """The same store, without its log line and progress bar: for a loop that prints its own summary."""
-        return BottleneckCache(self.root, self.dtype, progress=False, checkpoint=self.checkpoint)
+        quiet = copy.copy(self)
+        quiet.progress = quiet.announce = False
+        return quiet
 
     # -- what is there (helpers.store.listing) ------------------------------------------
 
@@ -303,10 +305,8 @@ class BottleneckCache:
         return cuts.split_at(bottom, at)
 
     def _continue(self, job: _Job, via: cuts.Cut, wanted: list[tuple[int, int]]) -> None:
-        """The ``wanted`` photos from their activations at the checkpoint (read back, or computed and stored).
-
-        In chunks, so memory holds one chunk of checkpoint activations, never all of them.
-        """
+        """The ``wanted`` photos from their activations at the checkpoint (read back, or computed and stored),
+        in chunks, so memory holds one chunk of checkpoint activations, never all of them."""
         how = f", on from their activations at {via.name} (stored as well: fine-tuning above it reads them back)"
         self._announce(via.top, len(wanted), job.folder, how)
         below_store = copy.copy(self)
