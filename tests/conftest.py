@@ -19,6 +19,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
+#: The longest test files, longest first (seconds per file on 3 workers, 2 cores, 2026-12-06: notebooks 317,
+#: bad_inputs 196, faults 186, backends 141, cache 92, train 91, compare 87, torch 81, backbones 75,
+#: requirements 69, few_shot 63, browser 51, device 48). ``--dist loadfile`` hands whole files to the workers in
+#: collection order (with ``--no-loadscope-reorder``; xdist otherwise orders them by their number of tests), so
+#: these start first and no worker is left running a long file alone at the end.
+LONGEST_FIRST = (
+    "test_notebooks.py",
+    "test_bad_inputs.py",
+    "test_faults.py",
+    "test_backends.py",
+    "test_cache.py",
+    "test_train.py",
+    "test_compare.py",
+    "test_torch.py",
+    "test_backbones.py",
+    "test_requirements.py",
+    "test_few_shot.py",
+    "test_browser.py",
+    "test_device.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def sigint_as_in_a_terminal() -> None:
     """``preexec_fn`` for a child that a test interrupts: SIGINT back to its default, as in a terminal's
     foreground job. Tests started as a background job of a non-interactive shell (``cmd &``) inherit SIGINT
