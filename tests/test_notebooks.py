@@ -345,9 +345,17 @@ def _nbval(
     stored: Path, executed: Path, tmp_path: Path, parameters: dict | None = None, edit=None
 ) -> subprocess.CompletedProcess:
     """Run nbval --nbval-lax on the replay of ``executed`` against ``stored``'s outputs (see nbval_replay)."""
+    return _nbval_all([(stored.name, stored, executed, parameters, edit)], tmp_path)
+
+
+def _nbval_all(replays: list[tuple], tmp_path: Path) -> subprocess.CompletedProcess:
+    """One ``pytest --nbval-lax`` over several replays, each ``(file name, stored, executed, parameters, edit)``.
+
+    One process for all of them: nbval still starts one kernel per notebook, but pytest starts once.
+    :func:`nbval_outcomes` reads each notebook's result from the ``-rA`` summary."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    copy = tmp_path / stored.name
-    nbformat.write(notebooks.nbval_replay(stored, executed, parameters, edit=edit), str(copy))
+    for name, stored, executed, parameters, edit in replays:
+        nbformat.write(notebooks.nbval_replay(stored, executed, parameters, edit=edit), str(tmp_path / name))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.run(
@@ -362,18 +370,27 @@ def _nbval(
             "-p",
             "no:cacheprovider",
             "-q",
+            "-rA",
             "--rootdir",
             str(tmp_path),
             "-c",
             os.devnull,
-            str(copy),
+            *[str(tmp_path / name) for name, *_ in replays],
         ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=120 + 60 * len(replays),
     )
+
+
+def nbval_outcomes(stdout: str) -> dict[str, set[str]]:
+    """``{notebook file: {"PASSED", "FAILED", ...}}`` from the ``-rA`` summary of :func:`_nbval_all`."""
+    found: dict[str, set[str]] = {}
+    for outcome, name in re.findall(r"^(PASSED|FAILED|ERROR) (\S+?\.ipynb)::", stdout, re.MULTILINE):
+        found.setdefault(name, set()).add(outcome)
+    return found
 
 
 def _executed(quick_workbook, path: Path):
@@ -386,30 +403,46 @@ def _executed(quick_workbook, path: Path):
     return run
 
 
+#: A copy of 00's replay whose stored class list is wrong: nbval must fail on it (the comparison is real).
+BROKEN = "broken_00_setup_and_devices.ipynb"
+
+
+def _break_class_names(nb) -> None:
+    cell = next(c for c in nb.cells if notebooks.is_checked(c) and "class_names" in c.source)
+    cell.outputs[0].text = "['cat', 'dog']\n"
+
+
+@pytest.fixture(scope="module")
+def nbval_run(quick_workbook, tmp_path_factory) -> subprocess.CompletedProcess:
+    """nbval over the replay of every notebook that ran, and over :data:`BROKEN`, in one pytest process."""
+    runs = quick_workbook["runs"]
+    replays = [(p.name, p, runs[p.stem].output, runs[p.stem].parameters, None) for p in NOTEBOOKS if p.stem in runs]
+    first = next((p for p in NOTEBOOKS if p.stem.startswith("00") and p.stem in runs), None)
+    if first is not None:
+        replays.append((BROKEN, first, runs[first.stem].output, runs[first.stem].parameters, _break_class_names))
+    return _nbval_all(replays, tmp_path_factory.mktemp("nbval"))
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_checked_outputs_match_under_nbval(path, quick_workbook, tmp_path):
-    run = _executed(quick_workbook, path)
-    result = _nbval(path, run.output, tmp_path, run.parameters)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+def test_notebook_checked_outputs_match_under_nbval(path, quick_workbook, nbval_run):
+    _executed(quick_workbook, path)
+    outcomes = nbval_outcomes(nbval_run.stdout)
+    assert outcomes.get(path.name) == {"PASSED"}, (
+        f"{path.name}: {outcomes.get(path.name)}\n" + nbval_run.stdout[-6000:] + nbval_run.stderr[-2000:]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("00")], ids=lambda p: p.stem)
-def test_nbval_fails_when_a_checked_output_changes(path, quick_workbook, tmp_path):
-    """The comparison is real: a wrong stored class list makes nbval fail."""
-    run = _executed(quick_workbook, path)
-
-    def break_class_names(nb):
-        cell = next(c for c in nb.cells if notebooks.is_checked(c) and "class_names" in c.source)
-        cell.outputs[0].text = "['cat', 'dog']\n"
-
-    result = _nbval(path, run.output, tmp_path, run.parameters, edit=break_class_names)
-    assert result.returncode != 0
-    assert "Cell outputs differ" in result.stdout and "['cat', 'dog']" in result.stdout
+def test_nbval_fails_when_a_checked_output_changes(path, quick_workbook, nbval_run):
+    """The comparison is real: a wrong stored class list makes nbval fail on that copy, and only on it."""
+    _executed(quick_workbook, path)
+    outcomes = nbval_outcomes(nbval_run.stdout)
+    assert "FAILED" in outcomes.get(BROKEN, set()) and outcomes.get(path.name) == {"PASSED"}, outcomes
+    assert "Cell outputs differ" in nbval_run.stdout and "['cat', 'dog']" in nbval_run.stdout
 
 
 # --- what a learner sees: figures as images, no noise ----------------------------------
