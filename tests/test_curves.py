@@ -55,3 +55,22 @@ def test_in_a_notebook_kernel_the_figure_updates_in_place(tmp_path):
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(images) == 1, outputs
     assert any("True 3" in o.get("text", "") for o in outputs if o.output_type == "stream")
+
+
+def test_live_updates_come_at_most_once_per_interval_and_once_at_the_end(monkeypatch):
+    """Epochs of milliseconds (a head on stored features) are not each drawn: the first, then one per
+    ``every`` seconds, then the end; with ``every=0`` every epoch is drawn."""
+    drawn = {}
+    for every in (3600, 0):
+        plot = curves.LivePlot(live=True, every=every)
+        shown = []
+
+        def show(plot=plot, shown=shown):
+            shown.append(len(plot.history["loss"]))
+            plot._shown_at = curves.time.monotonic()
+
+        monkeypatch.setattr(plot, "_show", show)
+        tiny_fit(plot, epochs=5)
+        drawn[every] = shown
+    assert drawn[3600] == [1, 5]  # the first epoch, then the end
+    assert drawn[0] == [1, 2, 3, 4, 5, 5]  # every epoch, then the end

@@ -11,6 +11,7 @@ stored output is the final figure.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -89,29 +90,36 @@ def verdict(before: float, after: float, before_seconds: float, extra_seconds: f
 
 
 class LivePlot(keras.callbacks.Callback):
-    """Keras callback: loss/accuracy curves that update in place after every epoch.
+    """Keras callback: loss/accuracy curves that update in place as the epochs end.
 
-    ``live=None`` (default) updates live only inside a notebook kernel; ``path`` saves
-    the final figure as PNG (atomically) when training ends.
+    ``live=None`` (default) updates live only inside a notebook kernel, at most once every ``every``
+    seconds (and once more at the end): a head on stored features runs an epoch in milliseconds, and
+    drawing a figure after each one took longer than the training. ``path`` saves the final figure as
+    PNG (atomically) when training ends.
     """
 
-    def __init__(self, title: str = "", live: bool | None = None, path: str | os.PathLike | None = None):
+    def __init__(
+        self, title: str = "", live: bool | None = None, path: str | os.PathLike | None = None, every: float = 1.0
+    ):
         super().__init__()
         self.title = title
         self.live = in_notebook() if live is None else live
         self.path = Path(path) if path is not None else None
+        self.every = every
         self.history: dict[str, list[float]] = {}
         self.figure = None
         self._handle = None
+        self._shown_at: float | None = None
 
     def on_train_begin(self, logs=None):
         self.history = {}
         self._handle = None
+        self._shown_at = None
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        if self.live:
+        if self.live and (self._shown_at is None or time.monotonic() - self._shown_at >= self.every):
             self._show()
 
     def on_train_end(self, logs=None):
@@ -129,3 +137,4 @@ class LivePlot(keras.callbacks.Callback):
             self._handle = display(image, display_id=True)
         else:
             self._handle.update(image)
+        self._shown_at = time.monotonic()
