@@ -6,6 +6,7 @@ Real weights and photos are reached only through ``WORKBOOK_WEIGHTS_DIR`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -106,6 +107,37 @@ def tiny_photos(tmp_path: Path) -> Path:
     return root
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """A folder that every pytest-xdist worker of this test session shares (each worker has its own base folder)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def one_at_a_time(lock: Path):
+    """Hold an exclusive lock on ``lock`` across this session's processes (workers make a shared file once)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only; elsewhere each worker makes its own copy
+    except ImportError:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _shared(tmp_path_factory, name: str) -> Path:
+    """``name`` in the session's shared folder (POSIX), else in this worker's own."""
+    try:
+        import fcntl  # noqa: F401, PLC0415 - only to know whether one_at_a_time can lock
+    except ImportError:
+        return tmp_path_factory.mktemp(name)
+    return session_folder(tmp_path_factory) / name
+
+
 @pytest.fixture(scope="session")
 def random_backbone_weights(tmp_path_factory) -> Path:
     """A MobileNetV2-0.35 weights file: random, but with BatchNorm statistics set from a batch.
@@ -114,50 +146,64 @@ def random_backbone_weights(tmp_path_factory) -> Path:
     features to ~1e-11, so every class gets probability 1/3 and ties hide bugs. Setting each
     BatchNorm's statistics from one batch (momentum 0, one training-mode call) keeps the
     features at a normal scale. Pass it as ``weights=PATH`` with ``mobilenet_v2_0.35``.
+    Made once per test session and shared by the workers (read-only).
     """
     import keras
 
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_calibrated.weights.h5"
-    keras.utils.set_random_seed(0)
-    app = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(48, 48, 3))
-    for layer in app.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    noise = np.random.default_rng(0).uniform(-1, 1, (32, 48, 48, 3)).astype("float32")
-    app(noise, training=True)
-    app.save_weights(path)
+    folder = _shared(tmp_path_factory, "weights")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mobilenet_v2_0.35_calibrated.weights.h5"
+    with one_at_a_time(folder / ".lock"):
+        if path.is_file():
+            return path
+        keras.utils.set_random_seed(0)
+        app = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(48, 48, 3))
+        for layer in app.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.0
+        noise = np.random.default_rng(0).uniform(-1, 1, (32, 48, 48, 3)).astype("float32")
+        app(noise, training=True)
+        partial = folder / "partial.weights.h5"
+        app.save_weights(partial)
+        os.replace(partial, path)
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
-    """A small classifier trained once per session by ``train_classifier`` on generated photos.
+    """A small classifier trained once per test session by ``train_classifier`` on generated photos.
 
     Returns the run folder: ``model.keras``, ``metrics.json`` and ``photos/`` (the data it
     was trained on). Used by the evaluate, export and predict tests (notebooks 06 and 08).
+    The workers share it: tests read it, and write only new files into it (evaluate's report).
     """
     from helpers.run.train import RunConfig, train_classifier
 
-    run = tmp_path_factory.mktemp("tiny_run")
-    for split, n in (("train", 8), ("val", 4)):
-        for c, (name, colour) in enumerate(COLOURS.items()):
-            for i in range(n):
-                make_photo(
-                    run / "photos" / split / name / f"{name}_{i}.jpg",
-                    colour,
-                    seed=1000 * (split == "val") + 100 * c + i,
-                )
-    train_classifier(
-        RunConfig(
-            run / "photos",
-            backbone="mobilenet_v2_0.35",
-            weights=str(random_backbone_weights),
-            image_size=48,
-            epochs=30,
-            seed=0,
-        ),
-        run,
-    )
+    run = _shared(tmp_path_factory, "tiny_run")
+    run.mkdir(parents=True, exist_ok=True)
+    with one_at_a_time(run.parent / "tiny_run.lock"):
+        if (run.parent / "tiny_run.trained").is_file():
+            return run
+        for split, n in (("train", 8), ("val", 4)):
+            for c, (name, colour) in enumerate(COLOURS.items()):
+                for i in range(n):
+                    make_photo(
+                        run / "photos" / split / name / f"{name}_{i}.jpg",
+                        colour,
+                        seed=1000 * (split == "val") + 100 * c + i,
+                    )
+        train_classifier(
+            RunConfig(
+                run / "photos",
+                backbone="mobilenet_v2_0.35",
+                weights=str(random_backbone_weights),
+                image_size=48,
+                epochs=30,
+                seed=0,
+            ),
+            run,
+        )
+        (run.parent / "tiny_run.trained").touch()
     return run
 
 
