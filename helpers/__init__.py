@@ -26,7 +26,8 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.tools``: ``cli`` (``python -m helpers``: the parser table; the commands in ``cli_train``,
   ``cli_model``, ``cli_notebooks``, ``cli_common``), ``notebooks`` (the headless runner), ``kernel`` (what the
   runner's kernels run first), ``parameters`` (what each notebook is given), ``clean`` (stored notebooks),
-  ``nbval`` (a run's outputs checked), ``book`` and ``book_index``, ``bench``, ``gpu_check``, ``lesson_export``.
+  ``nbval`` (a run's outputs checked; ``replay``, what its kernels run), ``book`` and ``book_index``, ``bench``,
+  ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 import papermill
-from IPython.display import publish_display_data
 
 from helpers.tools.clean import KERNEL_NAME, is_checked
+from helpers.tools.replay import replay_outputs
+
+__all__ = ["nbval_replay", "replay_outputs"]
 
 
 def nbval_replay(
@@ -56,19 +57,8 @@ def nbval_replay(
                 raise ValueError(f"{executed}: a checked cell failed: {errors[0].ename}: {errors[0].evalue}")
             body = (
                 f"# the outputs this cell printed in {Path(executed).name}:\n{quoted}\n"
-                f"from helpers.tools.nbval import replay_outputs\n"
+                f"from helpers.tools.replay import replay_outputs\n"
                 f"replay_outputs({json.dumps(run.outputs)!r})"
             )
         cell.source = "\n".join(markers + [body]).strip() or "pass"
     return nb
-
-
-def replay_outputs(outputs_json: str) -> None:
-    """Emit a cell's recorded outputs again, in order, in a running kernel (see :func:`nbval_replay`)."""
-    for output in json.loads(outputs_json):
-        if output["output_type"] == "stream":
-            stream = sys.stderr if output["name"] == "stderr" else sys.stdout
-            stream.write(output["text"])
-            stream.flush()
-        elif output["output_type"] in ("display_data", "execute_result"):
-            publish_display_data(output["data"], output.get("metadata", {}))
