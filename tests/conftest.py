@@ -96,15 +96,19 @@ def make_photo(path: Path, colour: tuple[int, int, int], size: int = 48, seed: i
 COLOURS = {"bear": (120, 70, 30), "lion": (220, 180, 60), "tiger": (40, 120, 220)}
 
 
-@pytest.fixture
-def tiny_photos(tmp_path: Path) -> Path:
-    """``tmp/photos/{train,val}/{bear,lion,tiger}/`` with 8 + 4 generated JPEGs per class."""
-    root = tmp_path / "photos"
+def make_tiny_photos(root: Path) -> Path:
+    """``root/{train,val}/{bear,lion,tiger}/`` with 8 + 4 generated JPEGs per class (the same ones every time)."""
     for split, n in (("train", 8), ("val", 4)):
         for c, (name, colour) in enumerate(COLOURS.items()):
             for i in range(n):
                 make_photo(root / split / name / f"{name}_{i}.jpg", colour, seed=1000 * (split == "val") + 100 * c + i)
     return root
+
+
+@pytest.fixture
+def tiny_photos(tmp_path: Path) -> Path:
+    """``tmp/photos/{train,val}/{bear,lion,tiger}/`` with 8 + 4 generated JPEGs per class."""
+    return make_tiny_photos(tmp_path / "photos")
 
 
 def session_folder(tmp_path_factory) -> Path:
@@ -184,14 +188,7 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     with one_at_a_time(run.parent / "tiny_run.lock"):
         if (run.parent / "tiny_run.trained").is_file():
             return run
-        for split, n in (("train", 8), ("val", 4)):
-            for c, (name, colour) in enumerate(COLOURS.items()):
-                for i in range(n):
-                    make_photo(
-                        run / "photos" / split / name / f"{name}_{i}.jpg",
-                        colour,
-                        seed=1000 * (split == "val") + 100 * c + i,
-                    )
+        make_tiny_photos(run / "photos")
         train_classifier(
             RunConfig(
                 run / "photos",

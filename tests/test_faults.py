@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOURS, make_photo, sigint_as_in_a_terminal
+from conftest import COLOURS, make_photo, make_tiny_photos, sigint_as_in_a_terminal
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,15 +300,7 @@ cache.BottleneckCache(sys.argv[1], progress=False).activations(lesson.split_at(m
 def run_setup(tmp_path_factory, random_backbone_weights):
     """Generated photos, calibrated random weights and one activation cache shared by this module's runs."""
     root = tmp_path_factory.mktemp("faults")
-    for split, n in (("train", 8), ("val", 4)):
-        for c, (name, colour) in enumerate(COLOURS.items()):
-            for i in range(n):
-                make_photo(
-                    root / "photos" / split / name / f"{name}_{i}.jpg",
-                    colour,
-                    seed=1000 * (split == "val") + 100 * c + i,
-                )
-    return root / "photos", random_backbone_weights, root / "cache"
+    return make_tiny_photos(root / "photos"), random_backbone_weights, root / "cache"
 
 
 @pytest.fixture(scope="module")
