@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,30 @@ LONGEST_FIRST = (
     "test_browser.py",
     "test_device.py",
 )
+
+
+#: Set to a folder to keep the tests' caches between runs (faster, but no longer what a fresh machine sees).
+TEST_CACHE_ENV = "WORKBOOK_TEST_CACHE"
+_made_cache: list[str] = []
+
+
+def pytest_configure(config) -> None:
+    """The tests' caches live in a folder of their own, never in the user's ``~/.cache``: the activation store's
+    default folder, JAX's compiled programs, the resolve check's wheel metadata, matplotlib's font list all
+    follow ``$XDG_CACHE_HOME``. A new folder per test session (what a fresh CI machine has), removed at the end,
+    or ``$WORKBOOK_TEST_CACHE``. The xdist workers and every subprocess inherit it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # set by the controller, before it started the workers
+    folder = os.environ.get(TEST_CACHE_ENV)
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="workbook-tests-cache-")
+        _made_cache.append(folder)
+    os.environ["XDG_CACHE_HOME"] = folder
+
+
+def pytest_unconfigure(config) -> None:
+    for folder in _made_cache:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items) -> None:
