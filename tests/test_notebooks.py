@@ -414,8 +414,9 @@ def _break_class_names(nb) -> None:
 
 @pytest.fixture(scope="module")
 def nbval_run(quick_workbook, tmp_path_factory) -> subprocess.CompletedProcess:
-    """nbval over the replay of every notebook that ran, and over :data:`BROKEN`, in one pytest process."""
-    runs = quick_workbook["runs"]
+    """nbval over the replay of every notebook that ran to the end, and over :data:`BROKEN`, in one pytest process
+    (a notebook that failed has nothing to replay: its own tests say so, through :func:`_executed`)."""
+    runs = {stem: run for stem, run in quick_workbook["runs"].items() if run.ok}
     replays = [(p.name, p, runs[p.stem].output, runs[p.stem].parameters, None) for p in NOTEBOOKS if p.stem in runs]
     first = next((p for p in NOTEBOOKS if p.stem.startswith("00") and p.stem in runs), None)
     if first is not None:
