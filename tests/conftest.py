@@ -17,6 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+try:
+    import fcntl  # POSIX: the workers lock a shared file while one of them makes it (one_at_a_time)
+except ImportError:  # elsewhere each worker makes its own copy
+    fcntl = None
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -137,18 +142,19 @@ def tiny_photos(tmp_path: Path) -> Path:
     return make_tiny_photos(tmp_path / "photos")
 
 
-def session_folder(tmp_path_factory) -> Path:
-    """A folder that every pytest-xdist worker of this test session shares (each worker has its own base folder)."""
+def _shared(tmp_path_factory, name: str) -> Path:
+    """``name`` in a folder that every pytest-xdist worker of this session shares (each worker has its own base
+    folder; the shared one is their parent), where :func:`one_at_a_time` can lock; elsewhere in this worker's own."""
+    if fcntl is None:
+        return tmp_path_factory.mktemp(name)
     base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
 
 
 @contextlib.contextmanager
 def one_at_a_time(lock: Path):
     """Hold an exclusive lock on ``lock`` across this session's processes (workers make a shared file once)."""
-    try:
-        import fcntl  # noqa: PLC0415 - POSIX only; elsewhere each worker makes its own copy
-    except ImportError:
+    if fcntl is None:
         yield
         return
     with open(lock, "a") as handle:
@@ -157,15 +163,6 @@ def one_at_a_time(lock: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _shared(tmp_path_factory, name: str) -> Path:
-    """``name`` in the session's shared folder (POSIX), else in this worker's own."""
-    try:
-        import fcntl  # noqa: F401, PLC0415 - only to know whether one_at_a_time can lock
-    except ImportError:
-        return tmp_path_factory.mktemp(name)
-    return session_folder(tmp_path_factory) / name
 
 
 @pytest.fixture(scope="session")
