@@ -9,7 +9,8 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
   ``download`` and ``archives`` (fetch by URL, unpack safely), ``openimages_index``, ``openimages`` and
   ``datasets`` (the default photos: Open Images, else CIFAR-100), ``photos`` (photos as arrays),
   ``pipeline`` (tf.data).
-- ``helpers.model``: ``backbones`` (pretrained networks by name, their facts), ``cuts`` (cut points and
+- ``helpers.model``: ``specs`` (the backbones' facts: one table, no Keras), ``backbones`` (pretrained networks
+  by name), ``cuts`` (cut points and
   blocks), ``lesson`` (generated from the notebooks' ``#@save`` cells), ``imagenet`` (what ImageNet
   already knows about our classes), ``explain`` (Grad-CAM).
 - ``helpers.store``: ``cache`` (the activation store), ``keys`` (what it hashes), ``entries`` (its checked
@@ -32,8 +33,9 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend
 chosen, TensorFlow's start-up lines dropped): every notebook's first cell calls it before ``import keras``,
-``python -m helpers`` from ``__main__`` (where a Ctrl-C during the seconds Keras takes to import is one
-line and exit code 130), the notebook runner's kernels from :mod:`helpers.tools.kernel`.
+``python -m helpers`` before a command that needs Keras (:func:`helpers.tools.cli.main`; a Ctrl-C during
+the seconds Keras takes to import is one line and exit code 130), the notebook runner's kernels from
+:mod:`helpers.tools.kernel`.
 """
 
 import contextlib
@@ -218,7 +220,7 @@ def start() -> None:
     """Start Keras the workbook's way, once: choose the backend, then import Keras quietly.
 
     Call it before ``import keras`` (every notebook's first cell does; ``python -m helpers`` calls
-    it from ``__main__``). ``import helpers`` alone changes nothing: not Keras, not the environment,
+    it before a command that needs Keras). ``import helpers`` alone changes nothing: not Keras, not the environment,
     not standard error. The notebook runner's kernels call it from :mod:`helpers.tools.kernel`.
     """
     global _started

@@ -16,7 +16,7 @@ from pathlib import Path
 
 DATA_ENV = "WORKBOOK_DATA"
 WEIGHTS_ENV = "WORKBOOK_WEIGHTS_DIR"
-CACHE_ENV = "WORKBOOK_CACHE"  # the activation store's root; read in one place: helpers.store.cache.default_root
+CACHE_ENV = "WORKBOOK_CACHE"  # the activation store's root; read in one place: cache_root
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +30,14 @@ def weights_dir() -> Path | None:
     """The folder of local weight files named by ``$WORKBOOK_WEIGHTS_DIR``, or None."""
     value = os.environ.get(WEIGHTS_ENV)
     return Path(value).expanduser() if value else None
+
+
+def cache_root() -> Path:
+    """Where the activation store lives: ``$WORKBOOK_CACHE``, else ``~/.cache/transfer-workbook/bottlenecks``."""
+    value = os.environ.get(CACHE_ENV)
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-workbook" / "bottlenecks"
 
 
 def keras_home() -> Path:

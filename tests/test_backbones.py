@@ -110,11 +110,11 @@ def test_every_name_the_readme_accepts_builds_its_backbone(name):
     spec = backbones.get_spec(name)
     size = small_size(name)
     model = backbones.application(name)(include_top=False, weights=None, input_shape=(size, size, 3))
-    reference = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3), **spec.kwargs)
+    reference = backbones.keras_class(spec)(include_top=False, weights=None, input_shape=(size, size, 3), **spec.kwargs)
     assert model.count_params() == reference.count_params()
-    assert backbones.application(spec.keras_name) is spec.constructor or spec.kwargs.get("alpha", 1.0) != 1.0
+    assert backbones.application(spec.keras_name) is backbones.keras_class(spec) or spec.kwargs.get("alpha", 1.0) != 1.0
     if spec.kwargs.get("alpha", 1.0) != 1.0:  # a width variant differs from the class's default width
-        default = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3))
+        default = backbones.keras_class(spec)(include_top=False, weights=None, input_shape=(size, size, 3))
         assert model.count_params() < default.count_params()
 
 

@@ -92,12 +92,12 @@ def test_the_memory_rule_grows_with_the_square_of_the_side_and_names_a_size_that
 
 def test_the_peak_activation_table_matches_each_backbone():
     """``runs.PEAK_FLOATS_PER_PIXEL`` is each backbone's largest layer output per input pixel, rounded up."""
-    from helpers.model.backbones import BACKBONES
+    from helpers.model.backbones import BACKBONES, keras_class
     from helpers.run import runs
 
     assert set(runs.PEAK_FLOATS_PER_PIXEL) == set(BACKBONES)
     for name, spec in BACKBONES.items():
-        model = spec.constructor(include_top=False, weights=None, input_shape=(224, 224, 3), **spec.kwargs)
+        model = keras_class(spec)(include_top=False, weights=None, input_shape=(224, 224, 3), **spec.kwargs)
         peak = max(math.prod(layer.output.shape[1:]) for layer in model.layers) / 224**2
         assert runs.PEAK_FLOATS_PER_PIXEL[name] == math.ceil(peak), (name, peak)
 

@@ -178,7 +178,7 @@ def test_batch_norm_stays_in_inference_mode_while_fine_tuning():
 @pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "mobilenet_0.25"])
 def test_the_backbone_table_names_each_bases_blocks_and_grad_cam_layer(name):
     spec = backbones.get_spec(name)
-    base = spec.constructor(include_top=False, weights=None, input_shape=(96, 96, 3), **spec.kwargs)
+    base = backbones.keras_class(spec)(include_top=False, weights=None, input_shape=(96, 96, 3), **spec.kwargs)
     assert backbones.spec_of_model(base).model_name == spec.model_name  # alpha 0.35 is found as MobileNetV2
     names = cuts.cut_points(base)
     assert names[-1] == spec.grad_cam_layer == explain.last_conv_layer(base)

@@ -31,10 +31,11 @@ def lines(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0])
-def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tiny_photos, delay):
+def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
+    """``cache --list`` starts Keras before anything else (the commands of ``cli_model`` import it)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers", "check-data", str(tiny_photos)],
+        [sys.executable, "-m", "helpers", "cache", "--list", "--cache-dir", str(tmp_path / "cache")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -49,7 +50,7 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tiny_photos, delay)
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and len(lines(stderr)) == 1, stderr[-3000:]
     assert "interrupted" in stderr
-    assert "valid photos" not in stdout  # it never got to the work
+    assert stdout == "" and not (tmp_path / "cache").exists()  # it never got to the work
 
 
 @pytest.mark.parametrize(
@@ -59,11 +60,22 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tiny_photos, delay)
         (["train", "--image-size", "abc", "--out", "RUN"], 2, "argument --image-size: invalid int value: 'abc'"),
         (["predict"], 2, "the following arguments are required: --model, images"),
         (["no-such-command"], 2, "invalid choice: 'no-such-command'"),
+        # train's refusals come before it starts Keras, and the photo checks never need it
+        (
+            ["train", "--data", "PHOTOS", "--backbone", "mobilenet_v2", "--image-size", "16", "--out", "RUN"],
+            2,
+            "error: --image-size 16: mobilenet_v2 takes photos of at least 32 px; pass 32 or more",
+        ),
+        (["train", "--data", "RUN", "--out", "RUN"], 2, "error: photo folder"),
+        (["check-data", "PHOTOS"], 0, "valid photos: 36"),
     ],
 )
-def test_help_and_a_mistyped_argument_are_answered_before_keras_imports(tmp_path, args, code, said):
-    """argparse answers first: no Keras, TensorFlow, JAX or PyTorch is imported (``-X importtime`` lists imports)."""
-    args = [str(tmp_path / "run") if a == "RUN" else a for a in args]
+def test_help_a_mistyped_argument_and_a_refusal_are_answered_before_keras_imports(
+    tiny_photos, tmp_path, args, code, said
+):
+    """No Keras, TensorFlow, JAX or PyTorch is imported (``-X importtime`` lists imports): argparse answers
+    first, ``train`` checks its settings and photos before it starts Keras, ``check-data`` never does."""
+    args = [str(tmp_path / "run") if a == "RUN" else str(tiny_photos) if a == "PHOTOS" else a for a in args]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "helpers", *args],

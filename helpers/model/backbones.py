@@ -1,9 +1,8 @@
-"""Pretrained backbones by name, and one table of their facts (:data:`BACKBONES`, as fastai's ``model_meta``).
+"""Pretrained backbones by name, built from the one table of their facts (:mod:`helpers.model.specs`).
 
-Per backbone: the Keras class and its options, the default image size, the weight files, the
-module of its ``preprocess_input`` (the layer itself is the lesson's ``preprocessing_for``, notebook
-02: :func:`preprocess_layer`, so every model takes **raw 0–255 RGB pixels**), which layers end its
-blocks (its cut points, :mod:`helpers.model.cuts`) and the layer Grad-CAM explains (:mod:`helpers.model.explain`).
+The table (:data:`BACKBONES`, :func:`get_spec`, :func:`default_size`) is Keras-free and re-exported
+here, where the notebooks reach it. The preprocessing layer is the lesson's ``preprocessing_for``
+(notebook 02: :func:`preprocess_layer`), so every model takes **raw 0–255 RGB pixels**.
 
 The notebooks write ``keras.applications.InceptionV3(...)`` themselves (notebooks 01–05); around
 that call: names (``"inception_v3"`` for the CLI or ``"InceptionV3"`` as in Keras) and the Keras class
@@ -15,14 +14,11 @@ weights file, or ``None`` (random init).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
-import re
 import urllib.error
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -31,6 +27,7 @@ from keras import ops
 
 from helpers import settings
 from helpers.model.lesson import preprocessing_for
+from helpers.model.specs import BACKBONES, DEFAULT_BACKBONE, KERAS_NAMES, BackboneSpec, default_size, get_spec
 
 WEIGHTS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -39,162 +36,9 @@ class WeightsUnavailableError(RuntimeError):
     """The ImageNet weights could be neither found locally nor downloaded."""
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the workbook needs to know about one Keras Applications model."""
-
-    name: str
-    constructor: Callable[..., keras.Model]
-    default_size: int
-    notop_file: str
-    top_file: str
-    kwargs: dict = field(default_factory=dict)
-    sizes_in_file_name: tuple[int, ...] = ()  # mobilenets: weight files are per input size
-    min_size: int = 32
-    module: str = ""  # keras.applications.<module> holds its preprocess_input
-    #: Keras' name for the application model (``model.name`` starts with it): how a base is recognised
-    model_name: str = ""
-    #: the layers that end a block (the candidates for cut points): a full-match name pattern, or,
-    #: where Keras leaves them unnamed, the layer class (Xception's blocks end in ``Add`` layers)
-    block_ends: str | type = ""
-    #: the layer Grad-CAM explains by default: the last convolutional block output (notebook 06)
-    grad_cam_layer: str = ""
-
-    @property
-    def keras_name(self) -> str:
-        """The Keras Applications class, e.g. ``"InceptionV3"``."""
-        return self.constructor.__name__
-
-    def ends_block(self, layer: keras.layers.Layer) -> bool:
-        """Whether ``layer`` ends one of this backbone's blocks (a candidate cut point)."""
-        if isinstance(self.block_ends, type):
-            return isinstance(layer, self.block_ends)
-        return re.fullmatch(self.block_ends, layer.name) is not None
-
-    def weight_file_names(self, include_top: bool, image_size: int) -> list[str]:
-        """File names Keras would download for ``weights="imagenet"`` (most specific first)."""
-        template = self.top_file if include_top else self.notop_file
-        if not self.sizes_in_file_name:
-            return [template]
-        sizes = [image_size] if image_size in self.sizes_in_file_name else []
-        sizes += [s for s in (224,) if s not in sizes]  # the 224 file loads at any size
-        return [template.format(rows=s) for s in sizes]
-
-
-_APPS = keras.applications
-
-
-def _narrower(spec: BackboneSpec, name: str, tag: str, narrow_tag: str, alpha: float) -> BackboneSpec:
-    """The same network at width ``alpha``: its weight files carry ``narrow_tag`` where ``spec``'s carry ``tag``."""
-    return dataclasses.replace(
-        spec,
-        name=name,
-        notop_file=spec.notop_file.replace(tag, narrow_tag),
-        top_file=spec.top_file.replace(tag, narrow_tag),
-        kwargs={"alpha": alpha},
-    )
-
-
-_MOBILENET_V2 = BackboneSpec(
-    "mobilenet_v2",
-    _APPS.MobileNetV2,
-    224,
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}.h5",
-    kwargs={"alpha": 1.0},
-    sizes_in_file_name=(96, 128, 160, 192, 224),
-    module="mobilenet_v2",
-    model_name="mobilenetv2_",
-    block_ends=r"block_\d+_(add|project_BN)|out_relu",
-    grad_cam_layer="out_relu",
-)
-_MOBILENET = BackboneSpec(
-    "mobilenet",
-    _APPS.MobileNet,
-    224,
-    "mobilenet_1_0_{rows}_tf_no_top.h5",
-    "mobilenet_1_0_{rows}_tf.h5",
-    kwargs={"alpha": 1.0},
-    sizes_in_file_name=(128, 160, 192, 224),
-    module="mobilenet",
-    model_name="mobilenet_",
-    block_ends=r"conv_pw_\d+_relu",
-    grad_cam_layer="conv_pw_13_relu",
-)
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in [
-        BackboneSpec(
-            "inception_v3",
-            _APPS.InceptionV3,
-            299,
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-            min_size=75,
-            module="inception_v3",
-            model_name="inception_v3",
-            block_ends=r"mixed\d+",
-            grad_cam_layer="mixed10",
-        ),
-        _MOBILENET_V2,
-        _narrower(_MOBILENET_V2, "mobilenet_v2_0.35", "1.0", "0.35", 0.35),
-        _MOBILENET,
-        _narrower(_MOBILENET, "mobilenet_0.25", "1_0", "2_5", 0.25),
-        BackboneSpec(
-            "resnet50",
-            _APPS.ResNet50,
-            224,
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-            module="resnet50",
-            model_name="resnet50",
-            block_ends=r"conv\d_block\d+_out",
-            grad_cam_layer="conv5_block3_out",
-        ),
-        BackboneSpec(
-            "efficientnet_b0",
-            _APPS.EfficientNetB0,
-            224,
-            "efficientnetb0_notop.h5",
-            "efficientnetb0.h5",
-            module="efficientnet",
-            model_name="efficientnetb0",
-            block_ends=r"block\d[a-z]_(add|project_bn)|top_activation",
-            grad_cam_layer="top_activation",
-        ),
-        BackboneSpec(
-            "xception",
-            _APPS.Xception,
-            299,
-            "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "xception_weights_tf_dim_ordering_tf_kernels.h5",
-            min_size=71,
-            module="xception",
-            model_name="xception",
-            block_ends=keras.layers.Add,
-            grad_cam_layer="block14_sepconv2_act",
-        ),
-    ]
-}
-DEFAULT_BACKBONE = "inception_v3"
-#: Keras Applications class names (what the notebooks' ``BACKBONE`` holds) → our names.
-KERAS_NAMES = {
-    "InceptionV3": "inception_v3",
-    "MobileNetV2": "mobilenet_v2",
-    "MobileNet": "mobilenet",
-    "ResNet50": "resnet50",
-    "EfficientNetB0": "efficientnet_b0",
-    "Xception": "xception",
-}
-
-
-def get_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` called ``name`` (e.g. ``"inception_v3"``)."""
-    key = name.lower().replace("-", "_")
-    key = KERAS_NAMES.get(name, key)
-    if key not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
-    return BACKBONES[key]
+def keras_class(spec: BackboneSpec) -> Callable[..., keras.Model]:
+    """The ``keras.applications`` class of a table entry (its options, such as ``alpha``, not bound)."""
+    return getattr(keras.applications, spec.keras_name)
 
 
 def spec_of_model(model: keras.Model) -> BackboneSpec | None:
@@ -258,7 +102,7 @@ def _construct(spec: BackboneSpec, resolved: str | None, include_top: bool, size
         print(f"{spec.name}: fetching {spec.weight_file_names(include_top, size)[0]} into {settings.keras_cache_dir()}")
         keras.config.disable_interactive_logging()
     try:
-        return spec.constructor(
+        return keras_class(spec)(
             include_top=include_top, weights=resolved, input_shape=(size, size, 3), **spec.kwargs, **kwargs
         )
     except Exception as exc:  # Keras wraps URLError/HTTPError in a bare Exception
@@ -326,12 +170,7 @@ def application(name: str) -> Callable[..., keras.Model]:
     """
     spec = get_spec(name)
     options = {k: v for k, v in spec.kwargs.items() if not (k == "alpha" and v == 1.0)}
-    return functools.partial(spec.constructor, **options) if options else spec.constructor
-
-
-def default_size(name: str) -> int:
-    """The input size a backbone was trained at (299 for InceptionV3, 224 for most others)."""
-    return get_spec(name).default_size
+    return functools.partial(keras_class(spec), **options) if options else keras_class(spec)
 
 
 def local_weights(name: str, weights: str | os.PathLike | None = "imagenet", image_size: int | None = None):
@@ -390,3 +229,26 @@ def decode_predictions(probabilities, top: int = 5) -> list[list[tuple[str, floa
         best = row.argsort()[::-1][:top]
         out.append([(names[i], float(row[i])) for i in best])
     return out
+
+
+__all__ = [  # the table (helpers.model.specs) is re-exported: the notebooks call helpers.model.backbones.get_spec
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "KERAS_NAMES",
+    "BackboneSpec",
+    "WeightsUnavailableError",
+    "application",
+    "build_backbone",
+    "build_base",
+    "check_preprocessing",
+    "decode_predictions",
+    "default_size",
+    "get_spec",
+    "imagenet_class_index_file",
+    "imagenet_class_names",
+    "keras_class",
+    "local_weights",
+    "preprocess_layer",
+    "resolve_weights",
+    "spec_of_model",
+]

@@ -5,7 +5,7 @@ The lesson's models are ``keras.Input → preprocess → base → pool → dropo
 module is the machinery around that shape, on Keras' public API only:
 
 - **cut points** of a base (which layers may end a block is the backbone's entry in
-  :data:`helpers.model.backbones.BACKBONES`): layers that every path from its input to its output passes
+  :data:`helpers.model.specs.BACKBONES`): layers that every path from its input to its output passes
   through (for InceptionV3 ``mixed0`` … ``mixed10``), so everything after one in
   ``base.layers`` is above it;
 - **blocks**: the layers between two cut points, named by the cut point that ends them;
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import keras
 
-from helpers.model.backbones import BACKBONES, BackboneSpec, spec_of_model
+from helpers.model.backbones import spec_of_model
 from helpers.model.lesson import split_at as split_outside
+from helpers.model.specs import BACKBONES, BackboneSpec
 
 #: Block-ending layer names of every backbone in the table (for a base the table does not know).
-BLOCK_OUTPUT = re.compile("|".join(spec.block_ends for spec in BACKBONES.values() if isinstance(spec.block_ends, str)))
+BLOCK_OUTPUT = re.compile("|".join(spec.block_ends for spec in BACKBONES.values() if spec.block_ends))
 POOL = "pool"  # the head's pooling layer: the cut for head training (see helpers.model.lesson.add_head)
 
 

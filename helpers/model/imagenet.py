@@ -83,10 +83,9 @@ def classifier_spec(name: str, options: dict | None = None) -> BackboneSpec:
     """
     if name in BACKBONES:
         return BACKBONES[name]
-    constructor = getattr(keras.applications, name, None)
     options = dict(options or {})
     for spec in BACKBONES.values():
-        if spec.constructor is constructor and all(spec.kwargs.get(k) == v for k, v in options.items()):
+        if spec.keras_name == name and all(spec.kwargs.get(k) == v for k, v in options.items()):
             return spec
     raise ValueError(
         f"no ImageNet classifier keras.applications.{name}({options}) known to the workbook; "

@@ -1,8 +1,8 @@
 """What a run is, in one place: :class:`RunConfig` (a whole ``train`` run) and :class:`Recipe` (one phase).
 
 Both are frozen dataclasses. A :class:`RunConfig` is resolved once (:meth:`RunConfig.resolved`):
-the backbone's own photo size (from its facts, :func:`helpers.model.backbones.get_spec`) and the
-activation cache's folder (:func:`helpers.store.cache.default_root`: ``$WORKBOOK_CACHE``, else
+the backbone's own photo size (from its facts, :func:`helpers.model.specs.get_spec`) and the
+activation cache's folder (:func:`helpers.settings.cache_root`: ``$WORKBOOK_CACHE``, else
 ``~/.cache/transfer-workbook/bottlenecks``) are filled in there, so the command line's defaults,
 ``run.json`` (:meth:`RunConfig.record`) and ``metrics.json`` all say the same thing. The second
 phase of a run is the first phase's :class:`Recipe` with ``dataclasses.replace``.
@@ -14,10 +14,14 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from helpers.model.backbones import get_spec
+from helpers.model.specs import get_spec
 from helpers.run import runs
-from helpers.store.cache import BottleneckCache, default_root
+from helpers.settings import cache_root
+
+if TYPE_CHECKING:  # the store loads Keras; a configuration is checked without it (the command line's refusals)
+    from helpers.store.cache import BottleneckCache
 
 HEAD_LEARNING_RATE = 1e-3
 FINE_TUNE_LEARNING_RATE = 1e-5
@@ -51,7 +55,7 @@ class Recipe:
 class RunConfig:
     """Everything that decides a ``python -m helpers train`` run (the command's options, one field each).
 
-    ``image_size=None``: the backbone's own size; ``cache_dir=None``: :func:`helpers.store.cache.default_root`;
+    ``image_size=None``: the backbone's own size; ``cache_dir=None``: :func:`helpers.settings.cache_root`;
     both filled in by :meth:`resolved`. ``cache=False`` is the plain recipe (no activation cache).
     ``mirror_views``: with at most ``helpers.run.train.MIRROR_UP_TO`` photos per class, the head also learns from each
     training photo's mirror image. ``imagenet_prior``: where it applies, the saved model multiplies the head's
@@ -83,7 +87,7 @@ class RunConfig:
             raise ValueError(f"image_size {size}: {spec.name} takes photos of at least {spec.min_size} px")
         if self.augment_copies and not self.cache:
             raise ValueError("augment_copies needs the activation cache (leave cache on)")
-        folder = Path(self.cache_dir).expanduser() if self.cache_dir is not None else default_root()
+        folder = Path(self.cache_dir).expanduser() if self.cache_dir is not None else cache_root()
         return dataclasses.replace(self, image_size=size, cache_dir=folder if self.cache else None)
 
     @property

@@ -17,8 +17,8 @@ import numpy as np
 from helpers.data import folders as data_mod
 from helpers.data.pipeline import photo_dataset
 from helpers.model import imagenet
-from helpers.model.backbones import get_spec
 from helpers.model.lesson import TimesPrior, add_imagenet_prior
+from helpers.model.specs import get_spec
 
 
 def imagenet_prior(model: keras.Model, config, class_names: list[str], scored: dict) -> tuple:

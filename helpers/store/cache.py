@@ -67,14 +67,6 @@ CACHE_ENV = settings.CACHE_ENV
 CHECKPOINT_BLOCKS = 2
 
 
-def default_root() -> Path:
-    """Where bottleneck caches live: ``$WORKBOOK_CACHE``, else ``~/.cache/transfer-workbook/bottlenecks``."""
-    value = os.environ.get(CACHE_ENV)
-    if value:
-        return Path(value).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-workbook" / "bottlenecks"
-
-
 @dataclass
 class CacheStats:
     """What one :meth:`BottleneckCache.fetch` call did.
@@ -141,7 +133,7 @@ class BottleneckCache:
         progress: bool = True,
         checkpoint: int | str | None = CHECKPOINT_BLOCKS,
     ) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.root = Path(root).expanduser() if root is not None else settings.cache_root()
         self.dtype = np.dtype(dtype).name
         self.progress = progress
         self.checkpoint = checkpoint
@@ -393,7 +385,6 @@ __all__ = [
     "write_entry",
     "activations",
     "augment_pixels",
-    "default_root",
     "file_digest",
     "model_fingerprint",
 ]

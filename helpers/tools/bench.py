@@ -37,8 +37,8 @@ from helpers.data import folders as data
 from helpers.data.pipeline import has_tensorflow, photo_dataset
 from helpers.files import write_json
 from helpers.model import cuts
-from helpers.model.backbones import get_spec
 from helpers.model.lesson import split_at
+from helpers.model.specs import get_spec
 from helpers.run import device, train
 from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
 from helpers.store import cache

@@ -6,7 +6,8 @@ parser table and :func:`main`; the commands are in :mod:`helpers.tools.cli_train
 :mod:`helpers.tools.cli_model` (``bench``, ``gpu-check``, ``evaluate``, ``predict``, ``cache``) and
 :mod:`helpers.tools.cli_notebooks` (``check-data``, ``notebooks``, ``book``, ``clean-notebooks``,
 ``sync-lesson``); :func:`main` imports only the one that runs, so a command that trains nothing
-never loads what training needs.
+never loads what training needs. The commands of :data:`WITHOUT_KERAS` never import Keras
+(``train`` starts it itself once its checks have passed); :func:`main` starts Keras before any other.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ import importlib
 import sys
 from pathlib import Path
 
+import helpers
 from helpers import settings
 from helpers.data.checks import MIN_SIDE
 from helpers.data.folders import VAL_FRACTION
 from helpers.files import describe_os_error
 from helpers.tools.cli_common import HELD, UNSET, UsageError
+
+#: The command modules that import no Keras: the photo and notebook commands, and ``train``, whose refusals
+#: (options, photo size, ``--out``, the run lock, the photos) come before it starts Keras (about 3 s).
+WITHOUT_KERAS = ("helpers.tools.cli_notebooks", "helpers.tools.cli_train")
 
 
 def _weights(value: str) -> str | None:
@@ -216,8 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(name: str):
-    """The function a ``"module:function"`` name in the parser table stands for (its module imported now)."""
+    """The function a ``"module:function"`` name in the parser table stands for (its module imported now).
+
+    Keras is started first (:func:`helpers.start`) unless the module is one of :data:`WITHOUT_KERAS`.
+    """
     module, function = name.split(":")
+    if module not in WITHOUT_KERAS:
+        helpers.start()
     return getattr(importlib.import_module(module), function)
 
 

@@ -2,7 +2,9 @@
 
 The configuration is resolved once (the backbone's own size, the cache folder) and everything
 is written from it: ``run.json`` (:meth:`~helpers.run.config.RunConfig.record`), the checks before
-the work starts, and, through :func:`helpers.run.train.train_classifier`, ``metrics.json``.
+the work starts, and, through :func:`helpers.run.train.train_classifier`, ``metrics.json``. Every check
+(the options, the photo size, ``--out``, the run lock, the photos) comes before Keras is imported, so a
+refusal takes a fraction of a second, not the seconds the deep-learning libraries take to load.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import helpers
 from helpers import files
 from helpers.data.checks import display_name
 from helpers.data.folders import survey_folder
-from helpers.model.backbones import get_spec
-from helpers.run import device, runs
+from helpers.model.specs import get_spec
+from helpers.run import runs
 from helpers.run.config import RunConfig
-from helpers.run.train import train_classifier
 from helpers.tools.cli_common import HELD, UNSET, UsageError, at_least, given, photo_folder, warn
 
 #: RunConfig's fields that are not a same-named command-line option.
@@ -123,8 +125,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     try:
         _check_photos(args, config)
+        helpers.start()  # Keras loads here, once every check above has passed: a refusal never waits for it
+        from helpers.run import device, train  # noqa: PLC0415 - they import Keras: only after the checks
+
         device.configure()  # a GPU gets mixed precision, XLA and every GPU; a CPU runs as it is
-        metrics = train_classifier(config, args.out)
+        metrics = train.train_classifier(config, args.out)
     except KeyboardInterrupt:
         runs.finish(args.out, "interrupted")
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from papermill.translators import PythonTranslator
 
-from helpers.model.backbones import get_spec
+from helpers.model.specs import get_spec
 
 #: Quick-mode parameter overrides. ``"*"`` applies to every notebook that declares the
 #: parameter in its ``parameters`` cell; a notebook's own entry (keyed by file stem) wins.
