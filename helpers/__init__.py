@@ -18,9 +18,10 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
   (the forward-pass log), ``counting`` (passes counted from the Keras side), ``numbers`` (key numbers noted
   for the book).
 - ``helpers.run``: ``device`` (CPU/GPU, mixed precision, tf.distribute), ``config`` (a run's one
-  configuration), ``train`` (the one training loop), ``prior`` (ImageNet's opinion multiplied in), ``runs``
-  (the run folder), ``evaluate``, ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two
-  settings over several draws, worded from the numbers).
+  configuration), ``train`` (the one training loop), ``restart`` (a model trained again, its traced step
+  kept), ``prior`` (ImageNet's opinion multiplied in), ``runs`` (the run folder), ``evaluate``,
+  ``small_data``, ``compare`` (backbones side by side), ``seeds`` (two settings over several draws, worded
+  from the numbers).
 - ``helpers.ship``: ``export`` (.keras, SavedModel, TFLite, ONNX), ``checks`` (each reloaded and compared).
 - ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``heatmaps``
   (Grad-CAM figures), ``small_data`` (notebook 05's picture), ``curves``, ``widgets``, ``upload``.

@@ -14,8 +14,9 @@ from test_faults import in_process
 
 from helpers.data.folders import load_folder, load_images
 from helpers.model import cuts
-from helpers.model.lesson import compile_model
+from helpers.model.lesson import compile_model, fit_keep_best
 from helpers.run import train
+from helpers.run.restart import restart
 from helpers.store import cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +115,53 @@ def test_training_above_a_cut_on_cached_activations_equals_training_the_full_mod
     for a, b in zip(full.get_weights(), cached.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(full.predict(x, verbose=0), cached.predict(x, verbose=0), atol=1e-4)
+
+
+def test_restart_trains_bit_for_bit_as_a_new_compile_without_tracing_again():
+    """Several draws and rates on one head (what the comparisons do): ``restart`` against ``compile_model``."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 64), np.float32), rng.integers(0, 3, 20)
+    validation = (rng.random((30, 64), np.float32), rng.integers(0, 3, 30))
+
+    def head():
+        keras.utils.set_random_seed(1)  # the same weights and the same dropout seed for both heads
+        inputs = keras.Input((64,))
+        hidden = keras.layers.Dropout(0.3)(keras.layers.Dense(16, name="hidden")(inputs))
+        return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+
+    def trainings(start):
+        model, results, steps = head(), [], set()
+        first = model.get_weights()
+        for seed, rate in [(0, 1e-3), (1, 1e-2), (2, 1e-3)]:
+            model.set_weights(first)
+            keras.utils.set_random_seed(seed)
+            start(model, rate)
+            history = fit_keep_best(model, x, y, validation, 12, patience=3)
+            results.append((history.best_epoch, [w.copy() for w in model.get_weights()]))
+            steps.add(id(model.train_function))
+        return model, results, steps
+
+    _, compiled, compiled_steps = trainings(compile_model)
+    model, restarted, restarted_steps = trainings(restart)
+    assert len(compiled_steps) == 3 and len(restarted_steps) == 1  # traced once, not once per training
+    assert {epoch for epoch, _ in compiled} != {None}
+    for (epoch_a, weights_a), (epoch_b, weights_b) in zip(compiled, restarted):
+        assert epoch_a == epoch_b
+        for a, b in zip(weights_a, weights_b):
+            np.testing.assert_array_equal(a, b)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    optimizer = model.optimizer
+    model.get_layer("hidden").trainable = False  # other weights to train: compiled again
+    restart(model, 1e-3)
+    assert model.optimizer is not optimizer and model.train_function is None
+
+
+def test_a_model_cut_again_at_the_same_point_gives_the_same_halves(random_backbone_weights):
+    model = train.build_classifier(CLASSES, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    for cut in ["block_15_add", cuts.POOL]:
+        assert cuts.split_at(model, cut) is cuts.split_at(model, cut)
+    other = train.build_classifier(CLASSES, "mobilenet_v2_0.35", str(random_backbone_weights), 48)
+    assert cuts.split_at(other, cuts.POOL).top is not cuts.split_at(model, cuts.POOL).top
 
 
 def test_cli_train_on_tiny_photos(tiny_photos, tmp_path):

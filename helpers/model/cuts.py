@@ -190,6 +190,8 @@ class Cut:
 
 #: The halves :func:`split_at` made, by identity: ``"bottom"`` or ``"top"``, and their cut point.
 _HALVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The cuts :func:`split_at` made of each model, by cut (made once, kept while the model lives).
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cut_point(bottom: keras.Model) -> CutPoint:
@@ -220,7 +222,13 @@ def split_at(model: keras.Model, cut: str) -> Cut:
     training ``top`` trains ``model``. A cut at ``pool`` is :func:`helpers.model.lesson.split_at`;
     a cut inside the base runs the base's layers below the cut in ``bottom`` and the
     layers above it, then the head, in ``top``. Every part of the package that cuts calls this.
+
+    The same model and cut give the same two halves, so Keras keeps what it traced for them (the
+    bottom's forward pass, the top's training step: :func:`helpers.run.restart.restart`).
     """
+    made = _SPLITS.setdefault(model, {})
+    if cut in made:
+        return made[cut]
     base = base_of(model)
     backbone = _HALVES[model][1].backbone if model in _HALVES else base.name  # a half cut again: its whole base
     point = CutPoint(backbone, cut, inside=cut in {layer.name for layer in base.layers})
@@ -237,4 +245,5 @@ def split_at(model: keras.Model, cut: str) -> Cut:
         top_output = _threaded(outer[at + 1 :], above(inputs, training=False))
         top = keras.Model(inputs, top_output, name=f"{model.name}_above_{cut}")
     _HALVES[bottom], _HALVES[top] = ("bottom", point), ("top", point)
-    return Cut(cut, bottom, top, point)
+    made[cut] = Cut(cut, bottom, top, point)
+    return made[cut]

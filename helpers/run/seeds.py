@@ -17,7 +17,8 @@ import numpy as np
 
 from helpers.data import folders as data_mod
 from helpers.model import cuts
-from helpers.model.lesson import compile_model, fit_keep_best, split_at, start_at_class_means, unfreeze_above
+from helpers.model.lesson import fit_keep_best, split_at, start_at_class_means, unfreeze_above
+from helpers.run.restart import restart
 
 
 def spread(values) -> str:
@@ -167,7 +168,7 @@ def _one_draw(model, shared: _Shared, x: dict, y: np.ndarray, recipe: FineTuneRe
     features, labels = shared.features, shared.labels
     keras.utils.set_random_seed(seed)
     _fresh_head(model, seed)
-    compile_model(shared.head, 1e-3)
+    restart(shared.head, 1e-3)  # compile_model, its traced step kept from the last draw
     val = (features["pool"]["val"], labels["val"])
     fit_keep_best(shared.head, x["pool"], y, val, recipe.head_epochs, recipe.batch_size, recipe.patience)
     out = {"head only": _accuracy(shared.head, features["pool"]["test"], labels["test"])}
@@ -176,7 +177,7 @@ def _one_draw(model, shared: _Shared, x: dict, y: np.ndarray, recipe: FineTuneRe
         model.set_weights(after_head)
         unfreeze_above(base, shared.cut)
         keras.utils.set_random_seed(seed)
-        compile_model(shared.fine_top, rate)
+        restart(shared.fine_top, rate)
         val = (features["cut"]["val"], labels["val"])
         fit_keep_best(shared.fine_top, x["cut"], y, val, recipe.tune_epochs, recipe.batch_size, recipe.patience)
         out[name] = _accuracy(shared.fine_top, features["cut"]["test"], labels["test"])
@@ -279,7 +280,7 @@ def augmentation_effect(  # noqa: PLR0913 - notebook 05a's call names the draw, 
             start_at_class_means(model, x, y)
         else:
             _fresh_head(model, seed)
-        compile_model(top, 1e-3)
+        restart(top, 1e-3)
         fit_keep_best(top, x, y, (x_val, y_val), epochs)
         return _accuracy(top, x_test, y_test)
 

@@ -41,6 +41,7 @@ from helpers.model.backbones import build_base, preprocess_layer
 from helpers.model.lesson import add_head, compile_model, fit_keep_best, start_at_class_means, unfreeze_above
 from helpers.run import device, prior
 from helpers.run.config import BATCH_SIZE, Recipe, RunConfig  # Recipe, RunConfig: also helpers.run.train's
+from helpers.run.restart import restart
 from helpers.store.cache import BottleneckCache
 
 MIRROR_UP_TO = 10  # photos per class: up to this many, the head also trains on each photo's mirror image
@@ -168,9 +169,10 @@ def fit(
     improvement stop it. Without, exactly ``recipe.epochs`` epochs (what the benchmarks time).
     ``y=None``: ``x`` is a dataset of batches (``recipe.batch_size`` is not passed on).
     ``recompile=False`` goes on with the model as compiled (its traced step kept: what a timing wants).
+    Without a strategy, compiling is :func:`helpers.run.restart.restart` (a top trained again keeps its traced step).
     """
     if recompile:
-        compile_model(model, recipe.learning_rate)
+        (restart if recipe.strategy is None else compile_model)(model, recipe.learning_rate)
     batch_size = None if y is None else recipe.batch_size
     callbacks = list(recipe.callbacks)
     if validation is None:
