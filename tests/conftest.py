@@ -27,25 +27,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MOBILENET_V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-#: The longest test files, longest first (seconds per file on 3 workers, 2 cores, 2026-12-06: notebooks 317,
-#: bad_inputs 196, faults 186, backends 141, cache 92, train 91, compare 87, torch 81, backbones 75,
-#: requirements 69, few_shot 63, browser 51, device 48). ``--dist loadfile`` hands whole files to the workers in
-#: collection order (with ``--no-loadscope-reorder``; xdist otherwise orders them by their number of tests), so
-#: these start first and no worker is left running a long file alone at the end.
+#: The longest test files, longest first (seconds per file on 3 workers, 2 cores, 2026-12-06, a fresh clone:
+#: notebooks 249, backends 168 + about 30, bad_inputs 147, faults 128, requirements 95, train 92, cache 86,
+#: compare 79, few_shot 63, torch 57, device 56, export 32, backbones 32, runner 31, browser 25, lesson 25).
+#: ``--dist loadfile`` hands whole files to the workers in collection order (with ``--no-loadscope-reorder``; xdist
+#: otherwise orders them by their number of tests), so these start first and no worker is left running a long file
+#: alone at the end.
 LONGEST_FIRST = (
     "test_notebooks.py",
+    "test_backends.py",
     "test_bad_inputs.py",
     "test_faults.py",
-    "test_backends.py",
-    "test_cache.py",
-    "test_train.py",
-    "test_compare.py",
-    "test_torch.py",
-    "test_backbones.py",
     "test_requirements.py",
+    "test_train.py",
+    "test_cache.py",
+    "test_compare.py",
     "test_few_shot.py",
-    "test_browser.py",
+    "test_torch.py",
     "test_device.py",
+    "test_export.py",
+    "test_backbones.py",
+    "test_runner.py",
+    "test_browser.py",
+    "test_lesson.py",
 )
 
 
