@@ -6,7 +6,6 @@ Real weights and photos are reached only through ``WORKBOOK_WEIGHTS_DIR`` and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 try:
-    import fcntl  # POSIX: the workers lock a shared file while one of them makes it (one_at_a_time)
+    import fcntl  # POSIX: the workers lock a shared file while one of them makes it (made_once)
 except ImportError:  # elsewhere each worker makes its own copy
     fcntl = None
 
@@ -146,27 +145,30 @@ def tiny_photos(tmp_path: Path) -> Path:
     return make_tiny_photos(tmp_path / "photos")
 
 
-def _shared(tmp_path_factory, name: str) -> Path:
-    """``name`` in a folder that every pytest-xdist worker of this session shares (each worker has its own base
-    folder; the shared one is their parent), where :func:`one_at_a_time` can lock; elsewhere in this worker's own."""
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name``, filled by ``make(folder)`` once per test session for every pytest-xdist worker.
+
+    Each worker has its own base folder; the shared one is their parent. The first worker to get there holds an
+    exclusive lock while ``make`` runs and marks the folder done; the others wait on the lock, then reuse it. A
+    ``make`` that failed left no mark, so the next one starts again. Without ``fcntl``, each worker makes its own.
+    """
     if fcntl is None:
-        return tmp_path_factory.mktemp(name)
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
     base = tmp_path_factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
-
-
-@contextlib.contextmanager
-def one_at_a_time(lock: Path):
-    """Hold an exclusive lock on ``lock`` across this session's processes (workers make a shared file once)."""
-    if fcntl is None:
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder.parent / f"{name}.done"
+    with open(folder.parent / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            if not done.is_file():
+                make(folder)
+                done.touch()
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -181,12 +183,9 @@ def random_backbone_weights(tmp_path_factory) -> Path:
     """
     import keras
 
-    folder = _shared(tmp_path_factory, "weights")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "mobilenet_v2_0.35_calibrated.weights.h5"
-    with one_at_a_time(folder / ".lock"):
-        if path.is_file():
-            return path
+    name = "mobilenet_v2_0.35_calibrated.weights.h5"
+
+    def make(folder: Path) -> None:
         keras.utils.set_random_seed(0)
         app = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(48, 48, 3))
         for layer in app.layers:
@@ -194,10 +193,9 @@ def random_backbone_weights(tmp_path_factory) -> Path:
                 layer.momentum = 0.0
         noise = np.random.default_rng(0).uniform(-1, 1, (32, 48, 48, 3)).astype("float32")
         app(noise, training=True)
-        partial = folder / "partial.weights.h5"
-        app.save_weights(partial)
-        os.replace(partial, path)
-    return path
+        app.save_weights(folder / name)
+
+    return made_once(tmp_path_factory, "weights", make) / name
 
 
 @pytest.fixture(scope="session")
@@ -210,25 +208,15 @@ def tiny_trained_run(tmp_path_factory, random_backbone_weights) -> Path:
     """
     from helpers.run.train import RunConfig, train_classifier
 
-    run = _shared(tmp_path_factory, "tiny_run")
-    run.mkdir(parents=True, exist_ok=True)
-    with one_at_a_time(run.parent / "tiny_run.lock"):
-        if (run.parent / "tiny_run.trained").is_file():
-            return run
+    def make(run: Path) -> None:
         make_tiny_photos(run / "photos")
-        train_classifier(
-            RunConfig(
-                run / "photos",
-                backbone="mobilenet_v2_0.35",
-                weights=str(random_backbone_weights),
-                image_size=48,
-                epochs=30,
-                seed=0,
-            ),
-            run,
-        )
-        (run.parent / "tiny_run.trained").touch()
-    return run
+        config = RunConfig(
+            run / "photos", backbone="mobilenet_v2_0.35", weights=str(random_backbone_weights), image_size=48,
+            epochs=30, seed=0,
+        )  # fmt: skip
+        train_classifier(config, run)
+
+    return made_once(tmp_path_factory, "tiny_run", make)
 
 
 @pytest.fixture(scope="session")
