@@ -61,7 +61,6 @@ from helpers.store.entries import (
 from helpers.store.keys import AUGMENT, LOADER, file_digest, model_fingerprint
 from helpers.store.listing import CacheFolder
 
-CACHE_ENV = settings.CACHE_ENV
 #: By default the store also keeps the activations below the top this-many blocks of the base
 #: (the cut notebook 04's ``FINE_TUNE_FROM = 2`` fine-tunes above), computed in the same pass.
 CHECKPOINT_BLOCKS = 2

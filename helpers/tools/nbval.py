@@ -2,7 +2,8 @@
 
 nbval always executes what it checks; :func:`nbval_replay` builds, from a notebook papermill already ran,
 a notebook whose checked cells (``# NBVAL_CHECK_OUTPUT``) re-emit what they printed in that run
-(:func:`replay_outputs`), so ``pytest --nbval-lax`` compares the run's outputs with the stored ones.
+(:func:`helpers.tools.replay.replay_outputs`), so ``pytest --nbval-lax`` compares the run's outputs with the
+stored ones.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import nbformat
 import papermill
 
 from helpers.tools.clean import KERNEL_NAME, is_checked
-from helpers.tools.replay import replay_outputs
-
-__all__ = ["nbval_replay", "replay_outputs"]
 
 
 def nbval_replay(

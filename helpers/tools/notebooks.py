@@ -50,7 +50,7 @@ from helpers.tools.clean import (
     is_checked,
     store_checked_outputs,
 )
-from helpers.tools.nbval import nbval_replay, replay_outputs
+from helpers.tools.nbval import nbval_replay
 from helpers.tools.parameters import (
     PARAMETER_TYPES,
     QUICK_PARAMETERS,
@@ -59,6 +59,7 @@ from helpers.tools.parameters import (
     parameters_for,
     parse_value,
 )
+from helpers.tools.replay import replay_outputs
 
 __all__ = [  # the runner's own names, and those of its neighbours it re-exports
     "CHECK_MARK", "KERNEL_NAME", "clean", "clean_text", "dirty_notebooks", "is_checked", "store_checked_outputs",
