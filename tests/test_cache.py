@@ -260,3 +260,37 @@ def test_the_cut_travels_as_an_object_never_read_from_a_model_name(tiny_photos, 
     assert counting.frozen_base(part.top) is None and counting.frozen_base(model) is cuts.base_of(model)
     lower = cuts.split_at(part.bottom, "block_12_add")  # a half cut again still belongs to the whole base
     assert lower.point == cuts.CutPoint(cuts.base_of(model).name, "block_12_add", inside=True)
+
+
+class _SeenBatches(keras.layers.Layer):
+    """Passes its input on and notes the batch size it was called (or traced) with."""
+
+    def __init__(self, seen: list, **kwargs):
+        super().__init__(**kwargs)
+        self.note = seen.append  # a list attribute would be Keras' tracked copy
+
+    def call(self, x):
+        self.note(x.shape[0])
+        return x
+
+
+def test_a_short_batch_is_padded_so_the_network_only_ever_sees_full_batches(tiny_photos, tmp_path):
+    """``compute.forward``: the store's forward passes run whole batches (one trace or compilation per network),
+    and the rows that come out are those of the photos alone."""
+    from helpers.store import compute
+
+    seen: list = []
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = _SeenBatches(seen)(inputs)
+    probe = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x)))
+    pixels = np.random.default_rng(0).uniform(0, 1, (5, SIZE, SIZE, 3)).astype("float32")
+    rows = compute.forward(probe, pixels, batch_size=8)
+    assert set(seen) - {None} == {8}, seen  # never the short batch's 5
+    assert rows.shape == (5, 4)
+    np.testing.assert_allclose(rows, np.asarray(probe(pixels)), rtol=1e-5, atol=1e-6)
+    # the store pads too: 7 photos in batches of 4 are a batch of 4 and a batch of 3 padded to 4
+    seen.clear()
+    store = cache.BottleneckCache(tmp_path / "cache", progress=False, checkpoint=None)
+    photos = sorted(tiny_photos.rglob("*.jpg"))[:7]
+    store.activations(probe, photos, batch_size=4)
+    assert set(seen) - {None} == {4}, seen

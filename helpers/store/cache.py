@@ -308,7 +308,7 @@ class BottleneckCache:
             photos = [job.paths[i] for i, _ in chunk]
             below = below_store.activations(via, photos, batch_size=job.batch_size, weights_source=job.weights_source)
             for b in range(0, len(chunk), job.batch_size):
-                rows = via.top.predict_on_batch(below[b : b + job.batch_size].astype("float32"))
+                rows = compute.forward(via.top, below[b : b + job.batch_size].astype("float32"), job.batch_size)
                 self._store(job, rows, chunk[b : b + job.batch_size])
 
     def _announce(self, model: keras.Model, n: int, folder: Path, how: str = "") -> None:
@@ -348,7 +348,7 @@ class BottleneckCache:
                 pixels = np.stack(
                     [compute.view(pix, job.digests[i], job.seed, c) for pix, (i, c) in zip(originals, chunk)]
                 )
-                self._store(job, job.bottom.predict_on_batch(pixels), chunk)
+                self._store(job, compute.forward(job.bottom, pixels, job.batch_size), chunk)
                 bar.update(len(chunk))
         finally:
             bar.close()

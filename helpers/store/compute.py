@@ -28,6 +28,19 @@ def activations(
     return np.asarray(out).astype(dtype, copy=False)
 
 
+def forward(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict_on_batch(batch)`` with a short batch padded to ``batch_size`` rows (the extra rows dropped).
+
+    Keras traces (TensorFlow) or compiles (JAX) its forward step again for each new batch shape: the short last
+    batch of every new network cost half a second (MobileNetV2 at 96 px, measured) against 0.04 s for running
+    the padding rows. Rows are independent in inference mode, so the real rows come out as without padding.
+    """
+    n = len(batch)
+    if n < batch_size:
+        batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
+    return np.asarray(model.predict_on_batch(batch))[:n]
+
+
 def augment_pixels(pixels: np.ndarray, rng: np.random.Generator, max_zoom: float = 0.15) -> np.ndarray:
     """One random view of a photo: maybe mirrored, cropped by up to ``max_zoom`` and resized back.
 
