@@ -26,10 +26,10 @@ Grouped by idea; dependencies point one way (bottom to top). Notebooks write the
 - ``helpers.show``: ``plots``, ``results`` (the confusion matrix, galleries, backbones compared), ``heatmaps``
   (Grad-CAM figures), ``small_data`` (notebook 05's picture), ``curves``, ``widgets``, ``upload``.
 - ``helpers.tools``: ``cli`` (``python -m helpers``: the parser table; the commands in ``cli_train``,
-  ``cli_model``, ``cli_notebooks``, ``cli_common``), ``notebooks`` (the headless runner), ``kernel`` (what the
-  runner's kernels run first), ``parameters`` (what each notebook is given), ``clean`` (stored notebooks),
-  ``nbval`` (a run's outputs checked; ``replay``, what its kernels run), ``book`` and ``book_index``, ``bench``,
-  ``gpu_check``, ``lesson_export``.
+  ``cli_model``, ``cli_notebooks``, ``cli_common``; ``cli_checks``: the refusals made before Keras starts),
+  ``notebooks`` (the headless runner), ``kernel`` (what the runner's kernels run first), ``parameters`` (what
+  each notebook is given), ``clean`` (stored notebooks), ``nbval`` (a run's outputs checked; ``replay``, what its
+  kernels run), ``book`` and ``book_index``, ``bench``, ``gpu_check``, ``lesson_export``.
 
 A group's modules are imported on first use (``helpers.model.backbones`` imports that module then).
 Importing the package has no side effect. :func:`start` starts Keras the workbook's way (the backend

@@ -68,13 +68,19 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
         ),
         (["train", "--data", "RUN", "--out", "RUN"], 2, "error: photo folder"),
         (["check-data", "PHOTOS"], 0, "valid photos: 36"),
+        # so do the refusals of the commands that need Keras (helpers.tools.cli_checks)
+        (["evaluate", "--model", "RUN", "--data", "PHOTOS"], 2, "run does not exist; train one with"),
+        (["predict", "--model", "PHOTOS", "PHOTOS"], 2, "pass a model.keras file"),
+        (["bench", "--data", "PHOTOS", "--backbone", "inception_v3", "--image-size", "70"], 2, "at least 75 px"),
+        (["gpu-check", "--allow-cpu", "--image-size", "50"], 2, "--image-size 50: inception_v3 takes photos"),
     ],
 )
 def test_help_a_mistyped_argument_and_a_refusal_are_answered_before_keras_imports(
     tiny_photos, tmp_path, args, code, said
 ):
     """No Keras, TensorFlow, JAX or PyTorch is imported (``-X importtime`` lists imports): argparse answers
-    first, ``train`` checks its settings and photos before it starts Keras, ``check-data`` never does."""
+    first, ``train`` checks its settings and photos before it starts Keras, ``check-data`` never does, and
+    ``evaluate``, ``predict``, ``bench`` and ``gpu-check`` refuse before it starts."""
     args = [str(tmp_path / "run") if a == "RUN" else str(tiny_photos) if a == "PHOTOS" else a for a in args]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(

@@ -148,8 +148,42 @@ class RunConfig:
         return dataclasses.replace(head, learning_rate=FINE_TUNE_LEARNING_RATE, epochs=self.fine_tune_epochs)
 
 
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``python -m helpers bench`` measures (its options; ``image_size=None``: the backbone's own size)."""
+
+    data_dir: str | os.PathLike
+    backbone: str = "mobilenet_v2"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    images: int = 480
+    epochs: tuple[int, ...] = (10, 20)
+    max_cached_epochs: int = 50
+    fine_tune_blocks: int = 2
+    val_images: int = 90
+    batch_size: int = 32
+    seed: int = 0
+
+    @property
+    def size(self) -> int:
+        """The photo side: ``image_size``, else the backbone's own."""
+        return self.image_size or get_spec(self.backbone).default_size
+
+    def recipe(self, learning_rate: float, epochs: int) -> Recipe:
+        return Recipe(learning_rate=learning_rate, epochs=epochs, batch_size=self.batch_size, seed=self.seed)
+
+
+#: What ``python -m helpers gpu-check`` measures when no size is given (:mod:`helpers.tools.gpu_check`):
+#: on the CPU (``--allow-cpu``) small enough for a test.
+GPU_CHECK_CPU_SIZES = {"image_size": 75, "images": 16, "batch_size": 8, "epochs": 2}
+GPU_CHECK_GPU_SIZES = {"image_size": 299, "images": 512, "batch_size": 64, "epochs": 3}
+
+
 __all__ = [
     "BATCH_SIZE",
+    "GPU_CHECK_CPU_SIZES",
+    "GPU_CHECK_GPU_SIZES",
+    "BenchConfig",
     "FINE_TUNE_EPOCHS",
     "FINE_TUNE_LEARNING_RATE",
     "HEAD_EPOCHS",

@@ -38,9 +38,8 @@ from helpers.data.pipeline import has_tensorflow, photo_dataset
 from helpers.files import write_json
 from helpers.model import cuts
 from helpers.model.lesson import split_at
-from helpers.model.specs import get_spec
 from helpers.run import device, train
-from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
+from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, BenchConfig, Recipe
 from helpers.store import cache
 
 TARGETS = {  # issue "Speed": what this machine should show
@@ -130,31 +129,6 @@ def _fit(model: keras.Model, x, y, recipe: Recipe, callbacks=()) -> None:
 def _pick(folder: data.ImageFolder, images: int, seed: int) -> data.Split:
     per_class = max(1, images // len(folder.class_names))
     return data.sample_per_class(folder.train, per_class, seed)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What ``python -m helpers bench`` measures (its options; ``image_size=None``: the backbone's own size)."""
-
-    data_dir: str | os.PathLike
-    backbone: str = "mobilenet_v2"
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    images: int = 480
-    epochs: Sequence[int] = (10, 20)
-    max_cached_epochs: int = 50
-    fine_tune_blocks: int = 2
-    val_images: int = 90
-    batch_size: int = 32
-    seed: int = 0
-
-    @property
-    def size(self) -> int:
-        """The photo side: ``image_size``, else the backbone's own."""
-        return self.image_size or get_spec(self.backbone).default_size
-
-    def recipe(self, learning_rate: float, epochs: int) -> Recipe:
-        return Recipe(learning_rate=learning_rate, epochs=epochs, batch_size=self.batch_size, seed=self.seed)
 
 
 class _Bench:

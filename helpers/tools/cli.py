@@ -7,7 +7,8 @@ parser table and :func:`main`; the commands are in :mod:`helpers.tools.cli_train
 :mod:`helpers.tools.cli_notebooks` (``check-data``, ``notebooks``, ``book``, ``clean-notebooks``,
 ``sync-lesson``); :func:`main` imports only the one that runs, so a command that trains nothing
 never loads what training needs. The commands of :data:`WITHOUT_KERAS` never import Keras
-(``train`` starts it itself once its checks have passed); :func:`main` starts Keras before any other.
+(``train`` starts it itself once its checks have passed); :func:`main` starts Keras before any other,
+after the command's ``check`` (:mod:`helpers.tools.cli_checks`): a refusal never waits for Keras.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from helpers import settings
 from helpers.data.checks import MIN_SIDE
 from helpers.data.folders import VAL_FRACTION
 from helpers.files import describe_os_error
+from helpers.tools import cli_checks
 from helpers.tools.cli_common import HELD, UNSET, UsageError
 
 #: The command modules that import no Keras: the photo and notebook commands, and ``train``, whose refusals
@@ -40,7 +42,7 @@ def _block(value: str) -> str | int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line. Defaults are None here and come from the helpers' own (``helpers.run.config.RunConfig``,
-    ``helpers.tools.bench.BenchConfig``, ``helpers.data.folders.check_data``), so no default is written twice.
+    ``helpers.run.config.BenchConfig``, ``helpers.data.folders.check_data``), so no default is written twice.
     Each command is named ``"module:function"``: :func:`main` imports only the module of the command it runs."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cached-epochs", type=int)
     p.add_argument("--fine-tune-blocks", type=int, help="K: fine-tune the top K blocks")
     p.add_argument("--json", type=Path, help="also write every number to this JSON file")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_bench")
+    p.set_defaults(func="helpers.tools.cli_model:cmd_bench", check=cli_checks.check_bench)
 
     p = sub.add_parser("check-data", help="report usable, fixed and skipped photos in a folder (reads only)")
     p.add_argument("data", nargs="?", type=Path, help=photos)
@@ -187,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="for folders with split folders (default: val); a folder without them is scored whole",
     )
     p.add_argument("--out", type=Path, help="folder for evaluation.json (default: beside the model)")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_evaluate")
+    p.set_defaults(func="helpers.tools.cli_model:cmd_evaluate", check=cli_checks.check_evaluate)
 
     p = sub.add_parser("predict", help="classify photos with a saved model (top classes and probabilities)")
     p.add_argument("--model", type=Path, required=True, help="a model.keras file")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("images", nargs="+", type=Path)
-    p.set_defaults(func="helpers.tools.cli_model:cmd_predict")
+    p.set_defaults(func="helpers.tools.cli_model:cmd_predict", check=cli_checks.check_predict)
 
     p = sub.add_parser("gpu-check", help="find the backend's GPU and measure InceptionV3 on it (one JSON line)")
     p.add_argument("--allow-cpu", action="store_true", help="no GPU: measure on the CPU (small) instead of failing")
@@ -206,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keras dtype policy (default: mixed_bfloat16 on JAX, mixed_float16 on other GPUs, float32 on the CPU)",
     )
     p.add_argument("--blocks", type=int, default=2, help="top blocks to fine-tune (default 2)")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_gpu_check")
+    p.set_defaults(func="helpers.tools.cli_model:cmd_gpu_check", check=cli_checks.check_gpu_check)
 
     p = sub.add_parser("cache", help="list or clear the bottleneck cache (where it lives, how big it is)")
     p.add_argument(
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with HELD:
+            if getattr(args, "check", None):  # the command's refusals, before Keras starts (cli_checks)
+                args.check(args)
             return _command(args.func)(args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)", file=sys.stderr)

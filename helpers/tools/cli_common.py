@@ -25,13 +25,18 @@ class UsageError(Exception):
 
 def photo_folder(given: Path | None) -> Path:
     """Photos the way the notebooks find them: ``given``, ``$WORKBOOK_DATA``, Open Images (fetched once), CIFAR-100."""
+    check_photo_folder(given)
+    return get_photos(given)
+
+
+def check_photo_folder(given: Path | None) -> None:
+    """Refuse a ``--data`` that is not a folder (None: not given, the default photos apply)."""
     if given is not None and not given.is_dir():
         what = "is a file, not a folder" if given.exists() else "does not exist"
         raise FileNotFoundError(
             f"photo folder {given} {what}: pass the folder that holds one sub-folder per "
             "class (DIR/<class>/*.jpg or DIR/{train,val}/<class>/*.jpg)"
         )
-    return get_photos(given)
 
 
 def given(args: argparse.Namespace, *names: str) -> dict:

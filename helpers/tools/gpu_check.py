@@ -31,11 +31,13 @@ import numpy as np
 from helpers.model import cuts
 from helpers.model.lesson import add_head, split_at, unfreeze_above
 from helpers.run import device, train
-from helpers.run.config import FINE_TUNE_LEARNING_RATE, HEAD_LEARNING_RATE, Recipe
-
-#: What ``--allow-cpu`` measures when no size is given: small enough for a test.
-CPU_DEFAULTS = {"image_size": 75, "images": 16, "batch_size": 8, "epochs": 2}
-GPU_DEFAULTS = {"image_size": 299, "images": 512, "batch_size": 64, "epochs": 3}
+from helpers.run.config import (
+    FINE_TUNE_LEARNING_RATE,
+    GPU_CHECK_CPU_SIZES,
+    GPU_CHECK_GPU_SIZES,
+    HEAD_LEARNING_RATE,
+    Recipe,
+)
 
 
 class NoGPUError(RuntimeError):
@@ -76,7 +78,7 @@ def _versions() -> dict[str, str]:
 
 def _sizes(gpus: list[str], sizes: dict) -> dict:
     """The GPU's (or the CPU's) defaults, with the sizes given (not None) put over them."""
-    out = dict(GPU_DEFAULTS if gpus else CPU_DEFAULTS)
+    out = dict(GPU_CHECK_GPU_SIZES if gpus else GPU_CHECK_CPU_SIZES)
     out.update({k: v for k, v in sizes.items() if v is not None})
     return out
 
@@ -126,8 +128,8 @@ def _measure(model: keras.Model, x: np.ndarray, y: np.ndarray, recipe: Recipe, b
 def run(allow_cpu: bool = False, precision: str | None = None, blocks: int = 2, seed: int = 0, **sizes) -> dict:
     """Measure the GPU (or, with ``allow_cpu``, the CPU); return the numbers (see the module doc).
 
-    ``sizes``: ``image_size``, ``images``, ``batch_size``, ``epochs`` (None or left out: :data:`GPU_DEFAULTS`
-    on a GPU, :data:`CPU_DEFAULTS` on the CPU).
+    ``sizes``: ``image_size``, ``images``, ``batch_size``, ``epochs`` (None or left out:
+    :data:`helpers.run.config.GPU_CHECK_GPU_SIZES` on a GPU, ``GPU_CHECK_CPU_SIZES`` on the CPU).
     """
     gpus = find_gpus()
     if not gpus and not allow_cpu:
