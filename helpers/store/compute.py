@@ -28,15 +28,19 @@ def activations(
     return np.asarray(out).astype(dtype, copy=False)
 
 
-def forward(model: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    """``model.predict_on_batch(batch)`` with a short batch padded to ``batch_size`` rows (the extra rows dropped).
+def forward(model: keras.Model, batch: np.ndarray, batch_size: int, pad: bool | None = None) -> np.ndarray:
+    """``model.predict_on_batch(batch)``; with ``pad``, a short batch is padded to ``batch_size`` rows (dropped after).
 
-    Keras traces (TensorFlow) or compiles (JAX) its forward step again for each new batch shape: the short last
-    batch of every new network cost half a second (MobileNetV2 at 96 px, measured) against 0.04 s for running
-    the padding rows. Rows are independent in inference mode, so the real rows come out as without padding.
+    ``pad=None``: under JAX only. JAX compiles the forward pass again for every new batch shape (0.3–0.5 s for
+    MobileNetV2 at 224 px, each), so the short last batch of each fetch cost one more compilation. TensorFlow
+    traces a second shape once, with the batch size left open, and reuses that trace; PyTorch compiles nothing:
+    there the padding rows would only add work. Rows are independent in inference mode, so the real rows come
+    out as without padding.
     """
     n = len(batch)
-    if n < batch_size:
+    if pad is None:
+        pad = keras.backend.backend() == "jax"
+    if pad and n < batch_size:
         batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
     return np.asarray(model.predict_on_batch(batch))[:n]
 
