@@ -622,7 +622,7 @@ def test_cli_defaults_are_not_duplicated_in_argparse():
         given = {
             k: v
             for k, v in vars(args).items()
-            if v not in (None, False) and k not in ("command", "func", "check", "verbose", "out", "weights")
+            if v not in (None, False) and k not in ("command", "func", "before_keras", "verbose", "out", "weights")
         }
         assert not given, f"{command} has literal defaults {given}: take them from the helper functions"
 

@@ -68,6 +68,7 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
         ),
         (["train", "--data", "RUN", "--out", "RUN"], 2, "error: photo folder"),
         (["check-data", "PHOTOS"], 0, "valid photos: 36"),
+        (["sync-lesson", "--check"], 0, "matches the notebooks' #@save cells"),  # its --check is not a refusal
         # so do the refusals of the commands that need Keras (helpers.tools.cli_checks)
         (["evaluate", "--model", "RUN", "--data", "PHOTOS"], 2, "run does not exist; train one with"),
         (["predict", "--model", "PHOTOS", "PHOTOS"], 2, "pass a model.keras file"),

@@ -8,7 +8,7 @@ parser table and :func:`main`; the commands are in :mod:`helpers.tools.cli_train
 ``sync-lesson``); :func:`main` imports only the one that runs, so a command that trains nothing
 never loads what training needs. The commands of :data:`WITHOUT_KERAS` never import Keras
 (``train`` starts it itself once its checks have passed); :func:`main` starts Keras before any other,
-after the command's ``check`` (:mod:`helpers.tools.cli_checks`): a refusal never waits for Keras.
+after the command's ``before_keras`` checks (:mod:`helpers.tools.cli_checks`): a refusal never waits for Keras.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cached-epochs", type=int)
     p.add_argument("--fine-tune-blocks", type=int, help="K: fine-tune the top K blocks")
     p.add_argument("--json", type=Path, help="also write every number to this JSON file")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_bench", check=cli_checks.check_bench)
+    p.set_defaults(func="helpers.tools.cli_model:cmd_bench", before_keras=cli_checks.check_bench)
 
     p = sub.add_parser("check-data", help="report usable, fixed and skipped photos in a folder (reads only)")
     p.add_argument("data", nargs="?", type=Path, help=photos)
@@ -189,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="for folders with split folders (default: val); a folder without them is scored whole",
     )
     p.add_argument("--out", type=Path, help="folder for evaluation.json (default: beside the model)")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_evaluate", check=cli_checks.check_evaluate)
+    p.set_defaults(func="helpers.tools.cli_model:cmd_evaluate", before_keras=cli_checks.check_evaluate)
 
     p = sub.add_parser("predict", help="classify photos with a saved model (top classes and probabilities)")
     p.add_argument("--model", type=Path, required=True, help="a model.keras file")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("images", nargs="+", type=Path)
-    p.set_defaults(func="helpers.tools.cli_model:cmd_predict", check=cli_checks.check_predict)
+    p.set_defaults(func="helpers.tools.cli_model:cmd_predict", before_keras=cli_checks.check_predict)
 
     p = sub.add_parser("gpu-check", help="find the backend's GPU and measure InceptionV3 on it (one JSON line)")
     p.add_argument("--allow-cpu", action="store_true", help="no GPU: measure on the CPU (small) instead of failing")
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keras dtype policy (default: mixed_bfloat16 on JAX, mixed_float16 on other GPUs, float32 on the CPU)",
     )
     p.add_argument("--blocks", type=int, default=2, help="top blocks to fine-tune (default 2)")
-    p.set_defaults(func="helpers.tools.cli_model:cmd_gpu_check", check=cli_checks.check_gpu_check)
+    p.set_defaults(func="helpers.tools.cli_model:cmd_gpu_check", before_keras=cli_checks.check_gpu_check)
 
     p = sub.add_parser("cache", help="list or clear the bottleneck cache (where it lives, how big it is)")
     p.add_argument(
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with HELD:
-            if getattr(args, "check", None):  # the command's refusals, before Keras starts (cli_checks)
-                args.check(args)
+            if hasattr(args, "before_keras"):  # the command's refusals, before Keras starts (cli_checks)
+                args.before_keras(args)
             return _command(args.func)(args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-written was kept (files are written whole or not at all)", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The refusals of the commands that need Keras (``bench``, ``gpu-check``, ``evaluate``, ``predict``), run first.
 
-:func:`helpers.tools.cli.main` runs a command's ``check`` (named in the parser table) before it starts Keras, so
+:func:`helpers.tools.cli.main` runs a command's ``before_keras`` (named in the parser table) before it starts Keras, so
 a refusal takes a fraction of a second, not the seconds Keras and TensorFlow take to import (as ``train``'s).
 No Keras here.
 """
