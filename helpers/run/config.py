@@ -181,11 +181,11 @@ GPU_CHECK_GPU_SIZES = {"image_size": 299, "images": 512, "batch_size": 64, "epoc
 
 __all__ = [
     "BATCH_SIZE",
-    "GPU_CHECK_CPU_SIZES",
-    "GPU_CHECK_GPU_SIZES",
     "BenchConfig",
     "FINE_TUNE_EPOCHS",
     "FINE_TUNE_LEARNING_RATE",
+    "GPU_CHECK_CPU_SIZES",
+    "GPU_CHECK_GPU_SIZES",
     "HEAD_EPOCHS",
     "HEAD_LEARNING_RATE",
     "PATIENCE",
