@@ -72,6 +72,7 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
         # so do the refusals of the commands that need Keras (helpers.tools.cli_checks)
         (["evaluate", "--model", "RUN", "--data", "PHOTOS"], 2, "run does not exist; train one with"),
         (["predict", "--model", "PHOTOS", "PHOTOS"], 2, "pass a model.keras file"),
+        (["predict", "--model", "RUN", "PHOTOS"], 2, "run does not exist; train one with"),
         (["bench", "--data", "PHOTOS", "--backbone", "inception_v3", "--image-size", "70"], 2, "at least 75 px"),
         (["gpu-check", "--allow-cpu", "--image-size", "50"], 2, "--image-size 50: inception_v3 takes photos"),
     ],

@@ -39,9 +39,14 @@ def check_gpu_check(args: argparse.Namespace) -> None:
 
 
 def _model_file(path: Path) -> None:
-    """Refuse a model path that is not a readable file (a FIFO would hang the read)."""
+    """Refuse a model path that is missing or not a readable file (a FIFO would hang the read)."""
     odd = not_a_file_reason(path)
-    if odd and odd != "no such file":
+    if odd == "no such file":
+        raise FileNotFoundError(
+            f"model file {path} does not exist; train one with "
+            "`python -m helpers train --out DIR` (it writes DIR/model.keras)"
+        )
+    if odd:
         raise FileNotFoundError(f"model file {path}: {odd}; pass a model.keras file")
 
 
@@ -51,11 +56,6 @@ def check_predict(args: argparse.Namespace) -> None:
 
 def check_evaluate(args: argparse.Namespace) -> None:
     _model_file(args.model)
-    if not args.model.is_file():
-        raise FileNotFoundError(
-            f"model file {args.model} does not exist; train one with "
-            "`python -m helpers train --out DIR` (it writes DIR/model.keras)"
-        )
     check_photo_folder(args.data)
     out = args.out or args.model.parent
     files.check_output_dir(out, 256 << 10, "--out folder" if args.out else "the model's folder")
