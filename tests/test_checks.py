@@ -239,6 +239,23 @@ def test_non_ascii_and_undecodable_file_names_load_and_print(tiny_photos: Path):
     assert load_images(folder.train.paths, 32).shape[0] == N_GOOD_TRAIN + 2
 
 
+def test_an_undecodable_file_name_in_a_flat_folder_is_split_and_loaded(tmp_path: Path):
+    """The flat layout's split hashes each file name: one that is not valid UTF-8 hashes as its bytes."""
+    for name in ("bear", "lion", "tiger"):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            structured_photo(i + 10 * len(name)).save(tmp_path / name / f"{i}.jpg")
+    with open(os.fsencode(tmp_path / "lion") + b"/caf\xe9.jpg", "wb") as f:  # Latin-1, from an old zip
+        structured_photo(99).save(f, "JPEG")
+    report = check_data(tmp_path)
+    assert report.ok and report.class_names == ["bear", "lion", "tiger"], report.errors
+    folder = load_folder(tmp_path)
+    paths = folder.train.paths + folder.val.paths
+    assert any(os.fsencode(p).endswith(b"caf\xe9.jpg") for p in paths) and len(paths) == 13
+    assert load_images(paths, 32).shape[0] == 13
+    assert load_folder(tmp_path).val.paths == folder.val.paths  # the same split every time
+
+
 def test_empty_class_folder_is_dropped_with_a_warning(tiny_photos: Path):
     (tiny_photos / "train" / "zebra").mkdir()
     (tiny_photos / "val" / "zebra").mkdir()

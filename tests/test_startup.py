@@ -75,6 +75,8 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
         (["predict", "--model", "RUN", "PHOTOS"], 2, "run does not exist; train one with"),
         (["bench", "--data", "PHOTOS", "--backbone", "inception_v3", "--image-size", "70"], 2, "at least 75 px"),
         (["gpu-check", "--allow-cpu", "--image-size", "50"], 2, "--image-size 50: inception_v3 takes photos"),
+        (["gpu-check", "--allow-cpu", "--batch-size", "0"], 2, "error: --batch-size must be at least 1, got 0"),
+        (["bench", "--data", "PHOTOS", "--epochs", "a,b"], 2, "error: --epochs takes whole numbers of at least 1"),
     ],
 )
 def test_help_a_mistyped_argument_and_a_refusal_are_answered_before_keras_imports(

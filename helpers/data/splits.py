@@ -57,7 +57,8 @@ class Split:
 
 def hash_fraction(*parts: object) -> float:
     """A number in [0, 1) fixed by ``parts``: the basis of stable splits and samples."""
-    digest = hashlib.sha1(":".join(str(p) for p in parts).encode()).hexdigest()
+    # surrogateescape: a file name that is not valid UTF-8 (Linux allows any bytes) hashes as its bytes
+    digest = hashlib.sha1(":".join(str(p) for p in parts).encode("utf-8", "surrogateescape")).hexdigest()
     return int(digest[:12], 16) / float(16**12)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from helpers import files
 from helpers.data.checks import not_a_file_reason
 from helpers.run.config import GPU_CHECK_CPU_SIZES, BenchConfig
-from helpers.tools.cli_common import UNSET, check_photo_folder, given
+from helpers.tools.cli_common import UNSET, UsageError, at_least, check_photo_folder, given
 from helpers.tools.cli_train import check_image_size
 
 
@@ -23,17 +23,29 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.weights is not UNSET:
         options["weights"] = args.weights
     if args.epochs is not None:
-        options["epochs"] = tuple(int(e) for e in str(args.epochs).split(",") if e.strip())
+        options["epochs"] = _epochs(args.epochs)
     return BenchConfig(args.data, **options)
+
+
+def _epochs(text: str) -> tuple[int, ...]:
+    """``--epochs 10,20``: the head-training epochs to compare, each a whole number of at least 1."""
+    parts = [e.strip() for e in str(text).split(",") if e.strip()]
+    if not parts or not all(e.isdigit() and int(e) >= 1 for e in parts):
+        raise UsageError(f"--epochs takes whole numbers of at least 1, separated by commas (e.g. 10,20); got {text!r}")
+    return tuple(int(e) for e in parts)
 
 
 def check_bench(args: argparse.Namespace) -> None:
     config = bench_config(args)
+    for option in ("images", "max_cached_epochs", "fine_tune_blocks"):
+        at_least("--" + option.replace("_", "-"), getattr(args, option), 1)
     check_image_size(config.backbone, config.image_size, config.batch_size)
     check_photo_folder(args.data)
 
 
 def check_gpu_check(args: argparse.Namespace) -> None:
+    for option in ("images", "batch_size", "epochs", "blocks"):
+        at_least("--" + option.replace("_", "-"), getattr(args, option), 1)
     if args.image_size is not None:  # InceptionV3; the batch as on the CPU unless given
         check_image_size("inception_v3", args.image_size, args.batch_size or GPU_CHECK_CPU_SIZES["batch_size"])
 
