@@ -67,6 +67,8 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
             "error: --image-size 16: mobilenet_v2 takes photos of at least 32 px; pass 32 or more",
         ),
         (["train", "--data", "RUN", "--out", "RUN"], 2, "error: photo folder"),
+        (["train", "--data", "PHOTOS", "--seed", "-1", "--out", "RUN"], 2, "error: --seed must be at least 0, got -1"),
+        (["train", "--data", "PHOTOS", "--fine-tune-epochs", "-1", "--out", "RUN"], 2, "--fine-tune-epochs must be"),
         (["check-data", "PHOTOS"], 0, "valid photos: 36"),
         (["sync-lesson", "--check"], 0, "matches the notebooks' #@save cells"),  # its --check is not a refusal
         # so do the refusals of the commands that need Keras (helpers.tools.cli_checks)

@@ -60,6 +60,11 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         raise UsageError(f"--epochs must be 0 or more, got {args.epochs}")
     at_least("--per-class", args.per_class, 1)
     at_least("--batch-size", args.batch_size, 1)
+    at_least("--fine-tune-epochs", args.fine_tune_epochs, 0)
+    at_least("--patience", args.patience, 0)
+    at_least("--seed", args.seed, 0)
+    if args.seed is not None and args.seed >= 2**32:
+        raise UsageError(f"--seed must be below 2**32 = {2**32} (Keras' random seed), got {args.seed}")
     names = {f.name for f in dataclasses.fields(RunConfig)} - NOT_OPTIONS
     options = given(args, *sorted(names & vars(args).keys()))
     if args.weights is not UNSET:
