@@ -63,6 +63,7 @@ def _model_file(path: Path) -> None:
 
 
 def check_predict(args: argparse.Namespace) -> None:
+    at_least("--top", args.top, 1)
     _model_file(args.model)
 
 
