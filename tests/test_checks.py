@@ -239,21 +239,36 @@ def test_non_ascii_and_undecodable_file_names_load_and_print(tiny_photos: Path):
     assert load_images(folder.train.paths, 32).shape[0] == N_GOOD_TRAIN + 2
 
 
-def test_an_undecodable_file_name_in_a_flat_folder_is_split_and_loaded(tmp_path: Path):
-    """The flat layout's split hashes each file name: one that is not valid UTF-8 hashes as its bytes."""
-    for name in ("bear", "lion", "tiger"):
-        (tmp_path / name).mkdir()
-        for i in range(4):
-            structured_photo(i + 10 * len(name)).save(tmp_path / name / f"{i}.jpg")
-    with open(os.fsencode(tmp_path / "lion") + b"/caf\xe9.jpg", "wb") as f:  # Latin-1, from an old zip
+def _with_a_latin1_name(root: Path, where: str) -> Path:
+    """``root``/{bear,lion,tiger} (under ``where``/ too, if given) with 4 photos each, and ``lion/caf\xe9.jpg``."""
+    for split in ("train", "val") if where else ("",):
+        for name in ("bear", "lion", "tiger"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                structured_photo(i + 10 * len(name) + len(split)).save(root / split / name / f"{i}.jpg")
+    with open(os.fsencode(root / where / "lion") + b"/caf\xe9.jpg", "wb") as f:  # Latin-1, from an old zip
         structured_photo(99).save(f, "JPEG")
-    report = check_data(tmp_path)
+    return root
+
+
+def test_a_file_name_that_is_not_utf8_is_split_and_loaded(tmp_path: Path):
+    """Splits hash file names (the flat layout's val, the val/ photos that become test): a name that is not
+    valid UTF-8 (Linux allows any bytes) hashes as its bytes."""
+    from helpers.data import photos
+
+    def odd(paths):
+        return [p for p in paths if os.fsencode(p).endswith(b"caf\xe9.jpg")]
+
+    flat = _with_a_latin1_name(tmp_path / "flat", "")
+    report = check_data(flat)
     assert report.ok and report.class_names == ["bear", "lion", "tiger"], report.errors
-    folder = load_folder(tmp_path)
+    folder = load_folder(flat)
     paths = folder.train.paths + folder.val.paths
-    assert any(os.fsencode(p).endswith(b"caf\xe9.jpg") for p in paths) and len(paths) == 13
-    assert load_images(paths, 32).shape[0] == 13
-    assert load_folder(tmp_path).val.paths == folder.val.paths  # the same split every time
+    assert len(odd(paths)) == 1 and len(paths) == 13 and load_images(paths, 32).shape[0] == 13
+    assert load_folder(flat).val.paths == folder.val.paths  # the same split every time
+    split = _with_a_latin1_name(tmp_path / "split", "val")  # in val/: ranked for val or test
+    data = photos.load(split, 32)
+    assert len(odd(data.val_paths + data.test_paths)) == 1 and len(data.y_val) + len(data.y_test) == 13
 
 
 def test_empty_class_folder_is_dropped_with_a_warning(tiny_photos: Path):

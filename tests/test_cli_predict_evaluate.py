@@ -69,3 +69,18 @@ def test_evaluate_a_missing_model_is_a_clear_error(tmp_path):
     result = helpers_cli("evaluate", "--model", tmp_path / "none.keras", "--data", tmp_path)
     assert result.returncode == 2
     assert "none.keras does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_prints_a_file_name_that_is_not_utf8_even_where_stdout_is_strict(tiny_trained_run, tmp_path):
+    """A photo named in Latin-1 (``caf\\xe9.jpg``, from an old zip) is classified and its name printed with an
+    escape, also where standard output refuses undecodable text (``PYTHONIOENCODING=utf-8:strict``)."""
+    tiger = sorted((tiny_trained_run / "photos" / "val" / "tiger").glob("*.jpg"))[0]
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.jpg")
+    shutil.copy(tiger, odd)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", PYTHONIOENCODING="utf-8:strict")
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "predict", "--model", str(tiny_trained_run / "model.keras"), odd],
+        capture_output=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert b"caf\\udce9.jpg: " in result.stdout and b"tiger" in result.stdout, result.stdout

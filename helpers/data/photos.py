@@ -54,7 +54,8 @@ class Photos:
 
 
 def _test_rank(path: Path, class_name: str, seed: int) -> tuple[int, str]:
-    digest = hashlib.blake2b(f"test:{seed}:{class_name}:{path.name}".encode(), digest_size=8).digest()
+    text = f"test:{seed}:{class_name}:{path.name}"  # a name that is not valid UTF-8 hashes as its bytes
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "big"), str(path)
 
 

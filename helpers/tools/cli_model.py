@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from helpers import files
+from helpers.data.checks import display_name
 from helpers.run.evaluate import EVALUATION_FILE, evaluate_model, open_model, predict_files
 from helpers.ship.export import class_names_for
 from helpers.store.cache import BottleneckCache, list_caches
@@ -66,7 +67,8 @@ def cmd_predict(args: argparse.Namespace) -> int:  # checked already (helpers.to
             failed += 1
             print(f"error: {result.error}", file=sys.stderr)
             continue
-        print(f"{result.path}: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top), flush=True)
+        shown = display_name(result.path)  # a name that is not valid UTF-8 is printed with escapes, never fails
+        print(f"{shown}: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top), flush=True)
     return 1 if failed else 0
 
 
