@@ -158,6 +158,25 @@ def check_output_dir(folder: str | os.PathLike, need_bytes: int = 0, what: str =
     return folder
 
 
+def check_model_file(path: str | os.PathLike) -> Path:
+    """The path of a ``.keras`` file to load, or a one-line refusal saying what to pass (no Keras needed).
+
+    :func:`helpers.ship.export.load_model` checks with it, and the command line before Keras starts
+    (:mod:`helpers.tools.cli_checks`)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model file {path} does not exist; train one with "
+            f"`python -m helpers train --out DIR` (it writes DIR/model.keras)"
+        )
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"{path} is not a .keras file; pass the model.keras written by "
+            f"`python -m helpers train`, or `model.save(path)` as notebook 08 does"
+        )
+    return path
+
+
 def human_size(n_bytes: float) -> str:
     """``1536`` → ``"1.5 KB"``."""
     for unit in ("B", "KB", "MB", "GB", "TB"):

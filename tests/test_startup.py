@@ -75,6 +75,7 @@ def test_ctrl_c_while_keras_imports_is_one_line_and_exit_130(tmp_path, delay):
         (["evaluate", "--model", "RUN", "--data", "PHOTOS"], 2, "run does not exist; train one with"),
         (["predict", "--model", "PHOTOS", "PHOTOS"], 2, "pass a model.keras file"),
         (["predict", "--model", "RUN", "PHOTOS"], 2, "run does not exist; train one with"),
+        (["predict", "--model", str(ROOT / "README.md"), "PHOTOS"], 2, "README.md is not a .keras file"),
         (["predict", "--top", "0", "--model", "RUN", "PHOTOS"], 2, "error: --top must be at least 1, got 0"),
         (["bench", "--data", "PHOTOS", "--backbone", "inception_v3", "--image-size", "70"], 2, "at least 75 px"),
         (["gpu-check", "--allow-cpu", "--image-size", "50"], 2, "--image-size 50: inception_v3 takes photos"),

@@ -92,18 +92,7 @@ def _keras_version() -> tuple[int, ...]:
 
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` model in safe mode (no stored Python code is ever executed)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model file {path} does not exist; train one with "
-            f"`python -m helpers train --out DIR` (it writes DIR/model.keras)"
-        )
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"{path} is not a .keras file; pass the model.keras written by "
-            f"`python -m helpers train`, or `model.save(path)` as notebook 08 does"
-        )
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    return keras.models.load_model(files.check_model_file(path), safe_mode=True, compile=False)
 
 
 def write_labels(class_names: list[str], target: str | os.PathLike) -> Path:

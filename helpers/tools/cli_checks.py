@@ -51,15 +51,12 @@ def check_gpu_check(args: argparse.Namespace) -> None:
 
 
 def _model_file(path: Path) -> None:
-    """Refuse a model path that is missing or not a readable file (a FIFO would hang the read)."""
+    """Refuse what ``load_model`` would refuse (:func:`helpers.files.check_model_file`), and first a path that is
+    not a regular file (a FIFO would hang the read)."""
     odd = not_a_file_reason(path)
-    if odd == "no such file":
-        raise FileNotFoundError(
-            f"model file {path} does not exist; train one with "
-            "`python -m helpers train --out DIR` (it writes DIR/model.keras)"
-        )
-    if odd:
+    if odd and odd != "no such file":
         raise FileNotFoundError(f"model file {path}: {odd}; pass a model.keras file")
+    files.check_model_file(path)
 
 
 def check_predict(args: argparse.Namespace) -> None:
